@@ -16,3 +16,5 @@ pub mod ops;
 pub mod optim;
 pub mod reference;
 pub mod rng;
+pub mod sample;
+pub mod train;
