@@ -31,28 +31,25 @@ impl Var {
     }
 }
 
-/// The parents of a node and the local derivatives `∂node/∂parent`.
+/// A node: its value, and its parents with the local derivatives `∂node/∂parent`. 32 bytes,
+/// so that building the graph is one push per operation.
 #[derive(Debug, Clone, Copy)]
-struct Edges {
-    a: u32,
-    b: u32,
+struct Node {
+    data: f64,
     da: f64,
     db: f64,
+    a: u32,
+    b: u32,
 }
 
 const SINK: u32 = 0;
-const NO_EDGES: Edges = Edges {
-    a: SINK,
-    b: SINK,
-    da: 0.0,
-    db: 0.0,
-};
 
+/// The graph: nodes in creation order, and their gradients (grown to the length of the graph
+/// when `backward` runs, so that building the graph writes one array, not two).
 #[derive(Debug, Clone)]
 pub struct Tape {
-    data: Vec<f64>,
+    nodes: Vec<Node>,
     grad: Vec<f64>,
-    edges: Vec<Edges>,
 }
 
 impl Default for Tape {
@@ -69,100 +66,75 @@ impl Tape {
     /// A tape with room for `n` nodes before it grows.
     pub fn with_capacity(n: usize) -> Tape {
         let mut t = Tape {
-            data: Vec::with_capacity(n),
+            nodes: Vec::with_capacity(n),
             grad: Vec::with_capacity(n),
-            edges: Vec::with_capacity(n),
         };
-        t.push(0.0, NO_EDGES); // node 0: the sink
+        t.push(0.0, SINK, 0.0, SINK, 0.0); // node 0: the sink
         t
     }
 
-    #[inline]
-    fn push(&mut self, data: f64, e: Edges) -> Var {
-        let id = self.data.len();
-        assert!(id < u32::MAX as usize, "tape is full");
-        self.data.push(data);
-        self.grad.push(0.0);
-        self.edges.push(e);
+    #[inline(always)]
+    fn push(&mut self, data: f64, a: u32, da: f64, b: u32, db: f64) -> Var {
+        let id = self.nodes.len();
+        debug_assert!(id < u32::MAX as usize, "tape is full");
+        self.nodes.push(Node { data, da, db, a, b });
         Var(id as u32)
     }
 
-    #[inline]
+    #[inline(always)]
     fn unary(&mut self, data: f64, a: Var, da: f64) -> Var {
-        self.push(
-            data,
-            Edges {
-                a: a.0,
-                b: SINK,
-                da,
-                db: 0.0,
-            },
-        )
+        self.push(data, a.0, da, SINK, 0.0)
     }
 
-    #[inline]
+    #[inline(always)]
     fn binary(&mut self, data: f64, a: Var, da: f64, b: Var, db: f64) -> Var {
-        self.push(
-            data,
-            Edges {
-                a: a.0,
-                b: b.0,
-                da,
-                db,
-            },
-        )
+        self.push(data, a.0, da, b.0, db)
     }
 
     /// A leaf: an input or a parameter.
     pub fn leaf(&mut self, x: f64) -> Var {
-        self.push(x, NO_EDGES)
+        self.push(x, SINK, 0.0, SINK, 0.0)
     }
 
     /// Number of nodes, the sink included: pass it to [`Tape::truncate`] to forget what comes
     /// after.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.len() <= 1
+        self.nodes.len() <= 1
     }
 
     /// Drops every node from index `len` on, keeping the buffers' capacity.
     pub fn truncate(&mut self, len: usize) {
         assert!(len >= 1, "the sink stays");
-        self.data.truncate(len);
+        self.nodes.truncate(len);
         self.grad.truncate(len);
-        self.edges.truncate(len);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn data(&self, v: Var) -> f64 {
-        self.data[v.index()]
+        self.nodes[v.index()].data
     }
 
-    #[inline]
+    /// The gradient of `v` from the last [`Tape::backward`] (0 for a node created since).
     pub fn grad(&self, v: Var) -> f64 {
-        self.grad[v.index()]
+        self.grad.get(v.index()).copied().unwrap_or(0.0)
     }
 
-    /// Every node's value, by index.
-    pub fn values(&self) -> &[f64] {
-        &self.data
+    pub fn set_data(&mut self, v: Var, x: f64) {
+        self.nodes[v.index()].data = x;
     }
 
-    /// Every node's gradient, by index.
+    /// Every node's gradient from the last [`Tape::backward`], by index (nodes created since
+    /// are not covered).
     pub fn grads(&self) -> &[f64] {
         &self.grad
     }
 
-    pub fn set_data(&mut self, v: Var, x: f64) {
-        self.data[v.index()] = x;
-    }
-
-    /// Values and gradients of the nodes `range` (e.g. the parameters, for the optimizer).
-    pub fn data_and_grad_mut(&mut self, range: std::ops::Range<usize>) -> (&mut [f64], &mut [f64]) {
-        (&mut self.data[range.clone()], &mut self.grad[range])
+    fn grow_grad(&mut self) {
+        self.grad.resize(self.nodes.len(), 0.0);
     }
 
     /// Sets every gradient to zero (micrograd's `p.grad = 0` for every node).
@@ -250,11 +222,16 @@ impl Tape {
 
     /// `Σ a_i · b_i`, as `sum(a_i * b_i for …)`: a multiplication node and an addition node per
     /// term, folded left to right.
-    pub fn dot(&mut self, a: &[Var], b: &[Var]) -> Var {
-        assert_eq!(a.len(), b.len());
-        let mut acc = self.mul(a[0], b[0]);
-        for i in 1..a.len() {
-            let p = self.mul(a[i], b[i]);
+    pub fn dot(
+        &mut self,
+        a: impl IntoIterator<Item = Var>,
+        b: impl IntoIterator<Item = Var>,
+    ) -> Var {
+        let mut terms = a.into_iter().zip(b);
+        let (a0, b0) = terms.next().expect("dot of no values");
+        let mut acc = self.mul(a0, b0);
+        for (ai, bi) in terms {
+            let p = self.mul(ai, bi);
             acc = self.add(acc, p);
         }
         acc
@@ -266,14 +243,13 @@ impl Tape {
     /// between steps.
     pub fn backward(&mut self, root: Var) {
         let r = root.index();
+        self.grow_grad();
         self.grad[r] = 1.0;
         let grad = &mut self.grad[..=r];
-        let edges = &self.edges[..=r];
-        for i in (1..=r).rev() {
+        for (i, n) in self.nodes[..=r].iter().enumerate().skip(1).rev() {
             let g = grad[i];
-            let e = edges[i];
-            grad[e.a as usize] += e.da * g;
-            grad[e.b as usize] += e.db * g;
+            grad[n.a as usize] += n.da * g;
+            grad[n.b as usize] += n.db * g;
         }
     }
 }

@@ -50,15 +50,18 @@ impl Mat {
     }
 
     /// Row `r`, e.g. `state_dict['wte'][token_id]`.
-    pub fn row(&self, r: usize) -> Vec<Var> {
-        (0..self.cols).map(|c| self.at(r, c)).collect()
+    pub fn row(&self, r: usize) -> impl Iterator<Item = Var> + Clone + use<> {
+        let start = self.first + r * self.cols;
+        (start..start + self.cols).map(Var::from_index)
     }
 }
 
 /// `linear(x, w)`: `[sum(wi * xi for wi, xi in zip(wo, x)) for wo in w]`
 pub fn linear(t: &mut Tape, x: &[Var], w: &Mat) -> Vec<Var> {
     assert_eq!(x.len(), w.cols);
-    (0..w.rows).map(|o| t.dot(&w.row(o), x)).collect()
+    (0..w.rows)
+        .map(|o| t.dot(w.row(o), x.iter().copied()))
+        .collect()
 }
 
 /// `softmax(logits)`: subtract the max (a constant), exponentiate, normalize.
@@ -81,7 +84,7 @@ pub fn softmax(t: &mut Tape, logits: &[Var]) -> Vec<Var> {
 
 /// `rmsnorm(x)`: `x · (mean(x²) + 1e-5)^(−½)`
 pub fn rmsnorm(t: &mut Tape, x: &[Var]) -> Vec<Var> {
-    let ms = t.dot(x, x);
+    let ms = t.dot(x.iter().copied(), x.iter().copied());
     let ms = t.div_const(ms, x.len() as f64);
     let ms = t.add_const(ms, RMSNORM_EPS);
     let scale = t.pow(ms, -0.5);
@@ -108,7 +111,7 @@ pub fn attention(
         let attn_logits: Vec<Var> = keys
             .iter()
             .map(|k| {
-                let s = t.dot(q_h, &k[hs..hs + head_dim]);
+                let s = t.dot(q_h.iter().copied(), k[hs..hs + head_dim].iter().copied());
                 t.div_const(s, scale)
             })
             .collect();
@@ -145,9 +148,9 @@ struct Layer {
 
 /// microgpt.py's model and optimizer state on a tape.
 ///
-/// The parameters are the leaves `1..=num_params` of the tape, in [`Shape::tensors`] order;
-/// everything a forward pass adds after them is dropped at the start of the next one, so the
-/// tape's buffers are reused from step to step.
+/// The parameters live in a flat vector ([`Shape::tensors`] layout). Each forward pass starts a
+/// fresh graph on the same tape (its buffers are reused, not reallocated) whose first leaves,
+/// `1..=num_params`, are the parameters.
 pub struct Reference {
     shape: Shape,
     tape: Tape,
@@ -156,6 +159,7 @@ pub struct Reference {
     lm_head: Mat,
     layers: Vec<Layer>,
     num_params: usize,
+    params: Vec<f64>,
     /// Adam's first and second moments, one per parameter.
     m: Vec<f64>,
     v: Vec<f64>,
@@ -221,6 +225,7 @@ impl Reference {
             lm_head: mats[2],
             layers,
             num_params: n,
+            params: params.to_vec(),
             m: vec![0.0; n],
             v: vec![0.0; n],
             keys: vec![Vec::new(); shape.n_layer],
@@ -239,7 +244,7 @@ impl Reference {
 
     /// The parameters, flat, in [`Shape::tensors`] layout.
     pub fn params(&self) -> &[f64] {
-        &self.tape.values()[1..1 + self.num_params]
+        &self.params
     }
 
     /// Their gradients from the last [`Reference::loss_and_grad`], same layout.
@@ -247,14 +252,23 @@ impl Reference {
         &self.tape.grads()[1..1 + self.num_params]
     }
 
+    /// Replaces the parameters (e.g. with a checkpoint's); Adam's moments are kept.
+    pub fn set_params(&mut self, params: &[f64]) {
+        assert_eq!(params.len(), self.num_params);
+        self.params.copy_from_slice(params);
+    }
+
     /// Adam's moments `(m, v)`, same layout.
     pub fn adam_moments(&self) -> (&[f64], &[f64]) {
         (&self.m, &self.v)
     }
 
-    /// Forgets every node after the parameters and empties the KV cache.
+    /// Starts a new graph holding only the parameters, and empties the KV cache.
     fn reset(&mut self) {
-        self.tape.truncate(1 + self.num_params);
+        self.tape.truncate(1);
+        for &x in &self.params {
+            self.tape.leaf(x);
+        }
         for l in 0..self.shape.n_layer {
             self.keys[l].clear();
             self.values[l].clear();
@@ -267,11 +281,7 @@ impl Reference {
         let t = &mut self.tape;
         let tok_emb = self.wte.row(token_id);
         let pos_emb = self.wpe.row(pos_id);
-        let x: Vec<Var> = tok_emb
-            .iter()
-            .zip(&pos_emb)
-            .map(|(&a, &b)| t.add(a, b))
-            .collect();
+        let x: Vec<Var> = tok_emb.zip(pos_emb).map(|(a, b)| t.add(a, b)).collect();
         let mut x = rmsnorm(t, &x);
 
         for (li, layer) in self.layers.iter().enumerate() {
@@ -312,7 +322,6 @@ impl Reference {
     pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
         assert!(tokens.len() >= 2, "a document is at least [BOS, BOS]");
         self.reset();
-        self.tape.zero_grad();
         let n = self.shape.block_size.min(tokens.len() - 1);
         let mut losses = Vec::with_capacity(n);
         for pos_id in 0..n {
@@ -329,9 +338,8 @@ impl Reference {
     /// One step of training: forward, backward, and Adam on every parameter.
     pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
         let loss = self.loss_and_grad(tokens);
-        let n = self.num_params;
-        let (p, g) = self.tape.data_and_grad_mut(1..1 + n);
-        adam.update(p, g, &mut self.m, &mut self.v);
+        let grads = &self.tape.grads()[1..1 + self.num_params];
+        adam.update(&mut self.params, grads, &mut self.m, &mut self.v);
         loss
     }
 
