@@ -48,7 +48,13 @@ impl From<RngArg> for RngKind {
 /// Documents longer than the block size (16) are truncated to their first 16 positions,
 /// as in microgpt.py.
 #[derive(Debug, Parser)]
-#[command(name = "microgpt", version, about, long_about)]
+#[command(
+    name = "microgpt",
+    version,
+    about,
+    long_about,
+    allow_negative_numbers = true
+)]
 struct Cli {
     #[command(flatten)]
     demo: DemoArgs,
@@ -60,16 +66,16 @@ struct DemoArgs {
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
     /// Training steps (one document each)
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1000, value_parser = positive)]
     steps: u64,
     /// Seed of the random stream (shuffle, initial weights, samples)
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Adam's learning rate (decays linearly to 0)
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     lr: f64,
     /// Sampling temperature; 0 = greedy (always the most likely character)
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     temperature: f64,
     /// Number of samples to draw after training
     #[arg(long, default_value_t = 20)]
@@ -81,18 +87,56 @@ struct DemoArgs {
     #[arg(long, value_enum, default_value_t = RngArg::Pcg)]
     rng: RngArg,
     /// Print the loss every N steps (and at the first and last) [default: 1 with --rng python, else 100]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = positive)]
     print_every: Option<u64>,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
     match run_demo(&cli.demo) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--help` and `--version` print as clap prints them; any other command-line mistake is one
+/// line on stderr (clap's first line, which names the problem) and exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    // clap's message is several lines (the problem, possible values or a tip, usage); keep the
+    // informative ones and join them into one
+    let text = e.to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    eprintln!("{} (see --help)", parts.join(" "));
+    ExitCode::from(2)
+}
+
+/// A count of at least 1.
+fn positive(s: &str) -> std::result::Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
     }
 }
 
