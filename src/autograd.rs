@@ -2,18 +2,21 @@
 //!
 //! Every operation appends one node to the tape, so creation order is already a topological
 //! order and `backward` is a single reverse sweep — no recursion (a recursive `Rc` graph
-//! overflows the stack on deep graphs, and again when it is dropped). A node stores its value,
-//! its gradient, and up to two parents with the local derivative towards each; a missing parent
-//! points at node 0, a sink whose gradient is never read, so the sweep has no branches.
+//! overflows the stack on deep graphs, and again when it is dropped).
 //!
 //! Primitives, each with its local derivative beside it, as in micrograd: add, mul, pow by a
-//! constant, log, exp, relu, and the constant forms `x + c`, `x · c` (Python makes a leaf
-//! `Value(c)` for the constant; its gradient is never read, so here it is folded into the node).
-//! neg, sub and div are composed from them, as in microgpt.py.
+//! constant, log, exp, relu, the constant forms `x + c` and `x · c` (Python makes a leaf
+//! `Value(c)` for the constant; its gradient is never read, so here it is folded into the node),
+//! and an n-ary `sum` (Python's `sum(...)`). neg, sub and div are composed from them, as in
+//! microgpt.py.
 //!
-//! The tape is general: nothing here knows about GPTs. Between training steps the caller keeps
-//! the leading nodes (the parameters) and [`Tape::truncate`]s the rest, so the buffers are reused
-//! rather than reallocated.
+//! Why `sum` is one node: a chain of n−1 additions passes the same gradient down a serial
+//! chain of read-modify-writes in `backward`; one n-ary node hands it to its n inputs
+//! independently. The values and gradients are bit for bit those of the chain (the forward sum
+//! is the same left fold, and every input receives exactly `g` either way).
+//!
+//! The tape is general: nothing here knows about GPTs. Between training steps the caller
+//! [`Tape::truncate`]s it and builds the next graph in the same buffers.
 
 /// A node on a [`Tape`]: an index, cheap to copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +34,14 @@ impl Var {
     }
 }
 
-/// A node: its value, and its parents with the local derivatives `∂node/∂parent`. 32 bytes,
-/// so that building the graph is one push per operation.
+/// A node: its value and how to pass a gradient to its parents. 32 bytes, so that building
+/// the graph is one push per operation.
+///
+/// - Leaf, unary or binary: parents `a` and `b` with local derivatives `da = ∂node/∂a` and
+///   `db = ∂node/∂b`; a missing parent is node 0, a sink whose gradient is never read, so the
+///   sweep has no branch for arity.
+/// - Sum: `b` has its top bit ([`SUM`]) set; its inputs are `inputs[a .. a + (b & !SUM)]`,
+///   each with local derivative 1.
 #[derive(Debug, Clone, Copy)]
 struct Node {
     data: f64,
@@ -43,12 +52,15 @@ struct Node {
 }
 
 const SINK: u32 = 0;
+const SUM: u32 = 1 << 31;
 
-/// The graph: nodes in creation order, and their gradients (grown to the length of the graph
-/// when `backward` runs, so that building the graph writes one array, not two).
+/// The graph: nodes in creation order, the input lists of the sum nodes, and the gradients
+/// (grown to the length of the graph when `backward` runs, so that building the graph writes
+/// one array, not two).
 #[derive(Debug, Clone)]
 pub struct Tape {
     nodes: Vec<Node>,
+    inputs: Vec<u32>,
     grad: Vec<f64>,
 }
 
@@ -67,6 +79,7 @@ impl Tape {
     pub fn with_capacity(n: usize) -> Tape {
         let mut t = Tape {
             nodes: Vec::with_capacity(n),
+            inputs: Vec::new(),
             grad: Vec::with_capacity(n),
         };
         t.push(0.0, SINK, 0.0, SINK, 0.0); // node 0: the sink
@@ -76,7 +89,7 @@ impl Tape {
     #[inline(always)]
     fn push(&mut self, data: f64, a: u32, da: f64, b: u32, db: f64) -> Var {
         let id = self.nodes.len();
-        debug_assert!(id < u32::MAX as usize, "tape is full");
+        assert!(id < SUM as usize, "tape is full");
         self.nodes.push(Node { data, da, db, a, b });
         Var(id as u32)
     }
@@ -111,6 +124,13 @@ impl Tape {
         assert!(len >= 1, "the sink stays");
         self.nodes.truncate(len);
         self.grad.truncate(len);
+        // the input lists of the sums that remain end where the last of them ends
+        let used = self.nodes[1..]
+            .iter()
+            .rev()
+            .find(|n| n.b & SUM != 0)
+            .map_or(0, |n| n.a as usize + (n.b & !SUM) as usize);
+        self.inputs.truncate(used);
     }
 
     #[inline(always)]
@@ -123,18 +143,14 @@ impl Tape {
         self.grad.get(v.index()).copied().unwrap_or(0.0)
     }
 
-    pub fn set_data(&mut self, v: Var, x: f64) {
-        self.nodes[v.index()].data = x;
-    }
-
     /// Every node's gradient from the last [`Tape::backward`], by index (nodes created since
     /// are not covered).
     pub fn grads(&self) -> &[f64] {
         &self.grad
     }
 
-    fn grow_grad(&mut self) {
-        self.grad.resize(self.nodes.len(), 0.0);
+    pub fn set_data(&mut self, v: Var, x: f64) {
+        self.nodes[v.index()].data = x;
     }
 
     /// Sets every gradient to zero (micrograd's `p.grad = 0` for every node).
@@ -145,11 +161,13 @@ impl Tape {
     // ---- primitives: value, and the local derivative towards each parent ----
 
     /// `a + b`: ∂/∂a = 1, ∂/∂b = 1
+    #[inline]
     pub fn add(&mut self, a: Var, b: Var) -> Var {
         self.binary(self.data(a) + self.data(b), a, 1.0, b, 1.0)
     }
 
     /// `a · b`: ∂/∂a = b, ∂/∂b = a
+    #[inline]
     pub fn mul(&mut self, a: Var, b: Var) -> Var {
         let (x, y) = (self.data(a), self.data(b));
         self.binary(x * y, a, y, b, x)
@@ -189,6 +207,27 @@ impl Tape {
         self.unary(x.max(0.0), a, if x > 0.0 { 1.0 } else { 0.0 })
     }
 
+    /// `x₀ + x₁ + … + xₙ₋₁`, added left to right as Python's `sum(xs)` does: ∂/∂xᵢ = 1
+    pub fn sum(&mut self, xs: &[Var]) -> Var {
+        self.sum_iter(xs.iter().copied())
+    }
+
+    /// [`Tape::sum`] of the nodes an iterator yields.
+    pub fn sum_iter(&mut self, xs: impl IntoIterator<Item = Var>) -> Var {
+        let start = self.inputs.len();
+        let mut xs = xs.into_iter();
+        let first = xs.next().expect("sum of no values");
+        self.inputs.push(first.0);
+        let mut total = self.data(first);
+        for x in xs {
+            self.inputs.push(x.0);
+            total += self.data(x);
+        }
+        let len = self.inputs.len() - start;
+        assert!(start + len < u32::MAX as usize, "tape is full");
+        self.push(total, start as u32, 0.0, SUM | len as u32, 0.0)
+    }
+
     // ---- composed, as microgpt.py composes them ----
 
     /// `−a = a · (−1)`
@@ -213,43 +252,41 @@ impl Tape {
         self.mul_const(a, c.powf(-1.0))
     }
 
-    /// Python's `sum(xs)`: a left fold of additions (Python starts from the integer 0, which
-    /// adds nothing to the value).
-    pub fn sum(&mut self, xs: &[Var]) -> Var {
-        let (&first, rest) = xs.split_first().expect("sum of no values");
-        rest.iter().fold(first, |acc, &x| self.add(acc, x))
-    }
-
-    /// `Σ a_i · b_i`, as `sum(a_i * b_i for …)`: a multiplication node and an addition node per
-    /// term, folded left to right.
+    /// `sum(a_i * b_i for …)`: one multiplication node per term, then their sum.
     pub fn dot(
         &mut self,
         a: impl IntoIterator<Item = Var>,
         b: impl IntoIterator<Item = Var>,
     ) -> Var {
-        let mut terms = a.into_iter().zip(b);
-        let (a0, b0) = terms.next().expect("dot of no values");
-        let mut acc = self.mul(a0, b0);
-        for (ai, bi) in terms {
-            let p = self.mul(ai, bi);
-            acc = self.add(acc, p);
+        let first = self.nodes.len();
+        for (ai, bi) in a.into_iter().zip(b) {
+            self.mul(ai, bi);
         }
-        acc
+        // the products are the consecutive nodes first..len
+        let end = self.nodes.len();
+        self.sum_iter((first..end).map(|i| Var(i as u32)))
     }
 
     /// Reverse-mode sweep from `root`: `root.grad = 1`, then for every node in reverse creation
     /// order, `parent.grad += local · node.grad`. Gradients accumulate into whatever the nodes
-    /// already hold, as micrograd's do; call [`Tape::zero_grad`] (or zero the leaves you own)
-    /// between steps.
+    /// already hold, as micrograd's do; call [`Tape::zero_grad`] (or [`Tape::truncate`]
+    /// and rebuild) between steps.
     pub fn backward(&mut self, root: Var) {
         let r = root.index();
-        self.grow_grad();
+        self.grad.resize(self.nodes.len(), 0.0);
         self.grad[r] = 1.0;
         let grad = &mut self.grad[..=r];
         for (i, n) in self.nodes[..=r].iter().enumerate().skip(1).rev() {
             let g = grad[i];
-            grad[n.a as usize] += n.da * g;
-            grad[n.b as usize] += n.db * g;
+            if n.b & SUM == 0 {
+                grad[n.a as usize] += n.da * g;
+                grad[n.b as usize] += n.db * g;
+            } else {
+                let start = n.a as usize;
+                for &x in &self.inputs[start..start + (n.b & !SUM) as usize] {
+                    grad[x as usize] += g;
+                }
+            }
         }
     }
 }

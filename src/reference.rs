@@ -117,12 +117,8 @@ pub fn attention(
             .collect();
         let attn_weights = softmax(t, &attn_logits);
         for j in 0..head_dim {
-            let terms: Vec<Var> = values
-                .iter()
-                .zip(&attn_weights)
-                .map(|(v, &w)| t.mul(w, v[hs + j]))
-                .collect();
-            x_attn.push(t.sum(&terms));
+            let v_j = values.iter().map(|v| v[hs + j]);
+            x_attn.push(t.dot(attn_weights.iter().copied(), v_j));
         }
     }
     x_attn
@@ -240,6 +236,11 @@ impl Reference {
 
     pub fn num_params(&self) -> usize {
         self.num_params
+    }
+
+    /// Nodes on the tape: the size of the last graph built.
+    pub fn tape_len(&self) -> usize {
+        self.tape.len()
     }
 
     /// The parameters, flat, in [`Shape::tensors`] layout.
