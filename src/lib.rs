@@ -8,6 +8,8 @@
 //!   is checked against the reference.
 
 pub mod autograd;
+pub mod bigram;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
