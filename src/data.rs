@@ -53,7 +53,10 @@ pub fn load_docs(path: &Path) -> Result<Vec<String>> {
     };
     let docs = parse_docs(&text);
     if docs.is_empty() {
-        bail!("dataset {} has no documents (every line is empty)", path.display());
+        bail!(
+            "dataset {} has no documents (every line is empty)",
+            path.display()
+        );
     }
     Ok(docs)
 }

@@ -8,6 +8,8 @@
 //!   is checked against the reference.
 
 pub mod autograd;
+pub mod bigram;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -16,3 +18,5 @@ pub mod ops;
 pub mod optim;
 pub mod reference;
 pub mod rng;
+pub mod sample;
+pub mod train;

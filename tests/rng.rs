@@ -49,7 +49,12 @@ fn shuffle_matches_cpython() {
     let mut r = Rng::python(42);
     let mut x: Vec<usize> = (0..20).collect();
     r.shuffle(&mut x);
-    assert_eq!(x, [19, 5, 14, 4, 9, 13, 15, 18, 6, 12, 17, 10, 1, 11, 2, 16, 7, 8, 0, 3]);
+    assert_eq!(
+        x,
+        [
+            19, 5, 14, 4, 9, 13, 15, 18, 6, 12, 17, 10, 1, 11, 2, 16, 7, 8, 0, 3
+        ]
+    );
 }
 
 #[test]

@@ -1,0 +1,574 @@
+//! Checkpoints: a model's weights, vocabulary and run state in one `.safetensors` file that
+//! PyTorch, numpy and candle load as is.
+//!
+//! The file holds one F64 tensor per weight matrix, named as in microgpt.py's `state_dict`
+//! ([`Shape::tensors`]: `wte` [V,E], `wpe` [T,E], `lm_head` [V,E], `layer{i}.attn_wq/wk/wv/wo`
+//! [E,E], `layer{i}.mlp_fc1` [F,E], `layer{i}.mlp_fc2` [E,F]), row-major [out, in], with only the
+//! real vocabulary rows. Optionally, for an exact resume, Adam's moments as tensors of the same
+//! shapes named `adam.m.<name>` and `adam.v.<name>`.
+//!
+//! The header metadata (string → string) holds the configuration, written from
+//! [`Checkpoint::shape`] and [`Checkpoint::chars`]: `format` ([`FORMAT`]), `vocab` (the
+//! characters in id order as one string; BOS is the next id), `n_layer`, `n_embd`, `n_head`,
+//! `block_size`, `mlp` ([`STRUCTURAL_KEYS`]); and the run state from [`Checkpoint::meta`], which
+//! must hold at least `step`, `seed`, `rng` and `model` ([`REQUIRED_KEYS`]) and may hold anything
+//! else.
+//!
+//! In Python: `safetensors.numpy.load_file(path)` gives the tensors and
+//! `safetensors.safe_open(path, "np").metadata()` the metadata.
+//!
+//! The order of the metadata keys in the header is not fixed (the `safetensors` crate writes
+//! them from a `HashMap`), so two saves of one checkpoint hold the same tensors and metadata but
+//! need not be byte-identical.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Display;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use safetensors::tensor::{Metadata, TensorView};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::bail;
+use crate::config::Shape;
+use crate::data::Tokenizer;
+use crate::error::{Error, Result};
+use crate::rng::RngKind;
+
+/// The value of the `format` key this build writes and reads.
+pub const FORMAT: &str = "microgpt-1";
+
+/// Metadata keys `save` writes from the typed fields (`shape`, `chars`) and the format version;
+/// they never appear in [`Checkpoint::meta`].
+pub const STRUCTURAL_KEYS: [&str; 7] = [
+    "format",
+    "vocab",
+    "n_layer",
+    "n_embd",
+    "n_head",
+    "block_size",
+    "mlp",
+];
+
+/// Run-state keys every checkpoint's [`Checkpoint::meta`] must hold: steps done, the seed and
+/// word source of the run's random stream (`pcg` | `python`), and the model's preset name.
+pub const REQUIRED_KEYS: [&str; 4] = ["step", "seed", "rng", "model"];
+
+/// Name prefixes of Adam's first and second moments.
+pub const ADAM_M_PREFIX: &str = "adam.m.";
+pub const ADAM_V_PREFIX: &str = "adam.v.";
+
+/// Adam's first (`m`) and second (`v`) moments, each in the layout of [`Checkpoint::params`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamMoments {
+    pub m: Vec<f64>,
+    pub v: Vec<f64>,
+}
+
+/// Everything a checkpoint file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The model's dimensions; `shape.vocab` is `chars.len() + 1` (the real vocabulary + BOS).
+    pub shape: Shape,
+    /// The vocabulary's characters in id order (strictly increasing); BOS is id `chars.len()`.
+    pub chars: Vec<char>,
+    /// Every weight, flat, the matrices in [`Shape::tensors`] order, each row-major [out, in].
+    pub params: Vec<f64>,
+    /// Adam's moments, present when the run can be resumed exactly.
+    pub adam: Option<AdamMoments>,
+    /// The run state: the [`REQUIRED_KEYS`] and whatever else the caller records. Never holds a
+    /// [`STRUCTURAL_KEYS`] key.
+    pub meta: BTreeMap<String, String>,
+}
+
+impl Checkpoint {
+    /// A checkpoint of these weights with the required run state set.
+    pub fn new(
+        shape: Shape,
+        chars: Vec<char>,
+        params: Vec<f64>,
+        step: usize,
+        seed: u64,
+        rng: RngKind,
+        model: &str,
+    ) -> Checkpoint {
+        let mut c = Checkpoint {
+            shape,
+            chars,
+            params,
+            adam: None,
+            meta: BTreeMap::new(),
+        };
+        c.set("step", step);
+        c.set("seed", seed);
+        c.set("rng", rng.name());
+        c.set("model", model);
+        c
+    }
+
+    /// Sets one run-state key.
+    pub fn set(&mut self, key: &str, value: impl Display) {
+        self.meta.insert(key.to_string(), value.to_string());
+    }
+
+    /// One run-state value; missing is an error that names the key.
+    pub fn get(&self, key: &str) -> Result<&str> {
+        match self.meta.get(key) {
+            Some(v) => Ok(v),
+            None => bail!("metadata has no `{}`", key),
+        }
+    }
+
+    /// One run-state value parsed as `T`; missing or unparsable is an error that names the key
+    /// and quotes the value.
+    pub fn parse<T: FromStr>(&self, key: &str) -> Result<T> {
+        let v = self.get(key)?;
+        match v.parse() {
+            Ok(x) => Ok(x),
+            Err(_) => bail!(
+                "metadata `{}` is {:?}, not a valid {}",
+                key,
+                v,
+                short_type_name::<T>()
+            ),
+        }
+    }
+
+    /// Steps of training done.
+    pub fn step(&self) -> Result<usize> {
+        self.parse_uint("step")
+    }
+
+    /// The run's seed.
+    pub fn seed(&self) -> Result<u64> {
+        self.parse_uint("seed")
+    }
+
+    fn parse_uint<T: FromStr>(&self, key: &str) -> Result<T> {
+        let v = self.get(key)?;
+        match v.parse() {
+            Ok(x) => Ok(x),
+            Err(_) => bail!("metadata `{}` is {:?}, not a non-negative integer", key, v),
+        }
+    }
+
+    /// The word source of the run's random stream.
+    pub fn rng(&self) -> Result<RngKind> {
+        let v = self.get("rng")?;
+        match RngKind::from_name(v) {
+            Some(k) => Ok(k),
+            None => bail!("metadata `rng` is {:?}, not `pcg` or `python`", v),
+        }
+    }
+
+    /// The model's preset name (e.g. `micro`).
+    pub fn model(&self) -> Result<&str> {
+        let v = self.get("model")?;
+        if v.is_empty() {
+            bail!("metadata `model` is empty");
+        }
+        Ok(v)
+    }
+
+    /// The tokenizer of this vocabulary.
+    pub fn tokenizer(&self) -> Result<Tokenizer> {
+        Tokenizer::from_chars(self.chars.clone())
+            .map_err(|_| Error("the vocabulary is not sorted and unique".to_string()))
+    }
+
+    /// The weights of one matrix (row-major), by its [`Shape::tensors`] name.
+    pub fn tensor(&self, name: &str) -> Option<&[f64]> {
+        let mut offset = 0;
+        for (n, rows, cols) in self.shape.tensors() {
+            if n == name {
+                return self.params.get(offset..offset + rows * cols);
+            }
+            offset += rows * cols;
+        }
+        None
+    }
+
+    /// Checks everything [`Checkpoint::save`] relies on and [`Checkpoint::load`] guarantees:
+    /// positive dimensions, `n_embd % n_head == 0`, a non-empty sorted unique vocabulary with
+    /// `shape.vocab == chars.len() + 1`, parameter and moment vectors of the right length, no
+    /// structural key in `meta`, and every required run-state key present and well-formed.
+    pub fn validate(&self) -> Result<()> {
+        check_shape(&self.shape)?;
+        if self.chars.is_empty() {
+            bail!("the vocabulary is empty");
+        }
+        self.tokenizer()?;
+        if self.shape.vocab != self.chars.len() + 1 {
+            bail!(
+                "shape.vocab is {} but the vocabulary has {} characters (+ BOS = {})",
+                self.shape.vocab,
+                self.chars.len(),
+                self.chars.len() + 1
+            );
+        }
+        let n = match checked_num_params(&self.shape) {
+            Some(n) => n,
+            None => bail!("the shape {:?} is too large", self.shape),
+        };
+        if self.params.len() != n {
+            bail!(
+                "{} parameters for a shape that has {}",
+                self.params.len(),
+                n
+            );
+        }
+        if let Some(a) = &self.adam {
+            if a.m.len() != n || a.v.len() != n {
+                bail!(
+                    "Adam moments have {} (m) and {} (v) values for {} parameters",
+                    a.m.len(),
+                    a.v.len(),
+                    n
+                );
+            }
+        }
+        if let Some(k) = self
+            .meta
+            .keys()
+            .find(|k| STRUCTURAL_KEYS.contains(&k.as_str()))
+        {
+            bail!(
+                "metadata key `{}` is written from the shape and vocabulary, not from meta",
+                k
+            );
+        }
+        self.step()?;
+        self.seed()?;
+        self.rng()?;
+        self.model()?;
+        Ok(())
+    }
+
+    /// The file's bytes (after [`Checkpoint::validate`]).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.validate()?;
+        let s = &self.shape;
+        let mut info: HashMap<String, String> = self.meta.clone().into_iter().collect();
+        info.insert("format".into(), FORMAT.into());
+        info.insert("vocab".into(), self.chars.iter().collect());
+        info.insert("n_layer".into(), s.n_layer.to_string());
+        info.insert("n_embd".into(), s.n_embd.to_string());
+        info.insert("n_head".into(), s.n_head.to_string());
+        info.insert("block_size".into(), s.block_size.to_string());
+        info.insert("mlp".into(), s.mlp.to_string());
+
+        // (name, [rows, cols], little-endian bytes) of every tensor to write
+        let mut blobs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut push_all = |prefix: &str, values: &[f64]| {
+            let mut offset = 0;
+            for (name, rows, cols) in s.tensors() {
+                let w = &values[offset..offset + rows * cols];
+                offset += rows * cols;
+                let bytes = w.iter().flat_map(|x| x.to_le_bytes()).collect();
+                blobs.push((format!("{prefix}{name}"), vec![rows, cols], bytes));
+            }
+        };
+        push_all("", &self.params);
+        if let Some(a) = &self.adam {
+            push_all(ADAM_M_PREFIX, &a.m);
+            push_all(ADAM_V_PREFIX, &a.v);
+        }
+        let mut views = Vec::with_capacity(blobs.len());
+        for (name, shape, bytes) in &blobs {
+            match TensorView::new(Dtype::F64, shape.clone(), bytes) {
+                Ok(v) => views.push((name.as_str(), v)),
+                Err(e) => bail!("cannot build tensor `{}`: {}", name, e),
+            }
+        }
+        safetensors::serialize(views, Some(info))
+            .map_err(|e| Error(format!("cannot serialize the checkpoint: {e}")))
+    }
+
+    /// Parses and validates a checkpoint file's bytes: every tensor present with dtype F64 and
+    /// the shape the metadata's configuration gives, no unknown tensor, the optimizer state
+    /// complete or absent, and [`Checkpoint::validate`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
+        let header = read_header(bytes)?;
+        let st = match SafeTensors::deserialize(bytes) {
+            Ok(st) => st,
+            Err(e) => bail!("corrupted or not a safetensors file ({e})"),
+        };
+        let Some(kv) = header.metadata() else {
+            bail!("not a microgpt checkpoint: the file has no metadata");
+        };
+        let format = match kv.get("format") {
+            Some(f) => f,
+            None => bail!("not a microgpt checkpoint: the metadata has no `format`"),
+        };
+        if format != FORMAT {
+            if format.starts_with("microgpt-") {
+                bail!(
+                    "format {:?} is not supported (this build reads {:?})",
+                    format,
+                    FORMAT
+                );
+            }
+            bail!("not a microgpt checkpoint (its format is {:?})", format);
+        }
+        let structural = |key: &str| -> Result<usize> {
+            let Some(v) = kv.get(key) else {
+                bail!("metadata has no `{}`", key);
+            };
+            match v.parse::<usize>() {
+                Ok(x) => Ok(x),
+                Err(_) => bail!("metadata `{}` is {:?}, not a non-negative integer", key, v),
+            }
+        };
+        let chars: Vec<char> = match kv.get("vocab") {
+            Some(v) => v.chars().collect(),
+            None => bail!("metadata has no `vocab`"),
+        };
+        let shape = Shape {
+            vocab: chars.len() + 1,
+            block_size: structural("block_size")?,
+            n_embd: structural("n_embd")?,
+            n_head: structural("n_head")?,
+            mlp: structural("mlp")?,
+            n_layer: structural("n_layer")?,
+        };
+        check_shape(&shape)?;
+
+        let names = st.names();
+        let is_adam = |n: &str| n.starts_with(ADAM_M_PREFIX) || n.starts_with(ADAM_V_PREFIX);
+        let n_weights = names.iter().filter(|n| !is_adam(n)).count();
+        // 3 + 6·n_layer weight tensors are expected; refuse an absurd n_layer before listing them
+        if shape.n_layer > n_weights {
+            bail!(
+                "metadata says n_layer = {}, but the file has only {} weight tensors",
+                shape.n_layer,
+                n_weights
+            );
+        }
+        let expected = shape.tensors();
+        let known: HashSet<&str> = expected.iter().map(|(n, _, _)| n.as_str()).collect();
+        for name in &names {
+            let base = name
+                .strip_prefix(ADAM_M_PREFIX)
+                .or_else(|| name.strip_prefix(ADAM_V_PREFIX))
+                .unwrap_or(name);
+            if !known.contains(base) {
+                bail!(
+                    "unexpected tensor `{}` (not a weight of a {}-layer model)",
+                    name,
+                    shape.n_layer
+                );
+            }
+        }
+        let has_adam = names.iter().any(|n| is_adam(n));
+        let read_all = |prefix: &str| -> Result<Vec<f64>> {
+            let mut out = Vec::new();
+            for (name, rows, cols) in &expected {
+                let full = format!("{prefix}{name}");
+                let Ok(t) = st.tensor(&full) else {
+                    if prefix.is_empty() {
+                        bail!("missing tensor `{}`", full);
+                    }
+                    bail!("incomplete optimizer state: missing tensor `{}`", full);
+                };
+                if t.dtype() != Dtype::F64 {
+                    bail!("tensor `{}` has dtype {}, expected F64", full, t.dtype());
+                }
+                if t.shape() != [*rows, *cols] {
+                    bail!(
+                        "tensor `{}` has shape {:?}, but the metadata (vocab of {} characters + BOS, block_size {}, n_embd {}, mlp {}) needs [{}, {}]",
+                        full,
+                        t.shape(),
+                        chars.len(),
+                        shape.block_size,
+                        shape.n_embd,
+                        shape.mlp,
+                        rows,
+                        cols
+                    );
+                }
+                out.extend(t.data().chunks_exact(8).map(|b| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    f64::from_le_bytes(a)
+                }));
+            }
+            Ok(out)
+        };
+        let params = read_all("")?;
+        let adam = if has_adam {
+            Some(AdamMoments {
+                m: read_all(ADAM_M_PREFIX)?,
+                v: read_all(ADAM_V_PREFIX)?,
+            })
+        } else {
+            None
+        };
+        let meta = kv
+            .iter()
+            .filter(|(k, _)| !STRUCTURAL_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let ckpt = Checkpoint {
+            shape,
+            chars,
+            params,
+            adam,
+            meta,
+        };
+        ckpt.validate()?;
+        Ok(ckpt)
+    }
+
+    /// Writes the checkpoint atomically: to `<path>.tmp-<pid>` in the same directory, fsynced,
+    /// then renamed over `path`. On any failure the temporary file is removed and an existing
+    /// file at `path` is left as it was. The directory must exist.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let fail = |why: String| {
+            Error(format!(
+                "cannot save checkpoint {}: {}",
+                path.display(),
+                why
+            ))
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(fail(format!("directory {} does not exist", dir.display())));
+        }
+        let bytes = self.to_bytes().map_err(|e| fail(e.0))?;
+        let tmp = temp_path(path);
+        let written = (|| -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)
+        })();
+        if let Err(e) = written {
+            // the temporary may not exist (or be someone else's directory): ignore that failure
+            if tmp.is_file() {
+                let _ = fs::remove_file(&tmp);
+            }
+            // (a directory at `path` is found here, by the failed rename, so that this clean-up
+            // path is exercised by the tests)
+            if path.is_dir() {
+                return Err(fail("it is a directory".to_string()));
+            }
+            return Err(fail(e.to_string()));
+        }
+        // make the rename itself durable; a failure here leaves a complete file, so ignore it
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Reads and validates a checkpoint; every failure is one line that names the file.
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) => bail!("cannot read checkpoint {}: {}", path.display(), e),
+        };
+        Checkpoint::from_bytes(&bytes)
+            .map_err(|e| Error(format!("checkpoint {}: {}", path.display(), e.0)))
+    }
+}
+
+/// The temporary file [`Checkpoint::save`] writes before renaming it over `path`:
+/// `<path>.tmp-<pid>`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".tmp-{}", std::process::id()));
+    PathBuf::from(s)
+}
+
+/// Positive dimensions and whole heads.
+fn check_shape(s: &Shape) -> Result<()> {
+    for (key, v) in [
+        ("n_layer", s.n_layer),
+        ("n_embd", s.n_embd),
+        ("n_head", s.n_head),
+        ("block_size", s.block_size),
+        ("mlp", s.mlp),
+    ] {
+        if v == 0 {
+            bail!("{} is 0; it must be at least 1", key);
+        }
+    }
+    if s.n_embd % s.n_head != 0 {
+        bail!(
+            "n_embd {} is not divisible by n_head {}",
+            s.n_embd,
+            s.n_head
+        );
+    }
+    Ok(())
+}
+
+/// [`Shape::num_params`] without overflow (a shape read from a file may be absurd).
+fn checked_num_params(s: &Shape) -> Option<usize> {
+    let (v, t, e, f) = (s.vocab, s.block_size, s.n_embd, s.mlp);
+    let embed = v
+        .checked_mul(e)?
+        .checked_mul(2)?
+        .checked_add(t.checked_mul(e)?)?;
+    let layer = e
+        .checked_mul(e)?
+        .checked_mul(4)?
+        .checked_add(f.checked_mul(e)?.checked_mul(2)?)?;
+    embed.checked_add(layer.checked_mul(s.n_layer)?)
+}
+
+/// Checks the header before handing the bytes to `safetensors`: the header length against
+/// the file size, the JSON, and that the tensor data the header describes is exactly what
+/// follows. The crate computes `data_len + 8 + header_len` unchecked, which overflows (a panic in
+/// debug builds) for a header that claims an enormous tensor.
+fn read_header(bytes: &[u8]) -> Result<Metadata> {
+    let Some((len_bytes, rest)) = bytes.split_first_chunk::<8>() else {
+        bail!(
+            "truncated or not a safetensors file ({} bytes, less than the 8-byte header length)",
+            bytes.len()
+        );
+    };
+    let n = u64::from_le_bytes(*len_bytes);
+    if n > rest.len() as u64 {
+        bail!(
+            "truncated or not a safetensors file (the header length says {} bytes, {} follow)",
+            n,
+            rest.len()
+        );
+    }
+    let (header, data) = rest.split_at(n as usize);
+    let metadata: Metadata = match serde_json::from_slice(header) {
+        Ok(m) => m,
+        Err(e) => bail!("corrupted header or not a safetensors file ({e})"),
+    };
+    let need = metadata.data_len();
+    if need > data.len() {
+        bail!(
+            "truncated: the header describes {} bytes of tensor data, {} follow",
+            need,
+            data.len()
+        );
+    }
+    if need < data.len() {
+        bail!(
+            "corrupted: {} unexpected bytes after the tensor data",
+            data.len() - need
+        );
+    }
+    Ok(metadata)
+}
+
+/// `usize` for `usize`, etc.: the last path segment of a type name, for error messages.
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}

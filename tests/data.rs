@@ -1,0 +1,95 @@
+//! Dataset parsing and the character tokenizer.
+
+use microgpt::data::{EncodedDocs, Tokenizer, load_docs, parse_docs};
+
+fn write_tmp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("microgpt-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn crlf_whitespace_and_blank_lines() {
+    let docs = parse_docs("emma\r\n\r\n  olivia \n\t\n\nava\r\n   \nmia");
+    assert_eq!(docs, ["emma", "olivia", "ava", "mia"]);
+}
+
+#[test]
+fn vocabulary_is_sorted_unique_chars_and_bos_comes_last() {
+    let tok = Tokenizer::from_docs(&["emma", "ava"]);
+    assert_eq!(tok.chars(), ['a', 'e', 'm', 'v']);
+    assert_eq!(tok.bos(), 4);
+    assert_eq!(tok.vocab_size(), 5);
+    assert_eq!(tok.encode_doc("ava").unwrap(), [4, 0, 3, 0, 4]);
+}
+
+#[test]
+fn encode_decode_round_trip() {
+    let docs = ["emma", "olivia", "ava", "isabella", "sophia"];
+    let tok = Tokenizer::from_docs(&docs);
+    for d in docs {
+        let ids = tok.encode(d).unwrap();
+        assert_eq!(ids.len(), d.chars().count());
+        assert_eq!(tok.decode(&ids), d);
+        // decode skips BOS
+        assert_eq!(tok.decode(&tok.encode_doc(d).unwrap()), d);
+    }
+}
+
+#[test]
+fn non_ascii_characters_are_single_tokens() {
+    let docs = ["zoë", "josé", "Łukasz", "日本"];
+    let tok = Tokenizer::from_docs(&docs);
+    // unique scalar values, not bytes: ë é Ł 日 本 are one id each
+    let n_unique: std::collections::BTreeSet<char> = docs.iter().flat_map(|d| d.chars()).collect();
+    assert_eq!(tok.vocab_size(), n_unique.len() + 1);
+    for d in docs {
+        let ids = tok.encode(d).unwrap();
+        assert_eq!(ids.len(), d.chars().count());
+        assert_eq!(tok.decode(&ids), d);
+    }
+    assert!(tok.chars().windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn unknown_character_is_an_error_naming_it() {
+    let tok = Tokenizer::from_docs(&["abc"]);
+    let e = tok.encode("abz").unwrap_err();
+    assert!(e.to_string().contains("'z'"), "{e}");
+}
+
+#[test]
+fn encoded_docs_are_wrapped_in_bos() {
+    let docs = ["ab", "b"];
+    let tok = Tokenizer::from_docs(&docs);
+    let enc = EncodedDocs::new(&tok, &docs).unwrap();
+    assert_eq!(enc.len(), 2);
+    assert_eq!(enc.get(0), [2, 0, 1, 2]);
+    assert_eq!(enc.get(1), [2, 1, 2]);
+}
+
+#[test]
+fn load_errors_are_one_line_and_name_the_file() {
+    let missing = std::path::Path::new("/nonexistent/names.txt");
+    let e = load_docs(missing).unwrap_err().to_string();
+    assert!(
+        e.contains("/nonexistent/names.txt") && !e.contains('\n'),
+        "{e}"
+    );
+
+    let empty = write_tmp("empty.txt", b"\n  \r\n\n");
+    let e = load_docs(&empty).unwrap_err().to_string();
+    assert!(e.contains("no documents"), "{e}");
+
+    let bad = write_tmp("bad.txt", b"emma\n\xff\xfeava\n");
+    let e = load_docs(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("not valid UTF-8") && e.contains("offset 5"),
+        "{e}"
+    );
+
+    let ok = write_tmp("ok.txt", "emma\r\nzoë\n".as_bytes());
+    assert_eq!(load_docs(&ok).unwrap(), ["emma", "zoë"]);
+}
