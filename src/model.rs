@@ -3,9 +3,15 @@
 //!
 //! Dimension letters, always in this order: `V` vocab (compiled), `T` block size, `E` n_embd,
 //! `H` heads, `D` head dim, `F` MLP width, `L` layers. Configurations are type aliases in
-//! [`crate::config`]. All big state — parameters, gradients, Adam moments (four [`Weights`])
-//! and the activation cache — is allocated once, zeroed directly on the heap, when the model
-//! is created; a training step and a token of inference allocate nothing.
+//! [`crate::config`]. All big state — parameters, gradients, Adam moments (four [`Weights`]),
+//! the transposed weights the forward reads ([`Transposed`]), the activation cache and the
+//! backward's buffers — is allocated once, zeroed directly on the heap, when the model is
+//! created; a training step and a token of inference allocate nothing.
+//!
+//! Forward and backward run like llm.c's: one op at a time over all positions of the document
+//! (inference: over the one new position), the backward in reverse op order. Attention reads
+//! the keys and values of every earlier position, and its backward adds into their gradients,
+//! so the gradient is exact (as microgpt.py's autograd computes it).
 //!
 //! `V` is a bucket: the real vocabulary `vocab ≤ V` is a run-time value. Only the first `vocab`
 //! rows of `wte` and `lm_head` are ever drawn, trained or read, and only the first `vocab`
@@ -679,6 +685,10 @@ impl MicroGpt {
         dispatch!(self, m => m.train_step(tokens, adam))
     }
 
+    pub fn adam_update(&mut self, adam: &AdamStep) {
+        dispatch!(self, m => m.adam_update(adam))
+    }
+
     pub fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
         dispatch!(self, m => m.forward_token(token, pos))
     }
@@ -693,5 +703,59 @@ impl MicroGpt {
 
     pub fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
         dispatch!(self, m => m.set_params_flat(flat))
+    }
+}
+
+impl<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> crate::sample::Forward for Gpt<V, T, E, H, D, F, L>
+{
+    fn block_size(&self) -> usize {
+        T
+    }
+    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        Gpt::forward_token(self, token, pos)
+    }
+}
+
+impl<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> crate::train::Engine for Gpt<V, T, E, H, D, F, L>
+{
+    fn num_params(&self) -> usize {
+        Gpt::num_params(self)
+    }
+    fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
+        Gpt::train_step(self, tokens, adam)
+    }
+}
+
+impl crate::sample::Forward for MicroGpt {
+    fn block_size(&self) -> usize {
+        dispatch!(self, m => crate::sample::Forward::block_size(m))
+    }
+    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        MicroGpt::forward_token(self, token, pos)
+    }
+}
+
+impl crate::train::Engine for MicroGpt {
+    fn num_params(&self) -> usize {
+        MicroGpt::num_params(self)
+    }
+    fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
+        MicroGpt::train_step(self, tokens, adam)
     }
 }

@@ -2,8 +2,9 @@
 //! the order the forward pass meets them. No structs, no allocation.
 //!
 //! Shape letters: `V` vocab, `T` block size, `E` n_embd, `H` heads, `D` head dim (`E = H·D`),
-//! `F` MLP width; a linear layer maps `IN` to `OUT`. One call handles one position (one row),
-//! which is what inference with a KV cache needs and what the model loops over in training.
+//! `F` MLP width; a linear layer maps `IN` to `OUT`. Most calls handle one position (one row);
+//! the linear layers take all positions' rows at once (`n` of them: the document in training,
+//! one new position in inference), so that each weight row is read once per call.
 //!
 //! Arguments: outputs first, then inputs, then weights. Forward caches what backward needs
 //! (rmsnorm's reciprocal, the attention and output softmax probabilities). Backward always
@@ -13,7 +14,7 @@
 //! not reassociate floating-point sums) can still vectorize them; the sums are therefore not
 //! in the reference's left-to-right order and agree with it to rounding (≈1e-16 relative).
 
-/// Partial sums kept by [`dot`]: one AVX-512 register of f64.
+/// Partial sums kept by reductions ([`dot`], `sum`, `max`): 8 f64, two 256-bit registers.
 const LANES: usize = 8;
 
 /// `a·b + c`, fused when the target has FMA (one rounding instead of two; the CPUs this is
@@ -320,6 +321,19 @@ pub fn softmax_forward(out: &mut [f64], x: &[f64]) {
     }
 }
 
+/// [`softmax_forward`] over a whole fixed-size array (entries at −∞ come out 0).
+#[inline(always)]
+fn softmax_fixed<const N: usize>(out: &mut [f64; N], x: &[f64; N]) {
+    let m = max(x);
+    for (o, &xi) in out.iter_mut().zip(x) {
+        *o = exp(xi - m);
+    }
+    let inv = 1.0 / sum(out);
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
 // p = softmax(x)  ⇒  dx += p ⊙ (dp − p·dp)
 pub fn softmax_backward(dx: &mut [f64], dout: &[f64], out: &[f64]) {
     let pd: f64 = out.iter().zip(dout).map(|(p, d)| p * d).sum();
@@ -336,7 +350,7 @@ pub fn softmax_backward(dx: &mut [f64], dout: &[f64], out: &[f64]) {
 #[allow(clippy::needless_range_loop)] // h·D + d indexing is the head layout; H, D are constants
 pub fn attention_forward<const T: usize, const E: usize, const H: usize, const D: usize>(
     out: &mut [f64; E],      // (E) head outputs, concatenated
-    att: &mut [[f64; T]; H], // (H, T) softmax weights, entries 0..=t
+    att: &mut [[f64; T]; H], // (H, T) softmax weights (0 after t)
     q: &[f64; E],            // (E) query of position t
     k: &[[f64; E]; T],       // (T, E) keys, rows 0..=t
     v: &[[f64; E]; T],       // (T, E) values, rows 0..=t
@@ -344,7 +358,9 @@ pub fn attention_forward<const T: usize, const E: usize, const H: usize, const D
 ) {
     let scale = 1.0 / (D as f64).sqrt();
     let n = t + 1;
-    let mut logits = [[0.0; T]; H];
+    // the keys after t masked to −∞, so that the softmax runs over all T entries with loops
+    // of a fixed length; exp(−∞) = 0 exactly, so the weights are the softmax over s ≤ t
+    let mut logits = [[f64::NEG_INFINITY; T]; H];
     for (s, ks) in k[..n].iter().enumerate() {
         for h in 0..H {
             let mut a = 0.0;
@@ -355,7 +371,7 @@ pub fn attention_forward<const T: usize, const E: usize, const H: usize, const D
         }
     }
     for (w, a) in att.iter_mut().zip(&logits) {
-        softmax_forward(&mut w[..n], &a[..n]);
+        softmax_fixed(w, a);
     }
     *out = [0.0; E];
     for (s, vs) in v[..n].iter().enumerate() {
@@ -456,7 +472,8 @@ pub fn residual_forward<const N: usize>(
     }
 }
 
-// y = a + b  ⇒  da += dy, db += dy
+// y = a + b  ⇒  da += dy, db += dy   (the model's backward does this in place: the gradient
+// of the residual stream is passed on unchanged and the branch's gradient added into it)
 pub fn residual_backward<const N: usize>(
     da: &mut [f64; N], // (N)
     db: &mut [f64; N], // (N)
@@ -482,14 +499,7 @@ pub fn cross_entropy_forward<const V: usize>(
 ) -> f64 {
     let mut z = *logits;
     z[vocab..].fill(f64::NEG_INFINITY);
-    let m = max(&z);
-    for (p, &zi) in probs.iter_mut().zip(&z) {
-        *p = exp(zi - m);
-    }
-    let inv = 1.0 / sum(probs);
-    for p in probs.iter_mut() {
-        *p *= inv;
-    }
+    softmax_fixed(probs, &z);
     -probs[target].ln()
 }
 
