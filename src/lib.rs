@@ -9,6 +9,7 @@
 
 pub mod autograd;
 pub mod config;
+pub mod curve;
 pub mod data;
 pub mod error;
 pub mod model;
