@@ -15,6 +15,7 @@ pub mod error;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod progress;
 pub mod reference;
 pub mod rng;
 pub mod sample;

@@ -230,3 +230,24 @@ fn target_that_is_a_directory_is_an_error_and_stays() {
     assert_eq!(fs::read_to_string(target.join("keep")).unwrap(), "kept");
     assert_eq!(listing(&dir), ["loss.csv"], "temporary file left behind");
 }
+
+#[test]
+fn ema_stays_exact_on_long_runs() {
+    // βⁿ is flushed to 0 before it turns subnormal (slow); the average must not notice.
+    let mut e = Ema::default();
+    for _ in 0..200_000 {
+        e.push(1.5);
+    }
+    assert!((e.value().unwrap() - 1.5).abs() < 1e-12, "{:?}", e.value());
+}
+
+#[test]
+fn disabled_progress_still_tracks_the_smoothed_loss() {
+    let mut p = microgpt::progress::Progress::new(3, false);
+    assert!(!p.is_enabled());
+    assert_eq!(p.loss_ema(), None);
+    p.update(1, 2.0, 10);
+    p.update(2, 2.0, 20);
+    assert!((p.loss_ema().unwrap() - 2.0).abs() < 1e-12);
+    p.finish();
+}
