@@ -65,6 +65,33 @@ impl Shape {
     }
 }
 
+// ------------------------------------------------------------------------------------------
+// The static engine's configurations. The positional const parameters are spelled here and
+// nowhere else; each alias forces the compile-time shape check (`Gpt::CHECK`) with an
+// item-level `const _`, so a wrong alias fails `cargo check`.
+
+use crate::model::Gpt;
+
+/// microgpt.py's model on names.txt: V 27, T 16, E 16, H 4, D 4, F 64, L 1 (4,192 parameters).
+pub type Micro = Gpt<27, 16, 16, 4, 4, 64, 1>;
+const _: () = Micro::CHECK;
+
+/// The micro model compiled for vocabularies of up to 64 tokens (the real one is a run-time
+/// value; unused rows are masked).
+pub type Micro64 = Gpt<64, 16, 16, 4, 4, 64, 1>;
+const _: () = Micro64::CHECK;
+
+/// The micro model for vocabularies of up to 128 tokens.
+pub type Micro128 = Gpt<128, 16, 16, 4, 4, 64, 1>;
+const _: () = Micro128::CHECK;
+
+/// The micro model for vocabularies of up to 256 tokens.
+pub type Micro256 = Gpt<256, 16, 16, 4, 4, 64, 1>;
+const _: () = Micro256::CHECK;
+
+/// The compiled vocabulary buckets of the micro model, smallest first.
+pub const MICRO_VOCAB_BUCKETS: [usize; 4] = [27, 64, 128, 256];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,1 +1,606 @@
-//! (in progress)
+//! The static GPT: microgpt.py's model with its dimensions as const generics, forward and
+//! backward written out over fixed-size arrays (see [`crate::ops`]), Adam in place.
+//!
+//! Dimension letters, always in this order: `V` vocab (compiled), `T` block size, `E` n_embd,
+//! `H` heads, `D` head dim, `F` MLP width, `L` layers. Configurations are type aliases in
+//! [`crate::config`]. All big state — parameters, gradients, Adam moments (four [`Weights`])
+//! and the activation cache — is allocated once, zeroed directly on the heap, when the model
+//! is created; a training step and a token of inference allocate nothing.
+//!
+//! `V` is a bucket: the real vocabulary `vocab ≤ V` is a run-time value. Only the first `vocab`
+//! rows of `wte` and `lm_head` are ever drawn, trained or read, and only the first `vocab`
+//! logits enter the softmax, so the maths is that of an exact-vocab model.
+
+use zerocopy::FromZeros;
+
+use crate::bail;
+use crate::config::Shape;
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::optim::AdamStep;
+use crate::rng::Rng;
+
+/// microgpt.py's `std=0.08` of the initial weights.
+pub const INIT_STD: f64 = 0.08;
+
+/// One transformer block's weights; microgpt's names. Matrices are `[[f64; IN]; OUT]`.
+#[derive(FromZeros)]
+pub struct Layer<const E: usize, const F: usize> {
+    pub attn_wq: [[f64; E]; E],
+    pub attn_wk: [[f64; E]; E],
+    pub attn_wv: [[f64; E]; E],
+    pub attn_wo: [[f64; E]; E],
+    pub mlp_fc1: [[f64; E]; F],
+    pub mlp_fc2: [[f64; F]; E],
+}
+
+/// Every weight of the model. The same layout holds the parameters, their gradients and
+/// Adam's two moments.
+#[derive(FromZeros)]
+pub struct Weights<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
+    pub wte: [[f64; E]; V],
+    pub wpe: [[f64; E]; T],
+    pub lm_head: [[f64; E]; V],
+    pub layers: [Layer<E, F>; L],
+}
+
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
+    Weights<V, T, E, F, L>
+{
+    /// Each tensor's real rows (`wte` and `lm_head` cut to `vocab`), flattened row-major, in
+    /// [`Shape::tensors`] order. Allocates nothing.
+    pub fn tensors(&self, vocab: usize) -> impl Iterator<Item = &[f64]> {
+        [
+            self.wte[..vocab].as_flattened(),
+            self.wpe.as_flattened(),
+            self.lm_head[..vocab].as_flattened(),
+        ]
+        .into_iter()
+        .chain(self.layers.iter().flat_map(|l| {
+            [
+                l.attn_wq.as_flattened(),
+                l.attn_wk.as_flattened(),
+                l.attn_wv.as_flattened(),
+                l.attn_wo.as_flattened(),
+                l.mlp_fc1.as_flattened(),
+                l.mlp_fc2.as_flattened(),
+            ]
+        }))
+    }
+
+    /// [`Weights::tensors`], mutable.
+    pub fn tensors_mut(&mut self, vocab: usize) -> impl Iterator<Item = &mut [f64]> {
+        [
+            self.wte[..vocab].as_flattened_mut(),
+            self.wpe.as_flattened_mut(),
+            self.lm_head[..vocab].as_flattened_mut(),
+        ]
+        .into_iter()
+        .chain(self.layers.iter_mut().flat_map(|l| {
+            [
+                l.attn_wq.as_flattened_mut(),
+                l.attn_wk.as_flattened_mut(),
+                l.attn_wv.as_flattened_mut(),
+                l.attn_wo.as_flattened_mut(),
+                l.mlp_fc1.as_flattened_mut(),
+                l.mlp_fc2.as_flattened_mut(),
+            ]
+        }))
+    }
+}
+
+/// One block's activations at every position, what its backward reads.
+#[derive(FromZeros)]
+pub struct LayerActs<const T: usize, const E: usize, const H: usize, const F: usize> {
+    /// rmsnorm before attention: output and reciprocal
+    pub xn1: [[f64; E]; T],
+    pub r1: [f64; T],
+    /// queries, and this block's KV cache
+    pub q: [[f64; E]; T],
+    pub k: [[f64; E]; T],
+    pub v: [[f64; E]; T],
+    /// attention softmax weights: position, head, key position (≤ position)
+    pub att: [[[f64; T]; H]; T],
+    /// head outputs concatenated (the input of `attn_wo`)
+    pub ctx: [[f64; E]; T],
+    /// rmsnorm before the MLP: output and reciprocal
+    pub xn2: [[f64; E]; T],
+    pub r2: [f64; T],
+    /// ReLU output (the input of `mlp_fc2`)
+    pub h: [[f64; F]; T],
+}
+
+/// The activation cache of a whole document.
+#[derive(FromZeros)]
+pub struct Acts<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+> {
+    /// rmsnorm of the embedding (the first block's input) and its reciprocal
+    pub xn0: [[f64; E]; T],
+    pub r0: [f64; T],
+    pub layers: [LayerActs<T, E, H, F>; L],
+    /// residual stream after the last block (the input of `lm_head`)
+    pub x_out: [[f64; E]; T],
+    pub logits: [[f64; V]; T],
+    /// softmax of the real logits (0 beyond the real vocabulary)
+    pub probs: [[f64; V]; T],
+}
+
+/// Gradients of activations that live across positions during backward.
+#[derive(FromZeros)]
+struct Scratch<const T: usize, const E: usize> {
+    /// gradient of the residual stream at the current block boundary
+    dx: [[f64; E]; T],
+    /// gradients of the current block's keys and values (later queries add into earlier rows)
+    dk: [[f64; E]; T],
+    dv: [[f64; E]; T],
+}
+
+/// The statically shaped GPT. Use it through a configuration alias (e.g.
+/// [`crate::config::Micro`]).
+pub struct Gpt<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> {
+    vocab: usize,
+    params: Box<Weights<V, T, E, F, L>>,
+    grads: Box<Weights<V, T, E, F, L>>,
+    adam_m: Box<Weights<V, T, E, F, L>>,
+    adam_v: Box<Weights<V, T, E, F, L>>,
+    acts: Box<Acts<V, T, E, H, F, L>>,
+    scratch: Box<Scratch<T, E>>,
+}
+
+/// A boxed, zeroed `X`, allocated directly on the heap (never on the stack first).
+fn zeroed_box<X: FromZeros>() -> Result<Box<X>> {
+    X::new_box_zeroed().map_err(|_| {
+        Error(format!(
+            "cannot allocate {} bytes for the model",
+            std::mem::size_of::<X>()
+        ))
+    })
+}
+
+impl<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> Gpt<V, T, E, H, D, F, L>
+{
+    /// The compile-time shape check: `E = H·D`, `F = 4·E`, and nothing empty. Every
+    /// configuration alias forces it with an item-level `const _: () = Alias::CHECK;` so that
+    /// `cargo check` rejects a bad alias; [`Gpt::new`] forces it for generic code.
+    ///
+    /// ```compile_fail,E0080
+    /// // E = 16 but H·D = 4·3 = 12
+    /// type Bad = microgpt::model::Gpt<27, 16, 16, 4, 3, 64, 1>;
+    /// const _: () = Bad::CHECK;
+    /// ```
+    /// ```compile_fail,E0080
+    /// // F = 48 is not 4·E = 64
+    /// type Bad = microgpt::model::Gpt<27, 16, 16, 4, 4, 48, 1>;
+    /// const _: () = Bad::CHECK;
+    /// ```
+    /// The same lines with a consistent shape compile:
+    /// ```
+    /// type Good = microgpt::model::Gpt<27, 16, 16, 4, 4, 64, 1>;
+    /// const _: () = Good::CHECK;
+    /// ```
+    pub const CHECK: () = {
+        assert!(E == H * D, "n_embd E must equal n_head H times head dim D");
+        assert!(F == 4 * E, "MLP width F must be 4 * n_embd E");
+        assert!(
+            V >= 1 && T >= 1 && H >= 1 && D >= 1 && L >= 1,
+            "empty dimension"
+        );
+    };
+
+    /// A model for a real vocabulary of `vocab ≤ V` tokens (BOS included), with microgpt's
+    /// initial weights N(0, 0.08) drawn from `rng` row by row: `wte` rows `0..vocab`, `wpe`,
+    /// `lm_head` rows `0..vocab`, then per layer `attn_wq`, `attn_wk`, `attn_wv`, `attn_wo`,
+    /// `mlp_fc1`, `mlp_fc2` — the stream of an exact-vocab model. Unused rows stay 0.
+    pub fn new(vocab: usize, rng: &mut Rng) -> Result<Self> {
+        let () = Self::CHECK;
+        if vocab > V {
+            bail!("the vocabulary has {vocab} tokens but this model is compiled for at most {V}");
+        }
+        if vocab == 0 {
+            bail!("the vocabulary is empty (it needs at least the BOS token)");
+        }
+        let mut m = Gpt {
+            vocab,
+            params: zeroed_box()?,
+            grads: zeroed_box()?,
+            adam_m: zeroed_box()?,
+            adam_v: zeroed_box()?,
+            acts: zeroed_box()?,
+            scratch: zeroed_box()?,
+        };
+        for t in m.params.tensors_mut(vocab) {
+            for p in t {
+                *p = rng.gauss(0.0, INIT_STD);
+            }
+        }
+        Ok(m)
+    }
+
+    /// The real vocabulary size (BOS included).
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// The run-time shape, with the real vocabulary.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            vocab: self.vocab,
+            block_size: T,
+            n_embd: E,
+            n_head: H,
+            mlp: F,
+            n_layer: L,
+        }
+    }
+
+    /// Number of parameters of the exact-vocab model (4,192 for microgpt on names).
+    pub fn num_params(&self) -> usize {
+        2 * self.vocab * E + T * E + L * (4 * E * E + 2 * E * F)
+    }
+
+    /// The parameters, per tensor (real rows, flattened), in [`Shape::tensors`] order.
+    pub fn params(&self) -> impl Iterator<Item = &[f64]> {
+        self.params.tensors(self.vocab)
+    }
+
+    /// The gradients of the last [`Gpt::loss_and_grad`], like [`Gpt::params`].
+    pub fn grads(&self) -> impl Iterator<Item = &[f64]> {
+        self.grads.tensors(self.vocab)
+    }
+
+    /// The parameters, mutable, like [`Gpt::params`].
+    pub fn params_mut(&mut self) -> impl Iterator<Item = &mut [f64]> {
+        self.params.tensors_mut(self.vocab)
+    }
+
+    /// The weights themselves (all `V` rows; rows from `vocab` on are 0).
+    pub fn weights(&self) -> &Weights<V, T, E, F, L> {
+        &self.params
+    }
+
+    /// The activation cache of the last forward pass.
+    pub fn acts(&self) -> &Acts<V, T, E, H, F, L> {
+        &self.acts
+    }
+
+    /// All parameters in one vector, in [`Shape::tensors`] order and layout.
+    pub fn params_flat(&self) -> Vec<f64> {
+        self.params().flatten().copied().collect()
+    }
+
+    /// All gradients of the last [`Gpt::loss_and_grad`], like [`Gpt::params_flat`].
+    pub fn grads_flat(&self) -> Vec<f64> {
+        self.grads().flatten().copied().collect()
+    }
+
+    /// Replaces all parameters from a vector laid out like [`Gpt::params_flat`]. Adam's moments
+    /// are left as they are.
+    pub fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
+        let n = self.num_params();
+        if flat.len() != n {
+            bail!(
+                "a parameter vector of {} values does not fit this model's {n} parameters",
+                flat.len()
+            );
+        }
+        let mut rest = flat;
+        for t in self.params_mut() {
+            let (head, tail) = rest.split_at(t.len());
+            t.copy_from_slice(head);
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// Forward of one position: token `token` at position `pos`, given the KV cache of
+    /// positions `0..pos`; fills the cache at `pos` and `acts.logits[pos]`.
+    fn forward_pos(&mut self, token: usize, pos: usize) {
+        let (w, a) = (&*self.params, &mut *self.acts);
+        // x = wte[token] + wpe[pos]; x = rmsnorm(x)
+        let mut emb = [0.0; E];
+        ops::embedding_forward(&mut emb, token, pos, &w.wte, &w.wpe);
+        a.r0[pos] = ops::rmsnorm_forward(&mut a.xn0[pos], &emb);
+        let mut x = a.xn0[pos];
+        for (lw, la) in w.layers.iter().zip(a.layers.iter_mut()) {
+            // attention: x = Wo·attn(rmsnorm(x)) + x
+            la.r1[pos] = ops::rmsnorm_forward(&mut la.xn1[pos], &x);
+            ops::linear_forward(&mut la.q[pos], &la.xn1[pos], &lw.attn_wq);
+            ops::linear_forward(&mut la.k[pos], &la.xn1[pos], &lw.attn_wk);
+            ops::linear_forward(&mut la.v[pos], &la.xn1[pos], &lw.attn_wv);
+            ops::attention_forward::<T, E, H, D>(
+                &mut la.ctx[pos],
+                &mut la.att[pos],
+                &la.q[pos],
+                &la.k,
+                &la.v,
+                pos,
+            );
+            let mut proj = [0.0; E];
+            ops::linear_forward(&mut proj, &la.ctx[pos], &lw.attn_wo);
+            let mut x_mid = [0.0; E];
+            ops::residual_forward(&mut x_mid, &proj, &x);
+            // MLP: x = fc2·relu(fc1·rmsnorm(x)) + x
+            la.r2[pos] = ops::rmsnorm_forward(&mut la.xn2[pos], &x_mid);
+            let mut pre = [0.0; F];
+            ops::linear_forward(&mut pre, &la.xn2[pos], &lw.mlp_fc1);
+            ops::relu_forward(&mut la.h[pos], &pre);
+            let mut mlp = [0.0; E];
+            ops::linear_forward(&mut mlp, &la.h[pos], &lw.mlp_fc2);
+            ops::residual_forward(&mut x, &mlp, &x_mid);
+        }
+        // logits = lm_head·x (no final norm)
+        a.x_out[pos] = x;
+        ops::linear_forward(&mut a.logits[pos], &a.x_out[pos], &w.lm_head);
+    }
+
+    /// Inference with the KV cache: feeds `token` at position `pos` (`pos` 0 starts a new
+    /// sequence; positions must come in order) and returns the logits of the real vocabulary.
+    pub fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        assert!(pos < T, "position {pos} is beyond the block size {T}");
+        assert!(
+            token < self.vocab,
+            "token {token} is not in the vocabulary of {}",
+            self.vocab
+        );
+        self.forward_pos(token, pos);
+        &self.acts.logits[pos][..self.vocab]
+    }
+
+    /// Zeroes the gradients, runs forward and backward over the document `tokens`
+    /// (`[BOS] ids [BOS]`, truncated to `T` positions like microgpt.py) and returns the mean
+    /// loss `(1/n)·Σ −ln p(target)`.
+    pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
+        assert!(
+            tokens.len() >= 2,
+            "a document needs at least two tokens ([BOS] ... [BOS])"
+        );
+        let n = T.min(tokens.len() - 1);
+        let tokens = &tokens[..=n];
+        for &t in tokens {
+            assert!(
+                t < self.vocab,
+                "token {t} is not in the vocabulary of {}",
+                self.vocab
+            );
+        }
+        self.grads.zero();
+        let mut total = 0.0;
+        for pos in 0..n {
+            self.forward_pos(tokens[pos], pos);
+            let a = &mut *self.acts;
+            total += ops::cross_entropy_forward(
+                &mut a.probs[pos],
+                &a.logits[pos],
+                tokens[pos + 1],
+                self.vocab,
+            );
+        }
+        self.backward(tokens, n);
+        (1.0 / n as f64) * total
+    }
+
+    /// Backward of the mean loss over positions `0..n`, into `self.grads` (zeroed by the
+    /// caller). Blocks in reverse; within a block positions in reverse, so that when position
+    /// `t` is reached every later query has already added its share to `dk[t]` and `dv[t]`.
+    fn backward(&mut self, tokens: &[usize], n: usize) {
+        let (w, g, a, s) = (
+            &*self.params,
+            &mut *self.grads,
+            &*self.acts,
+            &mut *self.scratch,
+        );
+        let dloss = 1.0 / n as f64;
+        for pos in 0..n {
+            let mut dlogits = [0.0; V];
+            ops::cross_entropy_backward(
+                &mut dlogits,
+                &a.probs[pos],
+                tokens[pos + 1],
+                self.vocab,
+                dloss,
+            );
+            s.dx[pos] = [0.0; E];
+            ops::linear_backward(
+                &mut s.dx[pos],
+                &mut g.lm_head,
+                &dlogits,
+                &a.x_out[pos],
+                &w.lm_head,
+            );
+        }
+        for ((lw, lg), la) in w.layers.iter().zip(&mut g.layers).zip(&a.layers).rev() {
+            s.dk[..n].fill([0.0; E]);
+            s.dv[..n].fill([0.0; E]);
+            for pos in (0..n).rev() {
+                // x_out = mlp + x_mid
+                let mut dmlp = [0.0; E];
+                let mut dx_mid = [0.0; E];
+                ops::residual_backward(&mut dmlp, &mut dx_mid, &s.dx[pos]);
+                let mut dh = [0.0; F];
+                ops::linear_backward(&mut dh, &mut lg.mlp_fc2, &dmlp, &la.h[pos], &lw.mlp_fc2);
+                let mut dpre = [0.0; F];
+                ops::relu_backward(&mut dpre, &dh, &la.h[pos]);
+                let mut dxn2 = [0.0; E];
+                ops::linear_backward(&mut dxn2, &mut lg.mlp_fc1, &dpre, &la.xn2[pos], &lw.mlp_fc1);
+                ops::rmsnorm_backward(&mut dx_mid, &dxn2, &la.xn2[pos], la.r2[pos]);
+                // x_mid = proj + x_in
+                let mut dproj = [0.0; E];
+                let mut dx_in = [0.0; E];
+                ops::residual_backward(&mut dproj, &mut dx_in, &dx_mid);
+                let mut dctx = [0.0; E];
+                ops::linear_backward(
+                    &mut dctx,
+                    &mut lg.attn_wo,
+                    &dproj,
+                    &la.ctx[pos],
+                    &lw.attn_wo,
+                );
+                let mut dq = [0.0; E];
+                ops::attention_backward::<T, E, H, D>(
+                    &mut dq,
+                    &mut s.dk,
+                    &mut s.dv,
+                    &dctx,
+                    &la.att[pos],
+                    &la.q[pos],
+                    &la.k,
+                    &la.v,
+                    pos,
+                );
+                // dk[pos] and dv[pos] are complete: only queries at pos and later see them
+                let mut dxn1 = [0.0; E];
+                ops::linear_backward(&mut dxn1, &mut lg.attn_wq, &dq, &la.xn1[pos], &lw.attn_wq);
+                ops::linear_backward(
+                    &mut dxn1,
+                    &mut lg.attn_wk,
+                    &s.dk[pos],
+                    &la.xn1[pos],
+                    &lw.attn_wk,
+                );
+                ops::linear_backward(
+                    &mut dxn1,
+                    &mut lg.attn_wv,
+                    &s.dv[pos],
+                    &la.xn1[pos],
+                    &lw.attn_wv,
+                );
+                ops::rmsnorm_backward(&mut dx_in, &dxn1, &la.xn1[pos], la.r1[pos]);
+                s.dx[pos] = dx_in;
+            }
+        }
+        for (pos, &token) in tokens[..n].iter().enumerate() {
+            let mut demb = [0.0; E];
+            ops::rmsnorm_backward(&mut demb, &s.dx[pos], &a.xn0[pos], a.r0[pos]);
+            ops::embedding_backward(&mut g.wte, &mut g.wpe, &demb, token, pos);
+        }
+    }
+
+    /// One Adam update of every tensor's real rows from the current gradients.
+    pub fn adam_update(&mut self, adam: &AdamStep) {
+        let vocab = self.vocab;
+        let tensors = self
+            .params
+            .tensors_mut(vocab)
+            .zip(self.grads.tensors(vocab))
+            .zip(self.adam_m.tensors_mut(vocab))
+            .zip(self.adam_v.tensors_mut(vocab));
+        for (((p, g), m), v) in tensors {
+            adam.update(p, g, m, v);
+        }
+    }
+
+    /// [`Gpt::loss_and_grad`] then [`Gpt::adam_update`]; returns the loss.
+    pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
+        let loss = self.loss_and_grad(tokens);
+        self.adam_update(adam);
+        loss
+    }
+}
+
+/// The micro model in the smallest compiled vocabulary bucket
+/// ([`crate::config::MICRO_VOCAB_BUCKETS`]) that holds the real vocabulary: what the CLI
+/// trains on an arbitrary text file.
+pub enum MicroGpt {
+    V27(crate::config::Micro),
+    V64(crate::config::Micro64),
+    V128(crate::config::Micro128),
+    V256(crate::config::Micro256),
+}
+
+/// `dispatch!(self, m => expr)` evaluates `expr` with `m` bound to the model in any bucket.
+macro_rules! dispatch {
+    ($s:expr, $m:ident => $e:expr) => {
+        match $s {
+            MicroGpt::V27($m) => $e,
+            MicroGpt::V64($m) => $e,
+            MicroGpt::V128($m) => $e,
+            MicroGpt::V256($m) => $e,
+        }
+    };
+}
+
+impl MicroGpt {
+    /// The micro model for a real vocabulary of `vocab` tokens, in the smallest bucket that
+    /// fits; the initial weights are those of the exact-vocab model from the same `rng`.
+    pub fn new(vocab: usize, rng: &mut Rng) -> Result<MicroGpt> {
+        use crate::config::{MICRO_VOCAB_BUCKETS, Micro, Micro64, Micro128, Micro256};
+        Ok(match vocab {
+            0..=27 => MicroGpt::V27(Micro::new(vocab, rng)?),
+            28..=64 => MicroGpt::V64(Micro64::new(vocab, rng)?),
+            65..=128 => MicroGpt::V128(Micro128::new(vocab, rng)?),
+            129..=256 => MicroGpt::V256(Micro256::new(vocab, rng)?),
+            _ => bail!(
+                "the vocabulary has {vocab} tokens but the largest compiled vocabulary holds {}",
+                MICRO_VOCAB_BUCKETS[MICRO_VOCAB_BUCKETS.len() - 1]
+            ),
+        })
+    }
+
+    /// The compiled vocabulary size `V` of the bucket in use.
+    pub fn bucket(&self) -> usize {
+        match self {
+            MicroGpt::V27(_) => 27,
+            MicroGpt::V64(_) => 64,
+            MicroGpt::V128(_) => 128,
+            MicroGpt::V256(_) => 256,
+        }
+    }
+
+    pub fn vocab(&self) -> usize {
+        dispatch!(self, m => m.vocab())
+    }
+
+    pub fn shape(&self) -> Shape {
+        dispatch!(self, m => m.shape())
+    }
+
+    pub fn num_params(&self) -> usize {
+        dispatch!(self, m => m.num_params())
+    }
+
+    pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
+        dispatch!(self, m => m.loss_and_grad(tokens))
+    }
+
+    pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
+        dispatch!(self, m => m.train_step(tokens, adam))
+    }
+
+    pub fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        dispatch!(self, m => m.forward_token(token, pos))
+    }
+
+    pub fn params_flat(&self) -> Vec<f64> {
+        dispatch!(self, m => m.params_flat())
+    }
+
+    pub fn grads_flat(&self) -> Vec<f64> {
+        dispatch!(self, m => m.grads_flat())
+    }
+
+    pub fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
+        dispatch!(self, m => m.set_params_flat(flat))
+    }
+}
