@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use microgpt::config::Shape;
 use microgpt::data::{self, EncodedDocs, Tokenizer};
 use microgpt::error::Result;
+use microgpt::model::MicroGpt;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::{Rng, RngKind};
@@ -81,7 +82,7 @@ struct DemoArgs {
     #[arg(long, default_value_t = 20)]
     num_samples: usize,
     /// Engine that trains and samples
-    #[arg(long, value_enum, default_value_t = EngineKind::Dynamic)]
+    #[arg(long, value_enum, default_value_t = EngineKind::Static)]
     engine: EngineKind,
     /// Random stream: `python` reproduces microgpt.py's output exactly
     #[arg(long, value_enum, default_value_t = RngArg::Pcg)]
@@ -169,7 +170,8 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
 
     let shape = Shape::micro(tok.vocab_size());
     let mut model: Box<dyn Engine> = match a.engine {
-        EngineKind::Dynamic | EngineKind::Static => Box::new(Reference::new(shape, &mut rng)?),
+        EngineKind::Dynamic => Box::new(Reference::new(shape, &mut rng)?),
+        EngineKind::Static => Box::new(MicroGpt::new(tok.vocab_size(), &mut rng)?),
     };
     println!("num params: {}", model.num_params());
 

@@ -22,6 +22,15 @@ impl Engine for crate::reference::Reference {
     }
 }
 
+impl Engine for crate::model::MicroGpt {
+    fn num_params(&self) -> usize {
+        crate::model::MicroGpt::num_params(self)
+    }
+    fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
+        crate::model::MicroGpt::train_step(self, tokens, adam)
+    }
+}
+
 /// Trains steps `first..steps` of a run of `steps` steps (document `step % docs.len()` at each
 /// step) and calls `on_step(step, loss)` after each.
 pub fn train<E: Engine + ?Sized>(
