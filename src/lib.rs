@@ -21,4 +21,5 @@ pub mod progress;
 pub mod reference;
 pub mod rng;
 pub mod sample;
+pub mod session;
 pub mod train;
