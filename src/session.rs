@@ -178,19 +178,55 @@ pub fn fingerprint(docs: &[String]) -> u64 {
     h
 }
 
-impl Dataset {
-    /// Reads `path`, shuffles it with `rng` (microgpt.py's `random.shuffle(docs)`), and holds
-    /// out the last `round(n · val_fraction)` documents. The vocabulary is `tok` if given (a
-    /// checkpoint's: every character must be in it), else every character of the file.
-    pub fn load(
-        path: &Path,
+/// A dataset file read but not yet shuffled.
+pub struct RawDocs {
+    pub path: PathBuf,
+    pub docs: Vec<String>,
+    pub fingerprint: u64,
+}
+
+impl RawDocs {
+    pub fn read(path: &Path) -> Result<RawDocs> {
+        let docs = data::load_docs(path)?;
+        let fingerprint = fingerprint(&docs);
+        Ok(RawDocs {
+            path: path.to_path_buf(),
+            docs,
+            fingerprint,
+        })
+    }
+
+    /// Checks that this is the dataset a checkpoint was trained on.
+    pub fn check_against(&self, c: &Checkpoint) -> Result<()> {
+        let fp = format!("{:016x}", self.fingerprint);
+        if c.get("data_fingerprint").ok() != Some(fp.as_str()) {
+            bail!(
+                "{} is not the dataset the checkpoint was trained on ({} documents, fingerprint {}; this file: {} documents, {})",
+                self.path.display(),
+                c.get("data_docs").unwrap_or("?"),
+                c.get("data_fingerprint").unwrap_or("?"),
+                self.docs.len(),
+                fp
+            );
+        }
+        Ok(())
+    }
+
+    /// Shuffles the documents with `rng` (microgpt.py's `random.shuffle(docs)`) and holds out
+    /// the last `round(n · val_fraction)`. The vocabulary is `tok` if given (a checkpoint's:
+    /// every character must be in it), else every character of the file.
+    pub fn split(
+        self,
         rng: &mut Rng,
         val_fraction: f64,
         tok: Option<Tokenizer>,
     ) -> Result<Dataset> {
-        let mut docs = data::load_docs(path)?;
+        let RawDocs {
+            path,
+            mut docs,
+            fingerprint,
+        } = self;
         let num_docs = docs.len();
-        let fingerprint = fingerprint(&docs);
         data::shuffle_docs(&mut docs, rng);
         let n_val = (num_docs as f64 * val_fraction).round() as usize;
         if val_fraction > 0.0 && (n_val == 0 || n_val >= num_docs) {
@@ -204,23 +240,31 @@ impl Dataset {
             None => Tokenizer::from_docs(&docs),
         };
         let (train_docs, val_docs) = docs.split_at(num_docs - n_val);
-        let encode = |d: &[String]| {
-            EncodedDocs::new(&tok, d).map_err(|e| {
-                crate::error::Error(format!(
-                    "{}: {e} of the model (it was trained on other data)",
-                    path.display()
-                ))
-            })
+        let encode = |d: &[String]| match EncodedDocs::new(&tok, d) {
+            Ok(e) => Ok(e),
+            Err(e) => bail!("{}: {e} of the model", path.display()),
         };
         let (train, val) = (encode(train_docs)?, encode(val_docs)?);
         Ok(Dataset {
-            path: path.to_path_buf(),
+            path,
             num_docs,
             fingerprint,
             tok,
             train,
             val,
         })
+    }
+}
+
+impl Dataset {
+    /// [`RawDocs::read`] then [`RawDocs::split`].
+    pub fn load(
+        path: &Path,
+        rng: &mut Rng,
+        val_fraction: f64,
+        tok: Option<Tokenizer>,
+    ) -> Result<Dataset> {
+        RawDocs::read(path)?.split(rng, val_fraction, tok)
     }
 }
 
@@ -344,20 +388,9 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             (p, Some(c.tokenizer()?), c.step()?)
         }
     };
-    let mut rng = Rng::new(settings.rng, settings.seed);
-    let data = Dataset::load(&path, &mut rng, settings.val_fraction, tok)?;
+    let raw = RawDocs::read(&path)?;
     if let Start::Resume(c) = &start {
-        let fp = format!("{:016x}", data.fingerprint);
-        if c.get("data_fingerprint").ok() != Some(fp.as_str()) {
-            bail!(
-                "{} is not the dataset the checkpoint was trained on ({} documents, fingerprint {}; this file: {} documents, {})",
-                path.display(),
-                c.get("data_docs").unwrap_or("?"),
-                c.get("data_fingerprint").unwrap_or("?"),
-                data.num_docs,
-                fp
-            );
-        }
+        raw.check_against(c)?;
         if first_step >= settings.total_steps {
             bail!(
                 "the checkpoint has done all {} steps of its schedule",
@@ -365,6 +398,8 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             );
         }
     }
+    let mut rng = Rng::new(settings.rng, settings.seed);
+    let data = raw.split(&mut rng, settings.val_fraction, tok)?;
     let mut model = build_model(
         opts.engine,
         &settings.preset,
