@@ -89,6 +89,40 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     }
 }
 
+/// One block's weights transposed (`[[f64; OUT]; IN]`), the layout the forward reads (see
+/// [`ops::linear_forward`]).
+#[derive(FromZeros)]
+pub struct LayerT<const E: usize, const F: usize> {
+    pub attn_wq: [[f64; E]; E],
+    pub attn_wk: [[f64; E]; E],
+    pub attn_wv: [[f64; E]; E],
+    pub attn_wo: [[f64; E]; E],
+    pub mlp_fc1: [[f64; F]; E],
+    pub mlp_fc2: [[f64; E]; F],
+}
+
+/// The transposes of the weights the forward multiplies by, rebuilt from [`Weights`] whenever
+/// the parameters change (after each Adam update).
+#[derive(FromZeros)]
+pub struct Transposed<const V: usize, const E: usize, const F: usize, const L: usize> {
+    pub lm_head: [[f64; V]; E],
+    pub layers: [LayerT<E, F>; L],
+}
+
+impl<const V: usize, const E: usize, const F: usize, const L: usize> Transposed<V, E, F, L> {
+    fn refresh<const T: usize>(&mut self, w: &Weights<V, T, E, F, L>) {
+        ops::transpose(&mut self.lm_head, &w.lm_head);
+        for (t, l) in self.layers.iter_mut().zip(&w.layers) {
+            ops::transpose(&mut t.attn_wq, &l.attn_wq);
+            ops::transpose(&mut t.attn_wk, &l.attn_wk);
+            ops::transpose(&mut t.attn_wv, &l.attn_wv);
+            ops::transpose(&mut t.attn_wo, &l.attn_wo);
+            ops::transpose(&mut t.mlp_fc1, &l.mlp_fc1);
+            ops::transpose(&mut t.mlp_fc2, &l.mlp_fc2);
+        }
+    }
+}
+
 /// One block's activations at every position, what its backward reads.
 #[derive(FromZeros)]
 pub struct LayerActs<const T: usize, const E: usize, const H: usize, const F: usize> {
@@ -99,7 +133,7 @@ pub struct LayerActs<const T: usize, const E: usize, const H: usize, const F: us
     pub q: [[f64; E]; T],
     pub k: [[f64; E]; T],
     pub v: [[f64; E]; T],
-    /// attention softmax weights: position, head, key position (≤ position)
+    /// attention softmax weights: position, head, key position (0 after the position)
     pub att: [[[f64; T]; H]; T],
     /// head outputs concatenated (the input of `attn_wo`)
     pub ctx: [[f64; E]; T],
@@ -131,12 +165,26 @@ pub struct Acts<
     pub probs: [[f64; V]; T],
 }
 
-/// Gradients of activations that live across positions during backward.
+/// Per-step buffers that need not outlive a step: the forward's residual stream and
+/// pre-activations, and every activation gradient of the backward, one row per position.
 #[derive(FromZeros)]
-struct Scratch<const T: usize, const E: usize> {
-    /// gradient of the residual stream at the current block boundary
+struct Scratch<const V: usize, const T: usize, const E: usize, const F: usize> {
+    /// residual stream (forward)
+    x: [[f64; E]; T],
+    /// output of `attn_wo` or `mlp_fc2`, before it is added to the residual stream
+    y: [[f64; E]; T],
+    /// output of `mlp_fc1`, before the ReLU
+    pre: [[f64; F]; T],
+    dlogits: [[f64; V]; T],
+    /// gradient of the residual stream at the current point of the backward
     dx: [[f64; E]; T],
-    /// gradients of the current block's keys and values (later queries add into earlier rows)
+    dh: [[f64; F]; T],
+    dpre: [[f64; F]; T],
+    /// gradient of an rmsnorm's output (xn2, then xn1)
+    dxn: [[f64; E]; T],
+    dctx: [[f64; E]; T],
+    dq: [[f64; E]; T],
+    /// gradients of the block's keys and values: later queries add into earlier rows
     dk: [[f64; E]; T],
     dv: [[f64; E]; T],
 }
@@ -154,11 +202,13 @@ pub struct Gpt<
 > {
     vocab: usize,
     params: Box<Weights<V, T, E, F, L>>,
+    /// `params`' matrices transposed, for the forward; always in step with `params`
+    params_t: Box<Transposed<V, E, F, L>>,
     grads: Box<Weights<V, T, E, F, L>>,
     adam_m: Box<Weights<V, T, E, F, L>>,
     adam_v: Box<Weights<V, T, E, F, L>>,
     acts: Box<Acts<V, T, E, H, F, L>>,
-    scratch: Box<Scratch<T, E>>,
+    scratch: Box<Scratch<V, T, E, F>>,
 }
 
 /// A boxed, zeroed `X`, allocated directly on the heap (never on the stack first).
@@ -224,6 +274,7 @@ impl<
         let mut m = Gpt {
             vocab,
             params: zeroed_box()?,
+            params_t: zeroed_box()?,
             grads: zeroed_box()?,
             adam_m: zeroed_box()?,
             adam_v: zeroed_box()?,
@@ -235,6 +286,7 @@ impl<
                 *p = rng.gauss(0.0, INIT_STD);
             }
         }
+        m.params_t.refresh(&m.params);
         Ok(m)
     }
 
@@ -270,11 +322,6 @@ impl<
         self.grads.tensors(self.vocab)
     }
 
-    /// The parameters, mutable, like [`Gpt::params`].
-    pub fn params_mut(&mut self) -> impl Iterator<Item = &mut [f64]> {
-        self.params.tensors_mut(self.vocab)
-    }
-
     /// The weights themselves (all `V` rows; rows from `vocab` on are 0).
     pub fn weights(&self) -> &Weights<V, T, E, F, L> {
         &self.params
@@ -306,53 +353,74 @@ impl<
             );
         }
         let mut rest = flat;
-        for t in self.params_mut() {
+        for t in self.params.tensors_mut(self.vocab) {
             let (head, tail) = rest.split_at(t.len());
             t.copy_from_slice(head);
             rest = tail;
         }
+        self.params_t.refresh(&self.params);
         Ok(())
     }
 
-    /// Forward of one position: token `token` at position `pos`, given the KV cache of
-    /// positions `0..pos`; fills the cache at `pos` and `acts.logits[pos]`.
-    fn forward_pos(&mut self, token: usize, pos: usize) {
-        let (w, a) = (&*self.params, &mut *self.acts);
+    /// Forward of positions `start..start + tokens.len()` (token `tokens[i]` at position
+    /// `start + i`), one op at a time over all of them, given the KV cache of positions
+    /// `0..start`; fills the activation cache and `acts.logits` at those positions.
+    fn forward(&mut self, tokens: &[usize], start: usize) {
+        let (w, wt, a, s) = (
+            &*self.params,
+            &*self.params_t,
+            &mut *self.acts,
+            &mut *self.scratch,
+        );
+        let end = start + tokens.len();
         // x = wte[token] + wpe[pos]; x = rmsnorm(x)
-        let mut emb = [0.0; E];
-        ops::embedding_forward(&mut emb, token, pos, &w.wte, &w.wpe);
-        a.r0[pos] = ops::rmsnorm_forward(&mut a.xn0[pos], &emb);
-        let mut x = a.xn0[pos];
-        for (lw, la) in w.layers.iter().zip(a.layers.iter_mut()) {
+        for (pos, &token) in (start..end).zip(tokens) {
+            let mut emb = [0.0; E];
+            ops::embedding_forward(&mut emb, token, pos, &w.wte, &w.wpe);
+            a.r0[pos] = ops::rmsnorm_forward(&mut a.xn0[pos], &emb);
+            s.x[pos] = a.xn0[pos];
+        }
+        for (lw, la) in wt.layers.iter().zip(a.layers.iter_mut()) {
             // attention: x = Wo·attn(rmsnorm(x)) + x
-            la.r1[pos] = ops::rmsnorm_forward(&mut la.xn1[pos], &x);
-            ops::linear_forward(&mut la.q[pos], &la.xn1[pos], &lw.attn_wq);
-            ops::linear_forward(&mut la.k[pos], &la.xn1[pos], &lw.attn_wk);
-            ops::linear_forward(&mut la.v[pos], &la.xn1[pos], &lw.attn_wv);
-            ops::attention_forward::<T, E, H, D>(
-                &mut la.ctx[pos],
-                &mut la.att[pos],
-                &la.q[pos],
-                &la.k,
-                &la.v,
-                pos,
-            );
-            let mut proj = [0.0; E];
-            ops::linear_forward(&mut proj, &la.ctx[pos], &lw.attn_wo);
-            let mut x_mid = [0.0; E];
-            ops::residual_forward(&mut x_mid, &proj, &x);
+            for pos in start..end {
+                la.r1[pos] = ops::rmsnorm_forward(&mut la.xn1[pos], &s.x[pos]);
+            }
+            let xn1 = &la.xn1[start..end];
+            ops::linear_forward(&mut la.q[start..end], xn1, &lw.attn_wq);
+            ops::linear_forward(&mut la.k[start..end], xn1, &lw.attn_wk);
+            ops::linear_forward(&mut la.v[start..end], xn1, &lw.attn_wv);
+            for pos in start..end {
+                ops::attention_forward::<T, E, H, D>(
+                    &mut la.ctx[pos],
+                    &mut la.att[pos],
+                    &la.q[pos],
+                    &la.k,
+                    &la.v,
+                    pos,
+                );
+            }
+            ops::linear_forward(&mut s.y[start..end], &la.ctx[start..end], &lw.attn_wo);
+            for pos in start..end {
+                let x_in = s.x[pos];
+                ops::residual_forward(&mut s.x[pos], &s.y[pos], &x_in);
+            }
             // MLP: x = fc2·relu(fc1·rmsnorm(x)) + x
-            la.r2[pos] = ops::rmsnorm_forward(&mut la.xn2[pos], &x_mid);
-            let mut pre = [0.0; F];
-            ops::linear_forward(&mut pre, &la.xn2[pos], &lw.mlp_fc1);
-            ops::relu_forward(&mut la.h[pos], &pre);
-            let mut mlp = [0.0; E];
-            ops::linear_forward(&mut mlp, &la.h[pos], &lw.mlp_fc2);
-            ops::residual_forward(&mut x, &mlp, &x_mid);
+            for pos in start..end {
+                la.r2[pos] = ops::rmsnorm_forward(&mut la.xn2[pos], &s.x[pos]);
+            }
+            ops::linear_forward(&mut s.pre[start..end], &la.xn2[start..end], &lw.mlp_fc1);
+            for pos in start..end {
+                ops::relu_forward(&mut la.h[pos], &s.pre[pos]);
+            }
+            ops::linear_forward(&mut s.y[start..end], &la.h[start..end], &lw.mlp_fc2);
+            for pos in start..end {
+                let x_mid = s.x[pos];
+                ops::residual_forward(&mut s.x[pos], &s.y[pos], &x_mid);
+            }
         }
         // logits = lm_head·x (no final norm)
-        a.x_out[pos] = x;
-        ops::linear_forward(&mut a.logits[pos], &a.x_out[pos], &w.lm_head);
+        a.x_out[start..end].copy_from_slice(&s.x[start..end]);
+        ops::linear_forward(&mut a.logits[start..end], &a.x_out[start..end], &wt.lm_head);
     }
 
     /// Inference with the KV cache: feeds `token` at position `pos` (`pos` 0 starts a new
@@ -364,7 +432,7 @@ impl<
             "token {token} is not in the vocabulary of {}",
             self.vocab
         );
-        self.forward_pos(token, pos);
+        self.forward(&[token], pos);
         &self.acts.logits[pos][..self.vocab]
     }
 
@@ -386,10 +454,10 @@ impl<
             );
         }
         self.grads.zero();
+        self.forward(&tokens[..n], 0);
+        let a = &mut *self.acts;
         let mut total = 0.0;
         for pos in 0..n {
-            self.forward_pos(tokens[pos], pos);
-            let a = &mut *self.acts;
             total += ops::cross_entropy_forward(
                 &mut a.probs[pos],
                 &a.logits[pos],
@@ -402,8 +470,9 @@ impl<
     }
 
     /// Backward of the mean loss over positions `0..n`, into `self.grads` (zeroed by the
-    /// caller). Blocks in reverse; within a block positions in reverse, so that when position
-    /// `t` is reached every later query has already added its share to `dk[t]` and `dv[t]`.
+    /// caller): the ops in reverse, each over all positions. The attention backward of every
+    /// query adds into the gradients of the keys and values it saw (earlier positions
+    /// included) before those reach `attn_wk` and `attn_wv`.
     fn backward(&mut self, tokens: &[usize], n: usize) {
         let (w, g, a, s) = (
             &*self.params,
@@ -413,83 +482,104 @@ impl<
         );
         let dloss = 1.0 / n as f64;
         for pos in 0..n {
-            let mut dlogits = [0.0; V];
+            s.dlogits[pos] = [0.0; V];
+            let target = tokens[pos + 1];
             ops::cross_entropy_backward(
-                &mut dlogits,
+                &mut s.dlogits[pos],
                 &a.probs[pos],
-                tokens[pos + 1],
+                target,
                 self.vocab,
                 dloss,
             );
-            s.dx[pos] = [0.0; E];
-            ops::linear_backward(
-                &mut s.dx[pos],
-                &mut g.lm_head,
-                &dlogits,
-                &a.x_out[pos],
-                &w.lm_head,
-            );
         }
+        s.dx[..n].fill([0.0; E]);
+        ops::linear_backward(
+            &mut s.dx[..n],
+            &mut g.lm_head,
+            &s.dlogits[..n],
+            &a.x_out[..n],
+            &w.lm_head,
+        );
         for ((lw, lg), la) in w.layers.iter().zip(&mut g.layers).zip(&a.layers).rev() {
+            // MLP: x_out = fc2·relu(fc1·xn2) + x_mid with xn2 = rmsnorm(x_mid). The residual
+            // hands dx to both branches, so dx is the MLP output's gradient as it stands and
+            // becomes dx_mid once the rmsnorm's share is added into it.
+            s.dh[..n].fill([0.0; F]);
+            ops::linear_backward(
+                &mut s.dh[..n],
+                &mut lg.mlp_fc2,
+                &s.dx[..n],
+                &la.h[..n],
+                &lw.mlp_fc2,
+            );
+            for pos in 0..n {
+                s.dpre[pos] = [0.0; F];
+                ops::relu_backward(&mut s.dpre[pos], &s.dh[pos], &la.h[pos]);
+            }
+            s.dxn[..n].fill([0.0; E]);
+            ops::linear_backward(
+                &mut s.dxn[..n],
+                &mut lg.mlp_fc1,
+                &s.dpre[..n],
+                &la.xn2[..n],
+                &lw.mlp_fc1,
+            );
+            for pos in 0..n {
+                ops::rmsnorm_backward(&mut s.dx[pos], &s.dxn[pos], &la.xn2[pos], la.r2[pos]);
+            }
+            // attention: x_mid = Wo·ctx + x_in with ctx from xn1 = rmsnorm(x_in), likewise
+            s.dctx[..n].fill([0.0; E]);
+            ops::linear_backward(
+                &mut s.dctx[..n],
+                &mut lg.attn_wo,
+                &s.dx[..n],
+                &la.ctx[..n],
+                &lw.attn_wo,
+            );
+            s.dq[..n].fill([0.0; E]);
             s.dk[..n].fill([0.0; E]);
             s.dv[..n].fill([0.0; E]);
-            for pos in (0..n).rev() {
-                // x_out = mlp + x_mid
-                let mut dmlp = [0.0; E];
-                let mut dx_mid = [0.0; E];
-                ops::residual_backward(&mut dmlp, &mut dx_mid, &s.dx[pos]);
-                let mut dh = [0.0; F];
-                ops::linear_backward(&mut dh, &mut lg.mlp_fc2, &dmlp, &la.h[pos], &lw.mlp_fc2);
-                let mut dpre = [0.0; F];
-                ops::relu_backward(&mut dpre, &dh, &la.h[pos]);
-                let mut dxn2 = [0.0; E];
-                ops::linear_backward(&mut dxn2, &mut lg.mlp_fc1, &dpre, &la.xn2[pos], &lw.mlp_fc1);
-                ops::rmsnorm_backward(&mut dx_mid, &dxn2, &la.xn2[pos], la.r2[pos]);
-                // x_mid = proj + x_in
-                let mut dproj = [0.0; E];
-                let mut dx_in = [0.0; E];
-                ops::residual_backward(&mut dproj, &mut dx_in, &dx_mid);
-                let mut dctx = [0.0; E];
-                ops::linear_backward(
-                    &mut dctx,
-                    &mut lg.attn_wo,
-                    &dproj,
-                    &la.ctx[pos],
-                    &lw.attn_wo,
-                );
-                let mut dq = [0.0; E];
+            for pos in 0..n {
                 ops::attention_backward::<T, E, H, D>(
-                    &mut dq,
+                    &mut s.dq[pos],
                     &mut s.dk,
                     &mut s.dv,
-                    &dctx,
+                    &s.dctx[pos],
                     &la.att[pos],
                     &la.q[pos],
                     &la.k,
                     &la.v,
                     pos,
                 );
-                // dk[pos] and dv[pos] are complete: only queries at pos and later see them
-                let mut dxn1 = [0.0; E];
-                ops::linear_backward(&mut dxn1, &mut lg.attn_wq, &dq, &la.xn1[pos], &lw.attn_wq);
-                ops::linear_backward(
-                    &mut dxn1,
-                    &mut lg.attn_wk,
-                    &s.dk[pos],
-                    &la.xn1[pos],
-                    &lw.attn_wk,
-                );
-                ops::linear_backward(
-                    &mut dxn1,
-                    &mut lg.attn_wv,
-                    &s.dv[pos],
-                    &la.xn1[pos],
-                    &lw.attn_wv,
-                );
-                ops::rmsnorm_backward(&mut dx_in, &dxn1, &la.xn1[pos], la.r1[pos]);
-                s.dx[pos] = dx_in;
+            }
+            s.dxn[..n].fill([0.0; E]);
+            let xn1 = &la.xn1[..n];
+            ops::linear_backward(
+                &mut s.dxn[..n],
+                &mut lg.attn_wq,
+                &s.dq[..n],
+                xn1,
+                &lw.attn_wq,
+            );
+            ops::linear_backward(
+                &mut s.dxn[..n],
+                &mut lg.attn_wk,
+                &s.dk[..n],
+                xn1,
+                &lw.attn_wk,
+            );
+            ops::linear_backward(
+                &mut s.dxn[..n],
+                &mut lg.attn_wv,
+                &s.dv[..n],
+                xn1,
+                &lw.attn_wv,
+            );
+            for pos in 0..n {
+                ops::rmsnorm_backward(&mut s.dx[pos], &s.dxn[pos], &la.xn1[pos], la.r1[pos]);
             }
         }
+        // x = rmsnorm(wte[token] + wpe[pos])
         for (pos, &token) in tokens[..n].iter().enumerate() {
             let mut demb = [0.0; E];
             ops::rmsnorm_backward(&mut demb, &s.dx[pos], &a.xn0[pos], a.r0[pos]);
@@ -509,6 +599,7 @@ impl<
         for (((p, g), m), v) in tensors {
             adam.update(p, g, m, v);
         }
+        self.params_t.refresh(&self.params);
     }
 
     /// [`Gpt::loss_and_grad`] then [`Gpt::adam_update`]; returns the loss.

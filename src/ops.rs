@@ -60,6 +60,37 @@ fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
     }
 }
 
+/// Whether a sum of rows `N` wide is split over two accumulators (even and odd rows). Each row
+/// adds one FMA to each of the accumulator's `N/4` (256-bit) registers; with fewer than about 8
+/// of them consecutive rows wait on the FMA's latency, and beyond 32 values two sets no longer
+/// fit in the register file.
+const fn two_chains(n: usize) -> bool {
+    n <= 32
+}
+
+/// `acc += Σ_k a_k·rows_k`
+#[inline(always)]
+fn add_rows<const N: usize>(acc: &mut [f64; N], a: &[f64], rows: &[[f64; N]]) {
+    if two_chains(N) {
+        let mut odd = [0.0; N];
+        let (mut ap, mut rp) = (a.chunks_exact(2), rows.chunks_exact(2));
+        for (a2, r2) in (&mut ap).zip(&mut rp) {
+            axpy(acc, a2[0], &r2[0]);
+            axpy(&mut odd, a2[1], &r2[1]);
+        }
+        for (&ak, row) in ap.remainder().iter().zip(rp.remainder()) {
+            axpy(acc, ak, row);
+        }
+        for (x, y) in acc.iter_mut().zip(&odd) {
+            *x += y;
+        }
+    } else {
+        for (&ak, row) in a.iter().zip(rows) {
+            axpy(acc, ak, row);
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // embedding (token + position)
 
@@ -124,50 +155,168 @@ pub fn rmsnorm_backward<const E: usize>(
 }
 
 // ------------------------------------------------------------------------------------------
-// linear (no bias); row o of W is output o
+// linear (no bias) over a batch of rows (positions); row o of W is output o
+//
+// Forward reads W through its transpose `Wᵀ` (`[[f64; OUT]; IN]`, row i = input i), which the
+// model keeps next to W: `y = Σ_i x_i·Wᵀ[i]` is a sum of rows, the same vectorizable
+// `y += a·row` loop as backward, where `y_o = W[o]·x` would need one horizontal reduction per
+// output (and LLVM vectorizes that across rows with gathers). Backward takes all rows at once
+// so that each row of dW is read and written once per call, not once per position.
 
-/// `y = W x`
+/// `y_t = W x_t` for every row t, computed as `Σ_i x_t,i·Wᵀ[i]`
 pub fn linear_forward<const IN: usize, const OUT: usize>(
-    out: &mut [f64; OUT], // (OUT)
-    x: &[f64; IN],        // (IN)
-    w: &[[f64; IN]; OUT], // (OUT, IN)
+    out: &mut [[f64; OUT]], // (n, OUT)
+    x: &[[f64; IN]],        // (n, IN)
+    wt: &[[f64; OUT]; IN],  // (IN, OUT) the transpose of W
 ) {
-    for (o, row) in out.iter_mut().zip(w) {
-        *o = dot(x, row);
+    debug_assert_eq!(out.len(), x.len());
+    for (yt, xt) in out.iter_mut().zip(x) {
+        let mut acc = [0.0; OUT];
+        add_rows(&mut acc, xt, wt);
+        *yt = acc;
     }
 }
 
-// y = W x  ⇒  dx += Wᵀ dy (a sum of rows dy[o]·W[o]),  dW += dy xᵀ (row o: dW[o] += dy[o]·x)
+// y_t = W x_t  ⇒  dx_t += Wᵀ dy_t (a sum of rows dy_t,o·W[o]),  dW += Σ_t dy_t x_tᵀ
+// (row o: dW[o] += Σ_t dy_t,o·x_t)
 pub fn linear_backward<const IN: usize, const OUT: usize>(
-    dx: &mut [f64; IN],        // (IN)
+    dx: &mut [[f64; IN]],      // (n, IN)
     dw: &mut [[f64; IN]; OUT], // (OUT, IN)
-    dout: &[f64; OUT],         // (OUT)
-    x: &[f64; IN],             // (IN)
+    dout: &[[f64; OUT]],       // (n, OUT)
+    x: &[[f64; IN]],           // (n, IN)
     w: &[[f64; IN]; OUT],      // (OUT, IN)
 ) {
-    // dx in a local so that it lives in registers across the rows
-    let mut acc = *dx;
-    for ((dwo, wo), &dy) in dw.iter_mut().zip(w).zip(dout) {
-        axpy(&mut acc, dy, wo);
-        axpy(dwo, dy, x);
+    debug_assert!(dx.len() == dout.len() && x.len() == dout.len());
+    for (dxt, dyt) in dx.iter_mut().zip(dout) {
+        // dx in a local so that it lives in registers across the rows of W
+        let mut acc = *dxt;
+        add_rows(&mut acc, dyt, w);
+        *dxt = acc;
     }
-    *dx = acc;
+    for (o, dwo) in dw.iter_mut().enumerate() {
+        let mut acc = *dwo;
+        for (dyt, xt) in dout.iter().zip(x) {
+            axpy(&mut acc, dyt[o], xt);
+        }
+        *dwo = acc;
+    }
+}
+
+/// `wt = wᵀ`: the layout [`linear_forward`] reads.
+pub fn transpose<const IN: usize, const OUT: usize>(
+    wt: &mut [[f64; OUT]; IN], // (IN, OUT)
+    w: &[[f64; IN]; OUT],      // (OUT, IN)
+) {
+    for (o, row) in w.iter().enumerate() {
+        for (col, &x) in wt.iter_mut().zip(row) {
+            col[o] = x;
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------
-// softmax over a run-time prefix: a causal attention row (t + 1 ≤ T entries) or the real
-// vocabulary (vocab ≤ V entries)
+// exp, and softmax over a run-time prefix (the real vocabulary, vocab ≤ V entries)
 
-/// `p = exp(x − max x) / Σ exp(x − max x)`; `out` and `x` have the same length.
-pub fn softmax_forward(out: &mut [f64], x: &[f64]) {
-    let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-    let mut total = 0.0;
-    for (o, &xi) in out.iter_mut().zip(x) {
-        *o = (xi - max).exp();
-        total += *o;
+/// `e^x` in plain arithmetic, so that loops over it vectorize (libm's `exp` is a call per
+/// element). `x = k·ln2 + r` with `|r| ≤ ln2/2`, `e^r` by its Taylor series to `r¹³/13!`
+/// (truncation < 1e-17 relative), `2^k` put straight into the exponent bits. Within 2 ulp of
+/// libm's `exp` (tested); 0 below −708.4 (where `e^x` is subnormal) and ∞ above 709.7.
+#[inline(always)]
+pub fn exp(x: f64) -> f64 {
+    // ln 2 split (fdlibm's): LN2_HI has 32 significant bits, so k·LN2_HI is exact
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // ln 2 − LN2_HI
+    // adding 1.5·2⁵² rounds to an integer (ties to even) and leaves it in the low bits
+    const SHIFT: f64 = 6_755_399_441_055_744.0;
+    // 1/n! for n = 13 down to 2
+    const C: [f64; 12] = [
+        1.0 / 6_227_020_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+    ];
+    let xc = x.clamp(-708.0, 709.0);
+    let kt = fma(xc, std::f64::consts::LOG2_E, SHIFT);
+    let k = kt - SHIFT;
+    let r = fma(-k, LN2_LO, fma(-k, LN2_HI, xc));
+    let mut p = C[0];
+    for c in &C[1..] {
+        p = fma(p, r, *c);
     }
+    p = fma(p, r, 1.0);
+    p = fma(p, r, 1.0);
+    // the low 12 bits of kt's bits are k (mod 2¹²); k + 1023 is the biased exponent of 2^k
+    let scale = f64::from_bits(kt.to_bits().wrapping_add(1023) << 52);
+    let y = p * scale;
+    if x < -708.4 {
+        0.0
+    } else if x > 709.7 {
+        f64::INFINITY
+    } else {
+        y
+    }
+}
+
+/// `max_i x_i` with `LANES` partial maxima (a serial chain of `max` does not vectorize).
+#[inline(always)]
+fn max(x: &[f64]) -> f64 {
+    // `if a > b` rather than `f64::max`, whose NaN rules cost a compare and a blend per lane
+    fn larger(a: f64, b: f64) -> f64 {
+        if a > b { a } else { b }
+    }
+    let mut m = [f64::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f64::NEG_INFINITY, |a, &b| larger(a, b));
+    for c in chunks {
+        for j in 0..LANES {
+            m[j] = larger(m[j], c[j]);
+        }
+    }
+    let m4 = [
+        larger(m[0], m[4]),
+        larger(m[1], m[5]),
+        larger(m[2], m[6]),
+        larger(m[3], m[7]),
+    ];
+    larger(larger(larger(m4[0], m4[2]), larger(m4[1], m4[3])), tail)
+}
+
+/// `Σ_i x_i` with `LANES` partial sums.
+#[inline(always)]
+fn sum(x: &[f64]) -> f64 {
+    let mut s = [0.0; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for j in 0..LANES {
+            s[j] += c[j];
+        }
+    }
+    let s4 = [s[0] + s[4], s[1] + s[5], s[2] + s[6], s[3] + s[7]];
+    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+}
+
+/// `p = exp(x − max x) / Σ exp(x − max x)`; `out` and `x` have the same length. Like the
+/// reference, it multiplies by the reciprocal of the total.
+pub fn softmax_forward(out: &mut [f64], x: &[f64]) {
+    let m = max(x);
+    for (o, &xi) in out.iter_mut().zip(x) {
+        *o = exp(xi - m);
+    }
+    let inv = 1.0 / sum(out);
     for o in out.iter_mut() {
-        *o /= total;
+        *o *= inv;
     }
 }
 
@@ -322,16 +471,25 @@ pub fn residual_backward<const N: usize>(
 // ------------------------------------------------------------------------------------------
 // softmax cross-entropy over the real vocabulary (the first `vocab` of V logits)
 
-/// `p = softmax(z[..vocab])` (the entries from `vocab` on are set to 0: they are not tokens),
-/// returns `−ln p[target]`.
+/// `p = softmax(z[..vocab])` (the entries from `vocab` on are masked to −∞ and come out 0:
+/// they are not tokens), returns `−ln p[target]`. The softmax runs over all `V` entries so
+/// that its loops have a fixed length.
 pub fn cross_entropy_forward<const V: usize>(
     probs: &mut [f64; V], // (V) cached for backward
     logits: &[f64; V],    // (V)
     target: usize,        // < vocab
     vocab: usize,         // ≤ V
 ) -> f64 {
-    softmax_forward(&mut probs[..vocab], &logits[..vocab]);
-    probs[vocab..].fill(0.0);
+    let mut z = *logits;
+    z[vocab..].fill(f64::NEG_INFINITY);
+    let m = max(&z);
+    for (p, &zi) in probs.iter_mut().zip(&z) {
+        *p = exp(zi - m);
+    }
+    let inv = 1.0 / sum(probs);
+    for p in probs.iter_mut() {
+        *p *= inv;
+    }
     -probs[target].ln()
 }
 

@@ -74,8 +74,22 @@ fn small_model_gradient_matches_finite_differences() {
     }
 }
 
-/// A V = 64 model holding the 27-token vocabulary is the 27-token model: same initial weights
-/// from the same seed, and the same loss and gradients (on the real rows) step after step.
+/// Equal to rounding: relative 1e-12 per component (absolute 1e-15 near 0). The masked models
+/// compute the same sums, but the vectorized loops group a 27-wide and a 64-wide row
+/// differently, so the last bit can differ; a leak of a masked row would be O(1).
+fn assert_close(what: &str, a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-12 * x.abs().max(y.abs()) + 1e-15,
+            "{what}: component {i}: {x} vs {y}"
+        );
+    }
+}
+
+/// A V = 64 (and V = 256) model holding the 27-token vocabulary is the 27-token model: the
+/// same initial weights from the same seed, and the same loss and gradients (on the real rows)
+/// step after step; the unused rows stay exactly 0.
 #[test]
 fn vocab_bucket_equals_exact_vocab_model() {
     let docs: [&[usize]; 4] = [
@@ -110,12 +124,17 @@ fn vocab_bucket_equals_exact_vocab_model() {
         let lb = bucket.train_step(doc, &s);
         let l2 = b256.train_step(doc, &s);
         let l3 = big.train_step(doc, &s);
-        assert_eq!(le, lb, "step {step}");
-        assert_eq!(le, l2, "step {step}");
-        assert_eq!(le, l3, "step {step}");
-        assert_eq!(exact.grads_flat(), bucket.grads_flat(), "step {step}");
-        assert_eq!(exact.grads_flat(), b256.grads_flat(), "step {step}");
-        assert_eq!(exact.params_flat(), bucket.params_flat(), "step {step}");
+        assert_close(&format!("step {step} loss"), &[le], &[lb]);
+        assert_close(&format!("step {step} loss"), &[le], &[l2]);
+        assert_eq!(le, l3, "step {step}: MicroGpt picks the V = 27 bucket");
+        let g = exact.grads_flat();
+        assert_close(&format!("step {step} gradients"), &g, &bucket.grads_flat());
+        assert_close(&format!("step {step} gradients"), &g, &b256.grads_flat());
+        assert_close(
+            &format!("step {step} parameters"),
+            &exact.params_flat(),
+            &bucket.params_flat(),
+        );
     }
     assert!(
         bucket.weights().wte[27..]
@@ -134,7 +153,7 @@ fn vocab_bucket_equals_exact_vocab_model() {
         let a = exact.forward_token(tok, pos).to_vec();
         let b = bucket.forward_token(tok, pos);
         assert_eq!(b.len(), 27);
-        assert_eq!(a, b);
+        assert_close(&format!("logits at {pos}"), &a, b);
     }
 }
 
