@@ -741,10 +741,10 @@ impl<
     pub fn loss(&mut self, tokens: &[usize]) -> f64 {
         assert!(tokens.len() >= 2, "a document needs at least two tokens");
         let n = T.min(tokens.len() - 1);
+        self.forward(&tokens[..n], 0);
         let mut probs = [0.0; V];
         let mut sum = 0.0;
         for pos in 0..n {
-            self.forward_pos(tokens[pos], pos);
             let logits = &self.acts.logits[pos];
             sum += ops::cross_entropy_forward(&mut probs, logits, tokens[pos + 1], self.vocab);
         }
