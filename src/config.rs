@@ -30,6 +30,19 @@ impl Shape {
         }
     }
 
+    /// The named configuration this shape is (whatever its vocabulary), if any.
+    pub fn preset(&self) -> Option<&'static str> {
+        PRESETS
+            .iter()
+            .find(|(_, p)| {
+                Shape {
+                    vocab: self.vocab,
+                    ..*p
+                } == *self
+            })
+            .map(|(name, _)| *name)
+    }
+
     pub const fn head_dim(&self) -> usize {
         self.n_embd / self.n_head
     }
@@ -91,6 +104,18 @@ const _: () = Micro256::CHECK;
 
 /// The compiled vocabulary buckets of the micro model, smallest first.
 pub const MICRO_VOCAB_BUCKETS: [usize; 4] = [27, 64, 128, 256];
+
+/// The compiled configurations by name (`--model`), with a placeholder vocabulary of 0: the
+/// real one comes from the data.
+pub const PRESETS: [(&str, Shape); 1] = [("micro", Shape::micro(0))];
+
+/// The shape of preset `name` for a vocabulary of `vocab` tokens.
+pub fn preset_shape(name: &str, vocab: usize) -> Option<Shape> {
+    PRESETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| Shape { vocab, ..*s })
+}
 
 #[cfg(test)]
 mod tests {

@@ -167,4 +167,9 @@ impl EncodedDocs {
     pub fn get(&self, i: usize) -> &[usize] {
         &self.tokens[self.starts[i]..self.starts[i + 1]]
     }
+
+    /// Every document in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[usize]> + Clone {
+        (0..self.len()).map(|i| self.get(i))
+    }
 }

@@ -1,27 +1,38 @@
-//! The `microgpt` command line.
+//! The `microgpt` command line: the classic train-then-sample run, and the `train`, `sample`,
+//! `eval` and `baseline` commands. The work is in the library ([`microgpt::session`]); this file
+//! only turns arguments into settings and results into lines.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use microgpt::config::Shape;
-use microgpt::data::{self, EncodedDocs, Tokenizer};
+use microgpt::bail;
+use microgpt::checkpoint::Checkpoint;
 use microgpt::error::Result;
 use microgpt::optim::Adam;
-use microgpt::reference::Reference;
 use microgpt::rng::{Rng, RngKind};
 use microgpt::sample::{self, Sampling};
-use microgpt::train::{self, Engine};
+use microgpt::session::{self, Dataset, Engine, Settings, Start, TrainOptions};
+use microgpt::train;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum EngineKind {
+enum EngineArg {
     /// Const-generic arrays with hand-written derivatives.
     Static,
     /// The scalar autograd tape: microgpt.py's algorithm node by node.
     Dynamic,
+}
+
+impl From<EngineArg> for Engine {
+    fn from(e: EngineArg) -> Engine {
+        match e {
+            EngineArg::Static => Engine::Static,
+            EngineArg::Dynamic => Engine::Dynamic,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -43,7 +54,7 @@ impl From<RngArg> for RngKind {
 
 /// Train a tiny GPT on a list of names (one document per line), then sample new ones.
 ///
-/// With no arguments this is microgpt.py's run: 1,000 steps on data/names.txt (or
+/// With no command this is microgpt.py's run: 1,000 steps on data/names.txt (or
 /// ../shared/data/names.txt), one document per step, then 20 samples at temperature 0.5.
 /// Documents longer than the block size (16) are truncated to their first 16 positions,
 /// as in microgpt.py.
@@ -53,42 +64,172 @@ impl From<RngArg> for RngKind {
     version,
     about,
     long_about,
-    allow_negative_numbers = true
+    allow_negative_numbers = true,
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     demo: DemoArgs,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model, with validation, checkpoints and exact resume
+    #[command(allow_negative_numbers = true)]
+    Train(TrainArgs),
+    /// Sample from a checkpoint, optionally continuing a prompt
+    #[command(allow_negative_numbers = true)]
+    Sample(SampleArgs),
+    /// Mean loss per predicted token of a checkpoint over every document of a file
+    Eval(EvalArgs),
+    /// The count-based bigram baseline's loss on the same split as `train`
+    #[command(allow_negative_numbers = true)]
+    Baseline(BaselineArgs),
+}
+
+#[derive(Debug, Args)]
 struct DemoArgs {
     /// Dataset: a UTF-8 text file, one document per line [default: data/names.txt, else ../shared/data/names.txt]
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
     /// Training steps (one document each)
     #[arg(long, default_value_t = 1000, value_parser = positive)]
-    steps: u64,
+    steps: usize,
     /// Seed of the random stream (shuffle, initial weights, samples)
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Adam's learning rate (decays linearly to 0)
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.01)]
     lr: f64,
     /// Sampling temperature; 0 = greedy (always the most likely character)
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.5)]
     temperature: f64,
     /// Number of samples to draw after training
     #[arg(long, default_value_t = 20)]
     num_samples: usize,
     /// Engine that trains and samples
-    #[arg(long, value_enum, default_value_t = EngineKind::Dynamic)]
-    engine: EngineKind,
+    #[arg(long, value_enum, default_value_t = EngineArg::Static)]
+    engine: EngineArg,
     /// Random stream: `python` reproduces microgpt.py's output exactly
     #[arg(long, value_enum, default_value_t = RngArg::Pcg)]
     rng: RngArg,
     /// Print the loss every N steps (and at the first and last) [default: 1 with --rng python, else 100]
     #[arg(long, value_name = "N", value_parser = positive)]
-    print_every: Option<u64>,
+    print_every: Option<usize>,
+}
+
+/// `train`. Documents longer than the block size are truncated, as in microgpt.py.
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Dataset [default: data/names.txt, else ../shared/data/names.txt; with --resume, the checkpoint's]
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// Steps to train; the learning rate decays linearly to 0 over them (see --total-steps)
+    #[arg(long, value_parser = positive)]
+    steps: Option<usize>,
+    /// Length of the learning-rate schedule, if longer than --steps: train the first --steps
+    /// steps of a longer run (e.g. to --resume it later) [default: --steps]
+    #[arg(long, value_name = "N", value_parser = positive)]
+    total_steps: Option<usize>,
+    /// Seed of the shuffle, the validation split and the initial weights
+    #[arg(long, default_value_t = 42, conflicts_with = "resume")]
+    seed: u64,
+    /// Random stream
+    #[arg(long, value_enum, default_value_t = RngArg::Pcg, conflicts_with = "resume")]
+    rng: RngArg,
+    /// Adam's learning rate
+    #[arg(long, default_value_t = 0.01, conflicts_with = "resume")]
+    lr: f64,
+    /// Compiled model configuration
+    #[arg(long, default_value = "micro", conflicts_with = "resume")]
+    model: String,
+    /// Documents per step; the gradient is their mean (1 = microgpt)
+    #[arg(long, default_value_t = 1, value_parser = positive, conflicts_with = "resume")]
+    batch_size: usize,
+    /// Share of the documents held out for validation (the last ones after the seeded shuffle)
+    #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
+    val_fraction: f64,
+    /// Print the validation loss every N steps (and at the end)
+    #[arg(long, value_name = "N", default_value_t = 250, value_parser = positive)]
+    eval_every: usize,
+    /// Print the training loss every N steps (and at the first and last)
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = positive)]
+    print_every: usize,
+    /// Save a checkpoint (.safetensors) here at the end
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Also save it every N steps
+    #[arg(long, value_name = "N", value_parser = positive, requires = "out")]
+    save_every: Option<usize>,
+    /// Start from a checkpoint's weights, with a fresh optimizer and schedule
+    #[arg(long, value_name = "PATH", conflicts_with = "resume")]
+    init: Option<PathBuf>,
+    /// Continue a checkpoint's run exactly where it stopped (weights, Adam, step, schedule,
+    /// data order, random stream); runs to its --total-steps unless --steps says where to stop
+    #[arg(long, value_name = "PATH")]
+    resume: Option<PathBuf>,
+    /// Engine that trains
+    #[arg(long, value_enum, default_value_t = EngineArg::Static)]
+    engine: EngineArg,
+    /// Write the loss curve as CSV here, and a plot of it beside it (.svg)
+    #[arg(long, value_name = "PATH")]
+    log: Option<PathBuf>,
+    /// No progress bar (it is also off when stderr is not a terminal)
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+struct SampleArgs {
+    /// A checkpoint written by `train --out`
+    #[arg(long, value_name = "PATH")]
+    checkpoint: PathBuf,
+    /// Number of samples
+    #[arg(long, default_value_t = 20)]
+    num_samples: usize,
+    /// Sampling temperature; 0 = greedy (always the most likely character)
+    #[arg(long, default_value_t = 0.5)]
+    temperature: f64,
+    /// Draw only among the K most likely characters
+    #[arg(long, value_name = "K")]
+    top_k: Option<usize>,
+    /// Seed of the sampling stream
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Random stream
+    #[arg(long, value_enum, default_value_t = RngArg::Pcg)]
+    rng: RngArg,
+    /// Continue this text; it is the start of every sample
+    #[arg(long, default_value = "")]
+    prompt: String,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// A checkpoint written by `train --out`
+    #[arg(long, value_name = "PATH")]
+    checkpoint: PathBuf,
+    /// Documents to evaluate, one per line (each wrapped in BOS as in training)
+    #[arg(long, value_name = "PATH")]
+    data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct BaselineArgs {
+    /// Dataset [default: data/names.txt, else ../shared/data/names.txt]
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// Seed of the shuffle and split (as for `train`)
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Random stream
+    #[arg(long, value_enum, default_value_t = RngArg::Pcg)]
+    rng: RngArg,
+    /// Share held out for validation (as for `train`)
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
 }
 
 fn main() -> ExitCode {
@@ -96,7 +237,14 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
-    match run_demo(&cli.demo) {
+    let result = match cli.command {
+        None => run_demo(&cli.demo),
+        Some(Command::Train(a)) => run_train(a),
+        Some(Command::Sample(a)) => run_sample(&a),
+        Some(Command::Eval(a)) => run_eval(&a),
+        Some(Command::Baseline(a)) => run_baseline(&a),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -106,7 +254,7 @@ fn main() -> ExitCode {
 }
 
 /// `--help` and `--version` print as clap prints them; any other command-line mistake is one
-/// line on stderr (clap's first line, which names the problem) and exit code 2.
+/// line on stderr and exit code 2.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
@@ -132,92 +280,199 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 /// A count of at least 1.
-fn positive(s: &str) -> std::result::Result<u64, String> {
-    match s.parse::<u64>() {
+fn positive(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{s:?} is not a whole number")),
     }
 }
 
+fn check_temperature(t: f64) -> Result<()> {
+    if !(t >= 0.0 && t.is_finite()) {
+        bail!("--temperature must be a positive number (or 0 for greedy), got {t}");
+    }
+    Ok(())
+}
+
+/// The classic run: microgpt.py's output, line for line.
 fn run_demo(a: &DemoArgs) -> Result<()> {
+    let settings = Settings {
+        seed: a.seed,
+        rng: a.rng.into(),
+        adam: Adam {
+            lr: a.lr,
+            ..Adam::default()
+        },
+        total_steps: a.steps,
+        ..Settings::microgpt()
+    };
+    settings.validate()?;
+    check_temperature(a.temperature)?;
     let sampling = Sampling {
         temperature: a.temperature,
         top_k: None,
     };
-    if !(a.lr > 0.0 && a.lr.is_finite()) {
-        microgpt::bail!("--lr must be a positive number, got {}", a.lr);
-    }
-    if !(a.temperature > 0.0 && a.temperature.is_finite()) && a.temperature != 0.0 {
-        microgpt::bail!(
-            "--temperature must be a positive number (or 0 for greedy), got {}",
-            a.temperature
-        );
-    }
-    let path = match &a.data {
-        Some(p) => p.clone(),
-        None => data::default_data_path()?,
-    };
-    let mut docs = data::load_docs(&path)?;
-    let mut rng = Rng::new(a.rng.into(), a.seed);
-    data::shuffle_docs(&mut docs, &mut rng);
-    let tok = Tokenizer::from_docs(&docs);
-    let encoded = EncodedDocs::new(&tok, &docs)?;
-    sampling.validate(tok.vocab_size())?;
-    println!("num docs: {}", docs.len());
-    println!("vocab size: {}", tok.vocab_size());
-
-    let shape = Shape::micro(tok.vocab_size());
-    let mut model: Box<dyn Engine> = match a.engine {
-        EngineKind::Dynamic | EngineKind::Static => Box::new(Reference::new(shape, &mut rng)?),
-    };
+    let path = session::data_path(a.data.as_deref())?;
+    let mut rng = Rng::new(settings.rng, settings.seed);
+    let data = Dataset::load(&path, &mut rng, 0.0, None)?;
+    println!("num docs: {}", data.num_docs);
+    println!("vocab size: {}", data.tok.vocab_size());
+    let engine = Engine::from(a.engine);
+    let mut model =
+        session::build_model(engine, &settings.preset, data.tok.vocab_size(), &mut rng)?;
     println!("num params: {}", model.num_params());
 
-    let steps = a.steps as usize;
+    let steps = settings.total_steps;
     let every = a.print_every.unwrap_or(match a.rng {
         RngArg::Python => 1,
         RngArg::Pcg => 100,
-    }) as usize;
-    let adam = Adam {
-        lr: a.lr,
-        ..Adam::default()
-    };
+    });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let start = Instant::now();
-    train::train(model.as_mut(), &encoded, &adam, 0, steps, |step, loss| {
-        let s = step + 1;
-        if s == 1 || s == steps || s % every == 0 {
-            let _ = writeln!(out, "step {s:4} / {steps:4} | loss {loss:.4}");
-        }
-    });
-    let elapsed = start.elapsed();
+    train::train(
+        model.as_mut(),
+        &data.train,
+        &settings.adam,
+        1,
+        0,
+        steps,
+        steps,
+        |_, step, loss, _| {
+            let s = step + 1;
+            if s == 1 || s == steps || s % every == 0 {
+                let _ = writeln!(out, "step {s:4} / {steps:4} | loss {loss:.4}");
+            }
+        },
+    );
+    let elapsed = start.elapsed().as_secs_f64();
     let _ = writeln!(
         out,
         "training time: {:.1} ms ({} engine, {:.1} µs/step)",
-        elapsed.as_secs_f64() * 1e3,
-        match a.engine {
-            EngineKind::Static => "static",
-            EngineKind::Dynamic => "dynamic",
-        },
-        elapsed.as_secs_f64() * 1e6 / steps as f64
+        elapsed * 1e3,
+        engine.name(),
+        elapsed * 1e6 / steps as f64
     );
 
     let _ = writeln!(out, "\n--- inference (new, hallucinated names) ---");
-    let mut probs = vec![0.0; tok.vocab_size()];
-    let mut ids = Vec::with_capacity(shape.block_size);
+    let mut probs = vec![0.0; data.tok.vocab_size()];
+    let mut ids = Vec::with_capacity(model.shape().block_size);
     for i in 0..a.num_samples {
         sample::generate(
             model.as_mut(),
-            tok.bos(),
+            data.tok.bos(),
             &[],
             &sampling,
             &mut rng,
             &mut probs,
             &mut ids,
         );
-        let _ = writeln!(out, "sample {:2}: {}", i + 1, tok.decode(&ids));
+        let _ = writeln!(out, "sample {:2}: {}", i + 1, data.tok.decode(&ids));
     }
     let _ = out.flush();
+    Ok(())
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let (settings, start) = if let Some(path) = &a.resume {
+        let c = Checkpoint::load(path)?;
+        let mut s = Settings::read_from(&c)?;
+        if let Some(t) = a.total_steps {
+            bail!(
+                "--total-steps cannot change a resumed run's schedule ({} steps), got {t}",
+                s.total_steps
+            );
+        }
+        s.total_steps = s.total_steps.max(1);
+        (s, Start::Resume(c))
+    } else {
+        let steps = a.steps.unwrap_or(1000);
+        let total = a.total_steps.unwrap_or(steps);
+        if total < steps {
+            bail!("--total-steps {total} is shorter than --steps {steps}");
+        }
+        let s = Settings {
+            seed: a.seed,
+            rng: a.rng.into(),
+            preset: a.model.clone(),
+            adam: Adam {
+                lr: a.lr,
+                ..Adam::default()
+            },
+            batch_size: a.batch_size,
+            total_steps: total,
+            val_fraction: a.val_fraction,
+        };
+        let start = match &a.init {
+            Some(p) => Start::Init(Checkpoint::load(p)?),
+            None => Start::Fresh,
+        };
+        (s, start)
+    };
+    let stop_at = match (&start, a.steps) {
+        (Start::Resume(_), Some(s)) => s,
+        (Start::Resume(_), None) => settings.total_steps,
+        (_, s) => s.unwrap_or(1000),
+    };
+    let opts = TrainOptions {
+        engine: a.engine.into(),
+        data: a.data,
+        stop_at,
+        print_every: a.print_every,
+        eval_every: a.eval_every,
+        out: a.out,
+        save_every: a.save_every,
+        progress: !a.no_progress,
+        log: a.log,
+    };
+    session::run_train(&settings, start, &opts)?;
+    Ok(())
+}
+
+fn run_sample(a: &SampleArgs) -> Result<()> {
+    check_temperature(a.temperature)?;
+    let c = Checkpoint::load(&a.checkpoint)?;
+    let sampling = Sampling {
+        temperature: a.temperature,
+        top_k: a.top_k,
+    };
+    let samples = session::run_sample(
+        &c,
+        a.num_samples,
+        &sampling,
+        a.seed,
+        a.rng.into(),
+        &a.prompt,
+    )?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for s in samples {
+        let _ = writeln!(out, "{s}");
+    }
+    Ok(())
+}
+
+fn run_eval(a: &EvalArgs) -> Result<()> {
+    let c = Checkpoint::load(&a.checkpoint)?;
+    let (loss, tokens, docs) = session::run_eval(&c, &a.data)?;
+    println!("loss {loss:.4} ({tokens} tokens, {docs} docs)");
+    Ok(())
+}
+
+fn run_baseline(a: &BaselineArgs) -> Result<()> {
+    if !(a.val_fraction > 0.0 && a.val_fraction < 1.0) {
+        bail!("--val-fraction must be in (0, 1), got {}", a.val_fraction);
+    }
+    let path = session::data_path(a.data.as_deref())?;
+    let mut rng = Rng::new(a.rng.into(), a.seed);
+    let data = Dataset::load(&path, &mut rng, a.val_fraction, None)?;
+    let loss = session::bigram_baseline(&data)?.expect("a validation split");
+    let tokens: usize = data.val.iter().map(|d| d.len() - 1).sum();
+    println!(
+        "bigram baseline (add-one smoothing), fit on {} train docs: val loss {loss:.4} ({tokens} tokens, {} docs)",
+        data.train.len(),
+        data.val.len()
+    );
     Ok(())
 }

@@ -705,3 +705,84 @@ impl MicroGpt {
         dispatch!(self, m => m.set_params_flat(flat))
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Run state for checkpoints, forward-only evaluation, minibatches.
+
+impl<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> Gpt<V, T, E, H, D, F, L>
+{
+    /// Adam's moments `(m, v)`, each laid out like [`Gpt::params_flat`].
+    pub fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
+        let flat = |w: &Weights<V, T, E, F, L>| w.tensors(self.vocab).flatten().copied().collect();
+        (flat(&self.adam_m), flat(&self.adam_v))
+    }
+
+    /// Replaces Adam's moments from vectors laid out like [`Gpt::params_flat`].
+    pub fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+        let n = self.num_params();
+        if m.len() != n || v.len() != n {
+            bail!(
+                "Adam moments of {} and {} values do not fit this model's {n} parameters",
+                m.len(),
+                v.len()
+            );
+        }
+        let vocab = self.vocab;
+        for (w, flat) in [(&mut self.adam_m, m), (&mut self.adam_v, v)] {
+            let mut rest = flat;
+            for t in w.tensors_mut(vocab) {
+                let (head, tail) = rest.split_at(t.len());
+                t.copy_from_slice(head);
+                rest = tail;
+            }
+        }
+        Ok(())
+    }
+
+    /// The loss of one document (mean cross-entropy over its positions), forward only.
+    pub fn loss(&mut self, tokens: &[usize]) -> f64 {
+        assert!(tokens.len() >= 2, "a document needs at least two tokens");
+        let n = T.min(tokens.len() - 1);
+        self.forward(&tokens[..n], 0);
+        let mut probs = [0.0; V];
+        let mut sum = 0.0;
+        for pos in 0..n {
+            let logits = &self.acts.logits[pos];
+            sum += ops::cross_entropy_forward(&mut probs, logits, tokens[pos + 1], self.vocab);
+        }
+        sum / n as f64
+    }
+
+    /// One step on a minibatch: the mean of the documents' gradients, one Adam update.
+    /// Returns the mean loss.
+    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+        assert_eq!(batch.len(), 1, "minibatches are not implemented yet");
+        self.train_step(batch[0], adam)
+    }
+}
+
+impl MicroGpt {
+    pub fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
+        dispatch!(self, m => m.adam_flat())
+    }
+
+    pub fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+        dispatch!(self, g => g.set_adam_flat(m, v))
+    }
+
+    pub fn loss(&mut self, tokens: &[usize]) -> f64 {
+        dispatch!(self, m => m.loss(tokens))
+    }
+
+    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+        dispatch!(self, m => m.train_batch(batch, adam))
+    }
+}

@@ -321,8 +321,31 @@ impl Reference {
     /// is the mean of their cross-entropies. Parameter gradients are overwritten, not
     /// accumulated. Returns the loss.
     pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
-        assert!(tokens.len() >= 2, "a document is at least [BOS, BOS]");
+        self.loss_and_grad_batch(&[tokens])
+    }
+
+    /// A minibatch in one graph: the mean over the documents of their losses, so that the
+    /// gradient is the mean of the documents' gradients. Returns that mean loss.
+    pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]]) -> f64 {
+        assert!(!batch.is_empty(), "an empty batch");
         self.reset();
+        let mut doc_losses = Vec::with_capacity(batch.len());
+        for tokens in batch {
+            doc_losses.push(self.doc_loss(tokens));
+        }
+        let total = self.tape.sum(&doc_losses);
+        let loss = self.tape.mul_const(total, 1.0 / batch.len() as f64);
+        self.tape.backward(loss);
+        self.tape.data(loss)
+    }
+
+    /// The loss node of one document: `(1/n) * sum(losses)`, with its own KV cache.
+    fn doc_loss(&mut self, tokens: &[usize]) -> Var {
+        assert!(tokens.len() >= 2, "a document is at least [BOS, BOS]");
+        for l in 0..self.shape.n_layer {
+            self.keys[l].clear();
+            self.values[l].clear();
+        }
         let n = self.shape.block_size.min(tokens.len() - 1);
         let mut losses = Vec::with_capacity(n);
         for pos_id in 0..n {
@@ -331,17 +354,42 @@ impl Reference {
             losses.push(cross_entropy(&mut self.tape, &logits, target_id));
         }
         let total = self.tape.sum(&losses);
-        let loss = self.tape.mul_const(total, 1.0 / n as f64);
-        self.tape.backward(loss);
-        self.tape.data(loss)
+        self.tape.mul_const(total, 1.0 / n as f64)
+    }
+
+    /// The loss of one document, without the backward pass.
+    pub fn loss(&mut self, tokens: &[usize]) -> f64 {
+        self.reset();
+        let l = self.doc_loss(tokens);
+        self.tape.data(l)
     }
 
     /// One step of training: forward, backward, and Adam on every parameter.
     pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
-        let loss = self.loss_and_grad(tokens);
+        self.train_batch(&[tokens], adam)
+    }
+
+    /// [`Reference::loss_and_grad_batch`], then Adam on every parameter.
+    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+        let loss = self.loss_and_grad_batch(batch);
         let grads = &self.tape.grads()[1..1 + self.num_params];
         adam.update(&mut self.params, grads, &mut self.m, &mut self.v);
         loss
+    }
+
+    /// Replaces Adam's moments (e.g. with a checkpoint's).
+    pub fn set_adam_moments(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+        if m.len() != self.num_params || v.len() != self.num_params {
+            bail!(
+                "Adam moments of {} and {} values do not fit {} parameters",
+                m.len(),
+                v.len(),
+                self.num_params
+            );
+        }
+        self.m.copy_from_slice(m);
+        self.v.copy_from_slice(v);
+        Ok(())
     }
 
     /// Inference with the KV cache: the logits (as numbers) after feeding `token` at `pos`.

@@ -155,3 +155,12 @@ impl Forward for crate::reference::Reference {
         crate::reference::Reference::forward_token(self, token, pos)
     }
 }
+
+impl Forward for crate::model::MicroGpt {
+    fn block_size(&self) -> usize {
+        self.shape().block_size
+    }
+    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        crate::model::MicroGpt::forward_token(self, token, pos)
+    }
+}

@@ -1,40 +1,143 @@
-//! The training loop shared by both engines: one document per step, cycling through the
+//! What a training run needs from a model, whichever engine computes it, and the loop shared
+//! by both engines: `batch_size` documents per step (microgpt: one), cycling through the
 //! shuffled list, Adam with microgpt's linear decay.
 
+use crate::config::Shape;
 use crate::data::EncodedDocs;
+use crate::error::Result;
 use crate::optim::{Adam, AdamStep};
 use crate::sample::Forward;
 
-/// A model that can take a training step.
-pub trait Engine: Forward {
+/// A trainable model: either engine, any compiled configuration.
+pub trait Model: Forward {
+    /// The configuration's name as `--model` and checkpoints spell it (e.g. `micro`).
+    fn preset(&self) -> &'static str;
+    /// The shape, with the real vocabulary.
+    fn shape(&self) -> Shape;
     /// Number of trained parameters.
-    fn num_params(&self) -> usize;
-    /// Forward and backward on `tokens` (`[BOS] doc [BOS]`), then one Adam update; the loss.
-    fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64;
-}
-
-impl Engine for crate::reference::Reference {
     fn num_params(&self) -> usize {
-        crate::reference::Reference::num_params(self)
+        self.shape().num_params()
     }
-    fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
-        crate::reference::Reference::train_step(self, tokens, adam)
-    }
+    /// One step on a batch of documents (each `[BOS] doc [BOS]`): the gradient is the mean of
+    /// the documents' gradients, then one Adam update. Returns the mean of their losses.
+    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64;
+    /// The loss of one document (mean over its positions), forward only.
+    fn loss(&mut self, tokens: &[usize]) -> f64;
+    /// Parameters, flat, in [`Shape::tensors`] layout.
+    fn params_flat(&self) -> Vec<f64>;
+    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()>;
+    /// Adam's moments `(m, v)`, same layout.
+    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>);
+    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()>;
 }
 
-/// Trains steps `first..steps` of a run of `steps` steps (document `step % docs.len()` at each
-/// step) and calls `on_step(step, loss)` after each.
-pub fn train<E: Engine + ?Sized>(
-    model: &mut E,
+/// Positions a document is trained on: `min(block_size, len − 1)`.
+pub fn positions(tokens: &[usize], block_size: usize) -> usize {
+    block_size.min(tokens.len() - 1)
+}
+
+/// Token-weighted mean loss over `docs` (each document's positions count once): the sum of
+/// the negative log-likelihoods of every predicted token, the number of tokens.
+pub fn evaluate<M: Model + ?Sized>(model: &mut M, docs: &EncodedDocs) -> (f64, usize) {
+    let t = model.shape().block_size;
+    let mut sum = 0.0;
+    let mut n = 0;
+    for doc in docs.iter() {
+        let k = positions(doc, t);
+        sum += model.loss(doc) * k as f64;
+        n += k;
+    }
+    (sum, n)
+}
+
+/// Runs steps `first..last` of a schedule of `total` steps, `batch_size` documents per step
+/// (documents `step·batch_size + i` modulo the list), and calls `on_step(step, loss, tokens)`
+/// after each with the number of positions trained on.
+#[allow(clippy::too_many_arguments)]
+pub fn train<M: Model + ?Sized>(
+    model: &mut M,
     docs: &EncodedDocs,
     adam: &Adam,
+    batch_size: usize,
     first: usize,
-    steps: usize,
-    mut on_step: impl FnMut(usize, f64),
+    last: usize,
+    total: usize,
+    mut on_step: impl FnMut(&mut M, usize, f64, usize),
 ) {
-    for step in first..steps {
-        let tokens = docs.get(step % docs.len());
-        let loss = model.train_step(tokens, &adam.at(step, steps));
-        on_step(step, loss);
+    let t = model.shape().block_size;
+    let mut batch: Vec<&[usize]> = Vec::with_capacity(batch_size);
+    for step in first..last {
+        batch.clear();
+        let mut tokens = 0;
+        for i in 0..batch_size {
+            let doc = docs.get((step * batch_size + i) % docs.len());
+            tokens += positions(doc, t);
+            batch.push(doc);
+        }
+        let loss = model.train_batch(&batch, &adam.at(step, total));
+        on_step(model, step, loss, tokens);
+    }
+}
+
+impl Model for crate::reference::Reference {
+    fn preset(&self) -> &'static str {
+        self.shape().preset().unwrap_or("custom")
+    }
+    fn shape(&self) -> Shape {
+        crate::reference::Reference::shape(self)
+    }
+    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+        crate::reference::Reference::train_batch(self, batch, adam)
+    }
+    fn loss(&mut self, tokens: &[usize]) -> f64 {
+        crate::reference::Reference::loss(self, tokens)
+    }
+    fn params_flat(&self) -> Vec<f64> {
+        self.params().to_vec()
+    }
+    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
+        if flat.len() != self.num_params() {
+            crate::bail!(
+                "{} values do not fit {} parameters",
+                flat.len(),
+                self.num_params()
+            );
+        }
+        self.set_params(flat);
+        Ok(())
+    }
+    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
+        let (m, v) = self.adam_moments();
+        (m.to_vec(), v.to_vec())
+    }
+    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+        self.set_adam_moments(m, v)
+    }
+}
+
+impl Model for crate::model::MicroGpt {
+    fn preset(&self) -> &'static str {
+        "micro"
+    }
+    fn shape(&self) -> Shape {
+        crate::model::MicroGpt::shape(self)
+    }
+    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+        crate::model::MicroGpt::train_batch(self, batch, adam)
+    }
+    fn loss(&mut self, tokens: &[usize]) -> f64 {
+        crate::model::MicroGpt::loss(self, tokens)
+    }
+    fn params_flat(&self) -> Vec<f64> {
+        crate::model::MicroGpt::params_flat(self)
+    }
+    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
+        crate::model::MicroGpt::set_params_flat(self, flat)
+    }
+    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
+        crate::model::MicroGpt::adam_flat(self)
+    }
+    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+        crate::model::MicroGpt::set_adam_flat(self, m, v)
     }
 }

@@ -1,0 +1,600 @@
+//! A training run as the command line sees it: the dataset and its validation split, the model
+//! (fresh, started from a checkpoint's weights, or resumed exactly), the loop with its reports,
+//! validation and checkpoints; and the commands that read a checkpoint back (sample, eval).
+//!
+//! Exact resume. A run is a function of its settings: the seed fixes the shuffle, the split
+//! and the initial weights; training draws nothing at random (documents are taken in order);
+//! the schedule depends only on the step and the total. So a checkpoint that records the
+//! settings, the step, the weights and Adam's moments determines the rest of the run. Resuming
+//! rebuilds the random stream by replaying the same draws (shuffle, initial weights) — which
+//! leaves it in the very state it was in at every step of the original run — and then loads
+//! the weights and moments over the fresh ones.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::bail;
+use crate::bigram::Bigram;
+use crate::checkpoint::{AdamMoments, Checkpoint};
+use crate::config::{self, Shape};
+use crate::curve::Curve;
+use crate::data::{self, EncodedDocs, Tokenizer};
+use crate::error::Result;
+use crate::model::MicroGpt;
+use crate::optim::Adam;
+use crate::progress::Progress;
+use crate::reference::Reference;
+use crate::rng::{Rng, RngKind};
+use crate::sample::{self, Sampling};
+use crate::train::{self, Model};
+
+/// Which engine computes the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Const-generic arrays with hand-written derivatives.
+    Static,
+    /// The scalar autograd tape.
+    Dynamic,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Static => "static",
+            Engine::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// Everything that defines a run's numbers. A checkpoint records all of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub seed: u64,
+    pub rng: RngKind,
+    pub preset: String,
+    pub adam: Adam,
+    pub batch_size: usize,
+    /// Length of the learning-rate schedule (`lr · (1 − step/total_steps)`).
+    pub total_steps: usize,
+    /// Share of the documents held out for validation (the last ones after the shuffle).
+    pub val_fraction: f64,
+}
+
+impl Settings {
+    /// microgpt.py's run: seed 42, micro, one document per step, 1,000 steps, no validation.
+    pub fn microgpt() -> Settings {
+        Settings {
+            seed: 42,
+            rng: RngKind::Pcg,
+            preset: "micro".into(),
+            adam: Adam::default(),
+            batch_size: 1,
+            total_steps: 1000,
+            val_fraction: 0.0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let a = &self.adam;
+        if !(a.lr > 0.0 && a.lr.is_finite()) {
+            bail!("--lr must be a positive number, got {}", a.lr);
+        }
+        if !(0.0..1.0).contains(&a.beta1) || !(0.0..1.0).contains(&a.beta2) {
+            bail!(
+                "Adam's betas must be in [0, 1), got {} and {}",
+                a.beta1,
+                a.beta2
+            );
+        }
+        if !(self.val_fraction >= 0.0 && self.val_fraction < 1.0) {
+            bail!(
+                "--val-fraction must be in [0, 1), got {}",
+                self.val_fraction
+            );
+        }
+        if self.batch_size == 0 || self.total_steps == 0 {
+            bail!("the batch size and the number of steps must be at least 1");
+        }
+        if config::preset_shape(&self.preset, 0).is_none() {
+            bail!(
+                "unknown model {:?}; compiled models: {}",
+                self.preset,
+                preset_names()
+            );
+        }
+        Ok(())
+    }
+
+    /// Records the settings in a checkpoint's metadata.
+    pub fn write_to(&self, c: &mut Checkpoint) {
+        c.set("seed", self.seed);
+        c.set("rng", self.rng.name());
+        c.set("model", &self.preset);
+        c.set("lr", self.adam.lr);
+        c.set("beta1", self.adam.beta1);
+        c.set("beta2", self.adam.beta2);
+        c.set("eps", self.adam.eps);
+        c.set("batch_size", self.batch_size);
+        c.set("total_steps", self.total_steps);
+        c.set("val_fraction", self.val_fraction);
+    }
+
+    /// The settings a checkpoint recorded.
+    pub fn read_from(c: &Checkpoint) -> Result<Settings> {
+        Ok(Settings {
+            seed: c.seed()?,
+            rng: c.rng()?,
+            preset: c.model()?.to_string(),
+            adam: Adam {
+                lr: c.parse("lr")?,
+                beta1: c.parse("beta1")?,
+                beta2: c.parse("beta2")?,
+                eps: c.parse("eps")?,
+            },
+            batch_size: c.parse("batch_size")?,
+            total_steps: c.parse("total_steps")?,
+            val_fraction: c.parse("val_fraction")?,
+        })
+    }
+}
+
+fn preset_names() -> String {
+    config::PRESETS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A dataset read, shuffled and split.
+pub struct Dataset {
+    pub path: PathBuf,
+    /// Documents in the file.
+    pub num_docs: usize,
+    /// FNV-1a of the documents in file order: a resumed run checks it sees the same data.
+    pub fingerprint: u64,
+    pub tok: Tokenizer,
+    pub train: EncodedDocs,
+    pub val: EncodedDocs,
+}
+
+/// `--data`, else the default names.txt.
+pub fn data_path(data: Option<&Path>) -> Result<PathBuf> {
+    match data {
+        Some(p) => Ok(p.to_path_buf()),
+        None => data::default_data_path(),
+    }
+}
+
+/// FNV-1a (64-bit) of the documents joined by newlines.
+pub fn fingerprint(docs: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for d in docs {
+        for b in d.bytes().chain([b'\n']) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A dataset file read but not yet shuffled.
+pub struct RawDocs {
+    pub path: PathBuf,
+    pub docs: Vec<String>,
+    pub fingerprint: u64,
+}
+
+impl RawDocs {
+    pub fn read(path: &Path) -> Result<RawDocs> {
+        let docs = data::load_docs(path)?;
+        let fingerprint = fingerprint(&docs);
+        Ok(RawDocs {
+            path: path.to_path_buf(),
+            docs,
+            fingerprint,
+        })
+    }
+
+    /// Checks that this is the dataset a checkpoint was trained on.
+    pub fn check_against(&self, c: &Checkpoint) -> Result<()> {
+        let fp = format!("{:016x}", self.fingerprint);
+        if c.get("data_fingerprint").ok() != Some(fp.as_str()) {
+            bail!(
+                "{} is not the dataset the checkpoint was trained on ({} documents, fingerprint {}; this file: {} documents, {})",
+                self.path.display(),
+                c.get("data_docs").unwrap_or("?"),
+                c.get("data_fingerprint").unwrap_or("?"),
+                self.docs.len(),
+                fp
+            );
+        }
+        Ok(())
+    }
+
+    /// Shuffles the documents with `rng` (microgpt.py's `random.shuffle(docs)`) and holds out
+    /// the last `round(n · val_fraction)`. The vocabulary is `tok` if given (a checkpoint's:
+    /// every character must be in it), else every character of the file.
+    pub fn split(
+        self,
+        rng: &mut Rng,
+        val_fraction: f64,
+        tok: Option<Tokenizer>,
+    ) -> Result<Dataset> {
+        let RawDocs {
+            path,
+            mut docs,
+            fingerprint,
+        } = self;
+        let num_docs = docs.len();
+        data::shuffle_docs(&mut docs, rng);
+        let n_val = (num_docs as f64 * val_fraction).round() as usize;
+        if val_fraction > 0.0 && (n_val == 0 || n_val >= num_docs) {
+            bail!(
+                "--val-fraction {val_fraction} of {num_docs} documents leaves {n_val} for validation and {} for training; both need at least one",
+                num_docs - n_val.min(num_docs)
+            );
+        }
+        let tok = match tok {
+            Some(t) => t,
+            None => Tokenizer::from_docs(&docs),
+        };
+        let (train_docs, val_docs) = docs.split_at(num_docs - n_val);
+        let encode = |d: &[String]| match EncodedDocs::new(&tok, d) {
+            Ok(e) => Ok(e),
+            Err(e) => bail!("{}: {e} of the model", path.display()),
+        };
+        let (train, val) = (encode(train_docs)?, encode(val_docs)?);
+        Ok(Dataset {
+            path,
+            num_docs,
+            fingerprint,
+            tok,
+            train,
+            val,
+        })
+    }
+}
+
+impl Dataset {
+    /// [`RawDocs::read`] then [`RawDocs::split`].
+    pub fn load(
+        path: &Path,
+        rng: &mut Rng,
+        val_fraction: f64,
+        tok: Option<Tokenizer>,
+    ) -> Result<Dataset> {
+        RawDocs::read(path)?.split(rng, val_fraction, tok)
+    }
+}
+
+/// A fresh model of `preset` for `vocab` tokens, its weights drawn from `rng`.
+pub fn build_model(
+    engine: Engine,
+    preset: &str,
+    vocab: usize,
+    rng: &mut Rng,
+) -> Result<Box<dyn Model>> {
+    let Some(shape) = config::preset_shape(preset, vocab) else {
+        bail!(
+            "unknown model {preset:?}; compiled models: {}",
+            preset_names()
+        );
+    };
+    Ok(match (engine, preset) {
+        (Engine::Dynamic, _) => Box::new(Reference::new(shape, rng)?),
+        (Engine::Static, "micro") => Box::new(MicroGpt::new(vocab, rng)?),
+        (Engine::Static, other) => bail!("no static build of model {other:?}"),
+    })
+}
+
+/// A checkpoint of `model` after `step` steps of a run with these settings and data.
+pub fn checkpoint_of(
+    model: &dyn Model,
+    tok: &Tokenizer,
+    settings: &Settings,
+    step: usize,
+    data: &Dataset,
+) -> Checkpoint {
+    let mut c = Checkpoint::new(
+        model.shape(),
+        tok.chars().to_vec(),
+        model.params_flat(),
+        step,
+        settings.seed,
+        settings.rng,
+        &settings.preset,
+    );
+    settings.write_to(&mut c);
+    let (m, v) = model.adam_flat();
+    c.adam = Some(AdamMoments { m, v });
+    c.set("data", data.path.display());
+    c.set("data_docs", data.num_docs);
+    c.set("data_fingerprint", format!("{:016x}", data.fingerprint));
+    c
+}
+
+/// How a `train` run starts.
+pub enum Start {
+    /// Fresh weights from the seed.
+    Fresh,
+    /// A checkpoint's weights, a fresh optimizer and schedule.
+    Init(Checkpoint),
+    /// Exactly where the checkpoint stopped.
+    Resume(Checkpoint),
+}
+
+/// Everything about a `train` run besides its [`Settings`].
+pub struct TrainOptions {
+    pub engine: Engine,
+    pub data: Option<PathBuf>,
+    /// Stop after this step (the schedule runs over `settings.total_steps`).
+    pub stop_at: usize,
+    pub print_every: usize,
+    /// Validation loss every N steps (and at the end).
+    pub eval_every: usize,
+    pub out: Option<PathBuf>,
+    pub save_every: Option<usize>,
+    pub progress: bool,
+    pub log: Option<PathBuf>,
+}
+
+/// The shape of a checkpoint's model must be the compiled shape of its preset.
+fn check_checkpoint_shape(c: &Checkpoint) -> Result<Shape> {
+    let preset = c.model()?;
+    let Some(expected) = config::preset_shape(preset, c.shape.vocab) else {
+        bail!(
+            "the checkpoint holds model {preset:?}, which this build does not have (it has {})",
+            preset_names()
+        );
+    };
+    if expected != c.shape {
+        bail!(
+            "the checkpoint's {preset} model has shape {:?}, but this build's {preset} is {:?}",
+            c.shape,
+            expected
+        );
+    }
+    Ok(expected)
+}
+
+/// `microgpt train`: returns the final validation loss, if there is a validation set.
+pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Result<Option<f64>> {
+    settings.validate()?;
+    if let Some(dir) = opts.out.as_deref().and_then(Path::parent)
+        && !dir.as_os_str().is_empty()
+        && !dir.is_dir()
+    {
+        bail!(
+            "cannot write checkpoint {}: directory {} does not exist",
+            opts.out.as_deref().unwrap().display(),
+            dir.display()
+        );
+    }
+    let (path, tok, first_step) = match &start {
+        Start::Fresh => (data_path(opts.data.as_deref())?, None, 0),
+        Start::Init(c) => {
+            check_checkpoint_shape(c)?;
+            (data_path(opts.data.as_deref())?, Some(c.tokenizer()?), 0)
+        }
+        Start::Resume(c) => {
+            check_checkpoint_shape(c)?;
+            let recorded = c.get("data").ok().map(PathBuf::from);
+            let p = match (&opts.data, recorded) {
+                (Some(p), _) => p.clone(),
+                (None, Some(p)) => p,
+                (None, None) => data_path(None)?,
+            };
+            (p, Some(c.tokenizer()?), c.step()?)
+        }
+    };
+    let raw = RawDocs::read(&path)?;
+    if let Start::Resume(c) = &start {
+        raw.check_against(c)?;
+        if first_step >= settings.total_steps {
+            bail!(
+                "the checkpoint has done all {} steps of its schedule",
+                settings.total_steps
+            );
+        }
+    }
+    let mut rng = Rng::new(settings.rng, settings.seed);
+    let data = raw.split(&mut rng, settings.val_fraction, tok)?;
+    let mut model = build_model(
+        opts.engine,
+        &settings.preset,
+        data.tok.vocab_size(),
+        &mut rng,
+    )?;
+    match &start {
+        Start::Fresh => {}
+        Start::Init(c) => model.set_params_flat(&c.params)?,
+        Start::Resume(c) => {
+            model.set_params_flat(&c.params)?;
+            let Some(adam) = &c.adam else {
+                bail!(
+                    "the checkpoint has no optimizer state to resume from (use --init to start from its weights)"
+                );
+            };
+            model.set_adam_flat(&adam.m, &adam.v)?;
+        }
+    }
+    let last = opts.stop_at.min(settings.total_steps);
+    if last <= first_step {
+        bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");
+    }
+
+    println!("num docs: {}", data.num_docs);
+    println!("vocab size: {}", data.tok.vocab_size());
+    println!("num params: {}", model.num_params());
+    println!(
+        "model: {} ({} engine), train docs: {}, val docs: {}, batch size: {}",
+        settings.preset,
+        opts.engine.name(),
+        data.train.len(),
+        data.val.len(),
+        settings.batch_size
+    );
+    if first_step > 0 {
+        println!("resuming at step {first_step}");
+    }
+
+    let total = settings.total_steps;
+    let mut curve = Curve::new(last - first_step);
+    let mut progress = Progress::new(last - first_step, opts.progress);
+    let mut tokens_done = 0;
+    let mut save_error = None;
+    let mut train_time = 0.0;
+    let mut lap = Instant::now();
+    let validate = |model: &mut dyn Model, step: usize, progress: &Progress| {
+        let (sum, n) = train::evaluate(model, &data.val);
+        let loss = sum / n as f64;
+        progress.println(format!("step {step:4} / {total:4} | val loss {loss:.4}"));
+        loss
+    };
+    let mut final_val = None;
+    train::train(
+        model.as_mut(),
+        &data.train,
+        &settings.adam,
+        settings.batch_size,
+        first_step,
+        last,
+        total,
+        |model, step, loss, tokens| {
+            let s = step + 1;
+            tokens_done += tokens;
+            curve.push_train(s, loss);
+            progress.update(s - first_step, loss, tokens_done);
+            if s == first_step + 1 || s == last || s % opts.print_every == 0 {
+                progress.println(format!("step {s:4} / {total:4} | loss {loss:.4}"));
+            }
+            let eval_now = !data.val.is_empty() && (s % opts.eval_every == 0 || s == last);
+            let save_now = opts.save_every.is_some_and(|k| s % k == 0 && s != last);
+            if eval_now || save_now {
+                train_time += lap.elapsed().as_secs_f64();
+            }
+            if eval_now {
+                let v = validate(model, s, &progress);
+                curve.push_val(s, v);
+                final_val = Some(v);
+            }
+            if save_now && let Some(out) = &opts.out {
+                let c = checkpoint_of(model, &data.tok, settings, s, &data);
+                if let Err(e) = c.save(out) {
+                    save_error.get_or_insert(e);
+                }
+            }
+            if eval_now || save_now {
+                lap = Instant::now();
+            }
+        },
+    );
+    train_time += lap.elapsed().as_secs_f64();
+    progress.finish();
+    if let Some(e) = save_error {
+        return Err(e);
+    }
+    println!(
+        "training time: {:.2} s ({} steps, {:.0} tokens/s)",
+        train_time,
+        last - first_step,
+        tokens_done as f64 / train_time
+    );
+    if let Some(out) = &opts.out {
+        checkpoint_of(model.as_ref(), &data.tok, settings, last, &data).save(out)?;
+        println!("saved {} (step {last} of {total})", out.display());
+    }
+    if let Some(log) = &opts.log {
+        let bigram = bigram_baseline(&data)?;
+        if let Some(b) = bigram {
+            curve.add_reference(format!("bigram baseline {b:.3}"), b);
+        }
+        curve.write_csv(log)?;
+        let svg = log.with_extension("svg");
+        curve.write_svg(
+            &svg,
+            &format!("{} on {}", settings.preset, data.path.display()),
+        )?;
+        println!("wrote {} and {}", log.display(), svg.display());
+    }
+    Ok(final_val)
+}
+
+/// The bigram baseline's validation loss on a dataset's split (`None` without a split).
+pub fn bigram_baseline(data: &Dataset) -> Result<Option<f64>> {
+    if data.val.is_empty() {
+        return Ok(None);
+    }
+    let b = Bigram::fit(
+        data.tok.vocab_size(),
+        data.train.iter(),
+        Bigram::DEFAULT_SMOOTHING,
+    )?;
+    Ok(Some(b.mean_nll(data.val.iter(), None)?))
+}
+
+/// A model with a checkpoint's weights, on the static engine.
+pub fn load_model(c: &Checkpoint) -> Result<(Box<dyn Model>, Tokenizer)> {
+    check_checkpoint_shape(c)?;
+    let tok = c.tokenizer()?;
+    // the weights are overwritten; the stream only feeds the throwaway initialization
+    let mut rng = Rng::pcg(0);
+    let mut model = build_model(Engine::Static, c.model()?, tok.vocab_size(), &mut rng)?;
+    model.set_params_flat(&c.params)?;
+    Ok((model, tok))
+}
+
+/// `microgpt sample`: `n` samples, each the prompt followed by what the model draws.
+pub fn run_sample(
+    c: &Checkpoint,
+    n: usize,
+    sampling: &Sampling,
+    seed: u64,
+    rng_kind: RngKind,
+    prompt: &str,
+) -> Result<Vec<String>> {
+    let (mut model, tok) = load_model(c)?;
+    sampling.validate(tok.vocab_size())?;
+    let ids = match tok.encode(prompt) {
+        Ok(ids) => ids,
+        Err(e) => bail!("prompt: {e} of the model"),
+    };
+    let block = model.shape().block_size;
+    if ids.len() > block {
+        bail!(
+            "the prompt has {} characters but the model's block size is {block}",
+            ids.len()
+        );
+    }
+    let mut rng = Rng::new(rng_kind, seed);
+    let mut probs = vec![0.0; tok.vocab_size()];
+    let mut out = Vec::with_capacity(block);
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        sample::generate(
+            model.as_mut(),
+            tok.bos(),
+            &ids,
+            sampling,
+            &mut rng,
+            &mut probs,
+            &mut out,
+        );
+        samples.push(tok.decode(&out));
+    }
+    Ok(samples)
+}
+
+/// `microgpt eval`: the token-weighted mean loss of a checkpoint over every document of a
+/// file, and the numbers of tokens and documents.
+pub fn run_eval(c: &Checkpoint, path: &Path) -> Result<(f64, usize, usize)> {
+    let (mut model, tok) = load_model(c)?;
+    let docs = data::load_docs(path)?;
+    let enc = match EncodedDocs::new(&tok, &docs) {
+        Ok(e) => e,
+        Err(e) => bail!("{}: {e} of the model", path.display()),
+    };
+    let (sum, n) = train::evaluate(model.as_mut(), &enc);
+    Ok((sum / n as f64, n, enc.len()))
+}
