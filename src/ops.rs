@@ -346,7 +346,7 @@ pub fn softmax_backward(dx: &mut [f64], dout: &[f64], out: &[f64]) {
 // causal multi-head self-attention for position t (keys and values of positions 0..=t)
 
 /// Per head h (columns `h·D..(h+1)·D`): `a_s = q_h·k_s,h / √D` for `s ≤ t`, `w = softmax(a)`,
-/// `out_h = Σ_s w_s·v_s,h`. Caches `w` in `att[h][..=t]`.
+/// `out_h = Σ_s w_s·v_s,h`. Caches `w` in `att[h]` (0 for the keys after `t`).
 #[allow(clippy::needless_range_loop)] // h·D + d indexing is the head layout; H, D are constants
 pub fn attention_forward<const T: usize, const E: usize, const H: usize, const D: usize>(
     out: &mut [f64; E],      // (E) head outputs, concatenated
