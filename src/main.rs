@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use microgpt::bail;
 use microgpt::checkpoint::Checkpoint;
 use microgpt::error::Result;
-use microgpt::optim::Adam;
+use microgpt::optim::{Adam, Schedule};
 use microgpt::rng::{Rng, RngKind};
 use microgpt::sample::{self, Sampling};
 use microgpt::session::{self, Dataset, Engine, Settings, Start, TrainOptions};
@@ -33,6 +33,14 @@ impl From<EngineArg> for Engine {
             EngineArg::Dynamic => Engine::Dynamic,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScheduleArg {
+    /// lr·(1 − s): microgpt's
+    Linear,
+    /// lr·(min + (1 − min)·(1 + cos πs)/2)
+    Cosine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,6 +156,28 @@ struct TrainArgs {
     /// Documents per step; the gradient is their mean (1 = microgpt)
     #[arg(long, default_value_t = 1, value_parser = positive, conflicts_with = "resume")]
     batch_size: usize,
+    /// Threads that share a step's documents [default: all cores]; the result does not
+    /// depend on it
+    #[arg(long, value_parser = positive)]
+    threads: Option<usize>,
+    /// Adam's β1
+    #[arg(long, default_value_t = 0.85, conflicts_with = "resume")]
+    beta1: f64,
+    /// Adam's β2
+    #[arg(long, default_value_t = 0.99, conflicts_with = "resume")]
+    beta2: f64,
+    /// AdamW's decoupled weight decay (0 = plain Adam, as microgpt)
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
+    weight_decay: f64,
+    /// Steps of linear learning-rate warm-up
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "resume")]
+    warmup: usize,
+    /// Learning-rate decay after the warm-up: linear to 0 (microgpt) or cosine to --min-lr-fraction
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear, conflicts_with = "resume")]
+    schedule: ScheduleArg,
+    /// Floor of the cosine schedule, as a fraction of --lr
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
+    min_lr_fraction: f64,
     /// Share of the documents held out for validation (the last ones after the seeded shuffle)
     #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
     val_fraction: f64,
@@ -398,7 +428,16 @@ fn run_train(a: TrainArgs) -> Result<()> {
             preset: a.model.clone(),
             adam: Adam {
                 lr: a.lr,
-                ..Adam::default()
+                beta1: a.beta1,
+                beta2: a.beta2,
+                eps: Adam::default().eps,
+                weight_decay: a.weight_decay,
+                warmup: a.warmup,
+                schedule: match a.schedule {
+                    ScheduleArg::Linear => Schedule::Linear,
+                    ScheduleArg::Cosine => Schedule::Cosine,
+                },
+                min_lr_fraction: a.min_lr_fraction,
             },
             batch_size: a.batch_size,
             total_steps: total,
@@ -425,6 +464,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         save_every: a.save_every,
         progress: !a.no_progress,
         log: a.log,
+        threads: a.threads,
     };
     session::run_train(&settings, start, &opts)?;
     Ok(())

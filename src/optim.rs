@@ -1,24 +1,65 @@
-//! Adam with bias correction and microgpt's linear learning-rate decay, on flat slices so that
-//! both engines share it: the reference calls it once on its whole parameter vector, the static
-//! model once per weight matrix.
+//! Adam with bias correction and a learning-rate schedule, on flat slices so that both engines
+//! share it: the reference calls it once on its whole parameter vector, the static model once
+//! per weight matrix.
+//!
+//! The default is microgpt.py's optimizer exactly: lr 0.01, β 0.85/0.99, eps 1e-8, no weight
+//! decay, no warm-up, `lr_t = lr · (1 − step/steps)`. Larger models train better with AdamW's
+//! decoupled weight decay, a linear warm-up and a cosine decay; those are options.
 
-/// microgpt.py's optimizer settings.
+/// The shape of the learning rate over a run, after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// `lr · (1 − s)`, `s` the fraction of the post-warm-up steps done: microgpt's.
+    Linear,
+    /// `lr · (min + (1 − min)·(1 + cos πs)/2)`, with `min` = [`Adam::min_lr_fraction`].
+    Cosine,
+}
+
+impl Schedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Linear => "linear",
+            Schedule::Cosine => "cosine",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Schedule> {
+        match s {
+            "linear" => Some(Schedule::Linear),
+            "cosine" => Some(Schedule::Cosine),
+            _ => None,
+        }
+    }
+}
+
+/// Optimizer settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Adam {
     pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// AdamW's decoupled weight decay: `p ← p − lr_t·wd·p` before the Adam step.
+    pub weight_decay: f64,
+    /// Steps of linear warm-up from 0 to `lr`.
+    pub warmup: usize,
+    pub schedule: Schedule,
+    /// The cosine schedule's floor, as a fraction of `lr`.
+    pub min_lr_fraction: f64,
 }
 
 impl Default for Adam {
-    /// `learning_rate, beta1, beta2, eps_adam = 0.01, 0.85, 0.99, 1e-8`
+    /// `learning_rate, beta1, beta2, eps_adam = 0.01, 0.85, 0.99, 1e-8`, linear decay to 0.
     fn default() -> Adam {
         Adam {
             lr: 0.01,
             beta1: 0.85,
             beta2: 0.99,
             eps: 1e-8,
+            weight_decay: 0.0,
+            warmup: 0,
+            schedule: Schedule::Linear,
+            min_lr_fraction: 0.0,
         }
     }
 }
@@ -26,7 +67,7 @@ impl Default for Adam {
 /// The step's scalars, computed once per step and shared by every tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamStep {
-    /// `lr · (1 − step/steps)`
+    /// The learning rate of this step.
     pub lr_t: f64,
     /// `1 / (1 − β1^(step+1))`
     pub m_corr: f64,
@@ -35,39 +76,112 @@ pub struct AdamStep {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// `1 − lr_t·weight_decay`: the decay's factor on the weights (1 without decay).
+    pub decay: f64,
 }
 
 impl Adam {
+    /// The learning rate at step `step` (0-based) of a run of `steps` steps.
+    pub fn lr_at(&self, step: usize, steps: usize) -> f64 {
+        if step < self.warmup {
+            return self.lr * (step + 1) as f64 / self.warmup as f64;
+        }
+        match self.schedule {
+            // microgpt.py: lr_t = learning_rate * (1 - step / num_steps) (with no warm-up)
+            Schedule::Linear => {
+                let (s, n) = (step - self.warmup, steps.saturating_sub(self.warmup).max(1));
+                self.lr * (1.0 - s as f64 / n as f64)
+            }
+            Schedule::Cosine => {
+                let (s, n) = (step - self.warmup, steps.saturating_sub(self.warmup).max(1));
+                let c = 0.5 * (1.0 + (std::f64::consts::PI * s as f64 / n as f64).cos());
+                self.lr * (self.min_lr_fraction + (1.0 - self.min_lr_fraction) * c)
+            }
+        }
+    }
+
     /// The scalars of step `step` (0-based) of a run of `steps` steps.
     pub fn at(&self, step: usize, steps: usize) -> AdamStep {
         let t = (step + 1) as f64;
+        let lr_t = self.lr_at(step, steps);
         AdamStep {
-            lr_t: self.lr * (1.0 - step as f64 / steps as f64),
-            // powf, as CPython's float ** does, so that the python-stream run matches to the bit
+            lr_t,
+            // powf, as CPython's float ** does, so that the python-stream run matches microgpt.py
             m_corr: 1.0 / (1.0 - self.beta1.powf(t)),
             v_corr: 1.0 / (1.0 - self.beta2.powf(t)),
             beta1: self.beta1,
             beta2: self.beta2,
             eps: self.eps,
+            decay: 1.0 - lr_t * self.weight_decay,
         }
     }
 }
 
 impl AdamStep {
     /// One update of `p` in place from gradient `g`, moments `m` and `v` (all the same length):
-    /// `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p − lr_t·m̂ / (√v̂ + eps)`.
+    /// `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p − lr_t·m̂ / (√v̂ + eps)`, with
+    /// `p ← p·(1 − lr_t·wd)` first when there is weight decay.
     #[inline]
     pub fn update(&self, p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]) {
         assert!(p.len() == g.len() && p.len() == m.len() && p.len() == v.len());
         let (b1, b2) = (self.beta1, self.beta2);
+        let decay = self.decay != 1.0;
         for i in 0..p.len() {
             m[i] = b1 * m[i] + (1.0 - b1) * g[i];
             v[i] = b2 * v[i] + (1.0 - b2) * (g[i] * g[i]);
-            // m̂ = m / (1 − β1^t) as a multiplication by the reciprocal: one division and one
-            // square root per parameter are what bound this loop
+            // m̂ = m / (1 − β1^t) as a multiplication by the reciprocal: the one division and
+            // the one square root per parameter are what bound this loop
             let m_hat = m[i] * self.m_corr;
             let v_hat = v[i] * self.v_corr;
+            if decay {
+                p[i] *= self.decay;
+            }
             p[i] -= self.lr_t * m_hat / (v_hat.sqrt() + self.eps);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_schedule_is_microgpts_linear_decay() {
+        let a = Adam::default();
+        for (step, steps) in [(0, 1000), (1, 1000), (500, 1000), (999, 1000), (3, 7)] {
+            let expected = 0.01 * (1.0 - step as f64 / steps as f64);
+            assert_eq!(a.lr_at(step, steps), expected);
+        }
+        assert_eq!(a.at(5, 10).decay, 1.0);
+    }
+
+    #[test]
+    fn warmup_then_cosine_to_the_floor() {
+        let a = Adam {
+            lr: 1.0,
+            warmup: 10,
+            schedule: Schedule::Cosine,
+            min_lr_fraction: 0.1,
+            ..Adam::default()
+        };
+        assert_eq!(a.lr_at(0, 110), 0.1);
+        assert_eq!(a.lr_at(9, 110), 1.0);
+        assert_eq!(a.lr_at(10, 110), 1.0); // cos 0: the peak
+        assert!((a.lr_at(60, 110) - 0.55).abs() < 1e-15); // halfway: (1 + 0.1)/2
+        assert!((a.lr_at(109, 110) - 0.1).abs() < 1e-3);
+    }
+
+    #[test]
+    fn weight_decay_is_decoupled() {
+        // with g = 0 and zero moments, only the decay moves p: p·(1 − lr·wd)
+        let a = Adam {
+            lr: 0.5,
+            weight_decay: 0.1,
+            ..Adam::default()
+        };
+        let s = a.at(0, 2);
+        let (mut p, g, mut m, mut v) = ([2.0], [0.0], [0.0], [0.0]);
+        s.update(&mut p, &g, &mut m, &mut v);
+        assert_eq!(p[0], 2.0 * (1.0 - 0.5 * 0.1));
     }
 }

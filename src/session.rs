@@ -21,7 +21,7 @@ use crate::curve::Curve;
 use crate::data::{self, EncodedDocs, Tokenizer};
 use crate::error::Result;
 use crate::model::MicroGpt;
-use crate::optim::Adam;
+use crate::optim::{Adam, Schedule};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::rng::{Rng, RngKind};
@@ -114,6 +114,10 @@ impl Settings {
         c.set("beta1", self.adam.beta1);
         c.set("beta2", self.adam.beta2);
         c.set("eps", self.adam.eps);
+        c.set("weight_decay", self.adam.weight_decay);
+        c.set("warmup", self.adam.warmup);
+        c.set("schedule", self.adam.schedule.name());
+        c.set("min_lr_fraction", self.adam.min_lr_fraction);
         c.set("batch_size", self.batch_size);
         c.set("total_steps", self.total_steps);
         c.set("val_fraction", self.val_fraction);
@@ -130,6 +134,13 @@ impl Settings {
                 beta1: c.parse("beta1")?,
                 beta2: c.parse("beta2")?,
                 eps: c.parse("eps")?,
+                weight_decay: c.parse("weight_decay")?,
+                warmup: c.parse("warmup")?,
+                schedule: match Schedule::from_name(c.get("schedule")?) {
+                    Some(s) => s,
+                    None => bail!("metadata `schedule` is not linear or cosine"),
+                },
+                min_lr_fraction: c.parse("min_lr_fraction")?,
             },
             batch_size: c.parse("batch_size")?,
             total_steps: c.parse("total_steps")?,
@@ -337,6 +348,8 @@ pub struct TrainOptions {
     pub save_every: Option<usize>,
     pub progress: bool,
     pub log: Option<PathBuf>,
+    /// Worker threads for a step's documents (`None`: all cores).
+    pub threads: Option<usize>,
 }
 
 /// The shape of a checkpoint's model must be the compiled shape of its preset.
@@ -419,6 +432,10 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             model.set_adam_flat(&adam.m, &adam.v)?;
         }
     }
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    model.set_threads(threads.min(settings.batch_size))?;
     let last = opts.stop_at.min(settings.total_steps);
     if last <= first_step {
         bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");

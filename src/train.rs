@@ -21,6 +21,12 @@ pub trait Model: Forward {
     /// One step on a batch of documents (each `[BOS] doc [BOS]`): the gradient is the mean of
     /// the documents' gradients, then one Adam update. Returns the mean of their losses.
     fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64;
+    /// Spreads the documents of a batch over `n` threads (the results do not depend on `n`).
+    /// Engines without threads ignore it.
+    fn set_threads(&mut self, n: usize) -> Result<()> {
+        let _ = n;
+        Ok(())
+    }
     /// The loss of one document (mean over its positions), forward only.
     fn loss(&mut self, tokens: &[usize]) -> f64;
     /// Parameters, flat, in [`Shape::tensors`] layout.
