@@ -86,7 +86,7 @@ struct Cli {
 enum Command {
     /// Train a model, with validation, checkpoints and exact resume
     #[command(allow_negative_numbers = true)]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Sample from a checkpoint, optionally continuing a prompt
     #[command(allow_negative_numbers = true)]
     Sample(SampleArgs),
@@ -269,7 +269,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         None => run_demo(&cli.demo),
-        Some(Command::Train(a)) => run_train(a),
+        Some(Command::Train(a)) => run_train(*a),
         Some(Command::Sample(a)) => run_sample(&a),
         Some(Command::Eval(a)) => run_eval(&a),
         Some(Command::Baseline(a)) => run_baseline(&a),
