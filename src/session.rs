@@ -513,8 +513,8 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         return Err(e);
     }
     println!(
-        "training time: {:.2} s ({} steps, {:.0} tokens/s)",
-        train_time,
+        "training time: {} ({} steps, {:.0} tokens/s)",
+        human_time(train_time),
         last - first_step,
         tokens_done as f64 / train_time
     );
@@ -536,6 +536,17 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         println!("wrote {} and {}", log.display(), svg.display());
     }
     Ok(final_val)
+}
+
+/// `12.3 ms`, `4.56 s` or `3 min 12 s`.
+pub fn human_time(secs: f64) -> String {
+    if secs < 1.0 {
+        format!("{:.1} ms", secs * 1e3)
+    } else if secs < 120.0 {
+        format!("{secs:.2} s")
+    } else {
+        format!("{} min {:.0} s", (secs / 60.0).floor(), secs % 60.0)
+    }
 }
 
 /// The bigram baseline's validation loss on a dataset's split (`None` without a split).
