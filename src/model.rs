@@ -414,42 +414,47 @@ impl<
     const CAPACITY: usize = if GROUP_ROWS > T { GROUP_ROWS } else { T } + 2 * T;
 
     fn new() -> Self {
+        // zeroed allocations: `vec![[0.0; E]; n]` clones an array per row, which costs LLVM
+        // seconds per shape to optimize
+        fn rows<X: FromZeros>(n: usize) -> Vec<X> {
+            X::new_vec_zeroed(n).expect("memory for the activations")
+        }
         let n = Self::CAPACITY;
         let layer = || LayerActs {
-            xn1: vec![[0.0; E]; n],
-            r1: vec![0.0; n],
-            q: vec![[0.0; E]; n],
-            k: vec![[0.0; E]; n],
-            v: vec![[0.0; E]; n],
-            att: vec![[[0.0; T]; H]; n],
-            ctx: vec![[0.0; E]; n],
-            xn2: vec![[0.0; E]; n],
-            r2: vec![0.0; n],
-            h: vec![[0.0; F]; n],
+            xn1: rows(n),
+            r1: rows(n),
+            q: rows(n),
+            k: rows(n),
+            v: rows(n),
+            att: rows(n),
+            ctx: rows(n),
+            xn2: rows(n),
+            r2: rows(n),
+            h: rows(n),
         };
         Buffers {
             a: Acts {
-                xn0: vec![[0.0; E]; n],
-                r0: vec![0.0; n],
+                xn0: rows(n),
+                r0: rows(n),
                 layers: std::array::from_fn(|_| layer()),
-                x_out: vec![[0.0; E]; n],
-                logits: vec![[0.0; V]; n],
-                probs: vec![[0.0; V]; n],
-                ce: vec![0.0; n],
+                x_out: rows(n),
+                logits: rows(n),
+                probs: rows(n),
+                ce: rows(n),
             },
             s: Scratch {
-                x: vec![[0.0; E]; n],
-                y: vec![[0.0; E]; n],
-                pre: vec![[0.0; F]; n],
-                dlogits: vec![[0.0; V]; n],
-                dx: vec![[0.0; E]; n],
-                dh: vec![[0.0; F]; n],
-                dpre: vec![[0.0; F]; n],
-                dxn: vec![[0.0; E]; n],
-                dctx: vec![[0.0; E]; n],
-                dq: vec![[0.0; E]; n],
-                dk: vec![[0.0; E]; n],
-                dv: vec![[0.0; E]; n],
+                x: rows(n),
+                y: rows(n),
+                pre: rows(n),
+                dlogits: rows(n),
+                dx: rows(n),
+                dh: rows(n),
+                dpre: rows(n),
+                dxn: rows(n),
+                dctx: rows(n),
+                dq: rows(n),
+                dk: rows(n),
+                dv: rows(n),
             },
         }
     }
