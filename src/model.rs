@@ -667,6 +667,8 @@ struct Batch<const V: usize, const T: usize, const E: usize, const F: usize, con
     /// the gradient of group `g ≥ 1` is `slots[g − 1]`; group 0's goes straight into the
     /// step's gradient
     slots: Vec<Mutex<Box<Weights<V, T, E, F, L>>>>,
+    /// whether the groups run backward (else only the forward and the losses)
+    backward: bool,
     /// the Adam update after the gradient, if any
     adam: Option<AdamStep>,
 }
@@ -751,7 +753,9 @@ impl<
                         losses[j] = (1.0 / n as f64) * total;
                     }
                 }
-                if g == 0 {
+                if !job.backward {
+                    // forward only: no gradient to compute or add
+                } else if g == 0 {
                     let mut grad = write(&self.grad);
                     grad.zero();
                     buf.backward(&p, &mut grad, rows, self.vocab);
@@ -773,7 +777,7 @@ impl<
         red.done[g] = true;
         while red.next < red.done.len() && red.done[red.next] {
             let k = red.next;
-            if k > 0 && !job.groups[k].is_empty() {
+            if k > 0 && job.backward && !job.groups[k].is_empty() {
                 let slot = lock(&job.slots[k - 1]);
                 let mut grad = write(&self.grad);
                 for (a, b) in grad.tensors_mut(self.vocab).zip(slot.tensors(self.vocab)) {
@@ -955,6 +959,7 @@ impl<
                 docs: Vec::with_capacity(1),
                 groups: Vec::with_capacity(1),
                 slots: Vec::new(),
+                backward: false,
                 adam: None,
             }),
             reduce: Mutex::new(Reduce {
@@ -1021,7 +1026,7 @@ impl<
     /// Writes the step's batch for the threads: the rows of every document (truncated to `T`
     /// positions, each weighted `1/B · 1/n`), the groups, the gradient buffers they need, and
     /// the Adam step; resets the counters.
-    fn post(&mut self, batch: &[&[usize]], adam: Option<AdamStep>) {
+    fn post(&mut self, batch: &[&[usize]], backward: bool, adam: Option<AdamStep>) {
         let vocab = self.vocab();
         for tokens in batch {
             assert!(
@@ -1068,11 +1073,12 @@ impl<
             }
             job.groups.push(first..next);
         }
-        let most = num_groups(b, b * T);
+        let most = if backward { num_groups(b, b * T) } else { 0 };
         while job.slots.len() + 1 < most {
             let slot = zeroed_box().expect("memory for a gradient buffer");
             job.slots.push(Mutex::new(slot));
         }
+        job.backward = backward;
         job.adam = adam;
         let mut red = lock(&st.reduce);
         red.next = 0;
@@ -1102,7 +1108,7 @@ impl<
 
     /// Posts and runs a step; returns the mean of the documents' losses (in document order).
     fn step(&mut self, batch: &[&[usize]], adam: Option<AdamStep>) -> f64 {
-        self.post(batch, adam);
+        self.post(batch, true, adam);
         self.run();
         let losses = lock(&self.state.doc_loss);
         let total: f64 = losses.iter().sum();
@@ -1133,8 +1139,19 @@ impl<
 
     /// One Adam update of every tensor's real rows from the current gradients.
     pub fn adam_update(&mut self, adam: &AdamStep) {
-        self.post(&[], Some(*adam));
+        self.post(&[], false, Some(*adam));
         self.run();
+    }
+
+    /// The loss of each document of `batch` (the mean cross-entropy over its positions) into
+    /// `out`, forward only: like [`Gpt::loss`] per document, but the documents in groups on
+    /// every thread, which is what a validation pass wants. The gradients are left as they
+    /// are.
+    pub fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
+        assert_eq!(batch.len(), out.len(), "one loss per document");
+        self.post(batch, false, None);
+        self.run();
+        out.copy_from_slice(&lock(&self.state.doc_loss));
     }
 
     /// [`Gpt::loss_and_grad`] then [`Gpt::adam_update`]; returns the loss.
@@ -1404,6 +1421,10 @@ macro_rules! vocab_buckets {
 
             pub fn loss(&mut self, tokens: &[usize]) -> f64 {
                 match self { $($name::$variant(m) => m.loss(tokens)),+ }
+            }
+
+            pub fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
+                match self { $($name::$variant(m) => m.losses(batch, out)),+ }
             }
 
             pub fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {

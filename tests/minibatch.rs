@@ -280,3 +280,22 @@ fn a_bad_document_panics_on_the_caller_and_the_model_still_drops() {
     assert!(m.train_batch(&[&good, &good], &s).is_finite());
     drop(m);
 }
+
+#[test]
+fn batched_forward_only_losses_equal_the_single_document_loss() {
+    let _s = serial();
+    let docs = docs(14);
+    let batch: Vec<&[usize]> = docs.iter().map(Vec::as_slice).collect();
+    let mut m = Tiny::new(BOS + 1, &mut Rng::pcg(6)).unwrap();
+    let single: Vec<f64> = batch.iter().map(|d| m.loss(d)).collect();
+    m.loss_and_grad_batch(&batch[..3]);
+    let grads = m.grads_flat();
+    for threads in [1, 2, 3] {
+        m.set_threads(threads).unwrap();
+        let mut out = vec![0.0; batch.len()];
+        m.losses(&batch, &mut out);
+        // the same rows through the same ops: equal to the bit, whatever the grouping
+        assert_eq!(out, single, "{threads} thread(s)");
+        assert!(m.grads_flat() == grads, "forward only leaves the gradient");
+    }
+}

@@ -191,35 +191,66 @@ fn tokens_per_second(
     best
 }
 
+/// Training and forward-only throughput of one preset at 1 and 2 threads.
+macro_rules! throughput {
+    ($name:literal, $model:ty, $steps:expr, $docs:expr, $rng:expr, $batch_size:expr) => {{
+        let adam = Adam::default();
+        let mut train = Vec::new();
+        let mut eval = Vec::new();
+        for threads in [1, 2] {
+            let mut m = <$model>::new($docs.0.vocab_size(), &mut $rng.clone()).unwrap();
+            m.set_threads(threads).unwrap();
+            let total = 4 * $steps;
+            train.push(tokens_per_second(
+                |b, s| m.train_batch(b, &adam.at(s, total)),
+                &$docs.1,
+                $batch_size,
+                $steps,
+            ));
+            // validation: forward only, 256 documents per call
+            let mut out = vec![0.0; 256];
+            eval.push(tokens_per_second(
+                |b, _| {
+                    m.losses(b, &mut out);
+                    out[0]
+                },
+                &$docs.1,
+                256,
+                $steps / 4 + 1,
+            ));
+        }
+        let mut m = <$model>::new($docs.0.vocab_size(), &mut $rng.clone()).unwrap();
+        let one_by_one = tokens_per_second(
+            |b, _| b.iter().map(|d| m.loss(d)).sum(),
+            &$docs.1,
+            256,
+            $steps / 4 + 1,
+        );
+        println!(
+            "{:6} train: 1 thread {:8.0}  2 threads {:8.0}  ({:.2}x) | forward only: 1 thread {:8.0}  2 threads {:8.0}  ({:.2}x), one document at a time {:8.0}",
+            $name,
+            train[0],
+            train[1],
+            train[1] / train[0],
+            eval[0],
+            eval[1],
+            eval[1] / eval[0],
+            one_by_one,
+        );
+    }};
+}
+
 #[test]
 #[ignore = "timing, run with --ignored --nocapture"]
 fn throughput_of_each_preset_at_one_and_two_threads() {
     let mut rng = Rng::pcg(42);
-    let (tok, docs) = names(&mut rng);
-    let adam = Adam::default();
+    let docs = names(&mut rng);
     let batch_size = 32;
-    println!("batches of {batch_size} names, tokens (positions trained on) per second:");
-    for (name, steps) in [("micro", 200), ("small", 20)] {
-        let mut rates = Vec::new();
-        for threads in [1, 2] {
-            let mut m =
-                build_model(Engine::Static, name, tok.vocab_size(), &mut rng.clone()).unwrap();
-            m.set_threads(threads).unwrap();
-            let total = 4 * steps;
-            rates.push(tokens_per_second(
-                |b, s| m.train_batch(b, &adam.at(s, total)),
-                &docs,
-                batch_size,
-                steps,
-            ));
-        }
-        println!(
-            "{name:6} 1 thread {:9.0}  2 threads {:9.0}  speed-up {:.2}x",
-            rates[0],
-            rates[1],
-            rates[1] / rates[0]
-        );
-    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average before: {}", load.trim());
+    println!("tokens (positions) per second; training in batches of {batch_size} names:");
+    throughput!("micro", MicroGpt, 200, docs, rng, batch_size);
+    throughput!("small", SmallGpt, 20, docs, rng, batch_size);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average after: {}", load.trim());
 }
