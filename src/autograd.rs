@@ -285,6 +285,10 @@ impl Tape {
         for (i, n) in self.nodes[..=r].iter().enumerate().skip(1).rev() {
             let g = grad[i];
             if n.b & SUM == 0 {
+                if n.a == SINK {
+                    // a leaf: nothing to pass on (and no serial chain of writes to the sink)
+                    continue;
+                }
                 grad[n.a as usize] += n.da * g;
                 grad[n.b as usize] += n.db * g;
             } else {
