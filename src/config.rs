@@ -105,9 +105,39 @@ const _: () = Micro256::CHECK;
 /// The compiled vocabulary buckets of the micro model, smallest first.
 pub const MICRO_VOCAB_BUCKETS: [usize; 4] = [27, 64, 128, 256];
 
+/// makemore's ~200k-parameter transformer on names.txt: V 27, T 16, E 64, H 4, D 16, F 256,
+/// L 4 (201,088 parameters on names).
+pub type Small = Gpt<27, 16, 64, 4, 16, 256, 4>;
+const _: () = Small::CHECK;
+
+/// The small model for vocabularies of up to 64 tokens.
+pub type Small64 = Gpt<64, 16, 64, 4, 16, 256, 4>;
+const _: () = Small64::CHECK;
+
+/// The small model for vocabularies of up to 128 tokens.
+pub type Small128 = Gpt<128, 16, 64, 4, 16, 256, 4>;
+const _: () = Small128::CHECK;
+
+/// The small model for vocabularies of up to 256 tokens.
+pub type Small256 = Gpt<256, 16, 64, 4, 16, 256, 4>;
+const _: () = Small256::CHECK;
+
 /// The compiled configurations by name (`--model`), with a placeholder vocabulary of 0: the
 /// real one comes from the data.
-pub const PRESETS: [(&str, Shape); 1] = [("micro", Shape::micro(0))];
+pub const PRESETS: [(&str, Shape); 2] = [
+    ("micro", Shape::micro(0)),
+    (
+        "small",
+        Shape {
+            vocab: 0,
+            block_size: 16,
+            n_embd: 64,
+            n_head: 4,
+            mlp: 256,
+            n_layer: 4,
+        },
+    ),
+];
 
 /// The shape of preset `name` for a vocabulary of `vocab` tokens.
 pub fn preset_shape(name: &str, vocab: usize) -> Option<Shape> {

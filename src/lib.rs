@@ -18,6 +18,7 @@ pub mod error;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod parallel;
 pub mod progress;
 pub mod reference;
 pub mod rng;

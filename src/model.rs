@@ -1,21 +1,36 @@
 //! The static GPT: microgpt.py's model with its dimensions as const generics, forward and
-//! backward written out over fixed-size arrays (see [`crate::ops`]), Adam in place.
+//! backward written out over fixed-size rows (see [`crate::ops`]), Adam in place, and
+//! minibatches spread over worker threads.
 //!
 //! Dimension letters, always in this order: `V` vocab (compiled), `T` block size, `E` n_embd,
 //! `H` heads, `D` head dim, `F` MLP width, `L` layers. Configurations are type aliases in
-//! [`crate::config`]. All big state — parameters, gradients, Adam moments (four [`Weights`]),
-//! the transposed weights the forward reads ([`Transposed`]), the activation cache and the
-//! backward's buffers — is allocated once, zeroed directly on the heap, when the model is
-//! created; a training step and a token of inference allocate nothing.
+//! [`crate::config`]. All big state — parameters, the transposed weights the forward reads,
+//! Adam's moments, gradients, activations and the backward's buffers — is allocated once,
+//! directly on the heap, when the model (or a batch size, or a thread count) is first seen; a
+//! training step and a token of inference allocate nothing.
 //!
-//! Forward and backward run like llm.c's: one op at a time over all positions of the document
-//! (inference: over the one new position), the backward in reverse op order. Attention reads
-//! the keys and values of every earlier position, and its backward adds into their gradients,
-//! so the gradient is exact (as microgpt.py's autograd computes it).
+//! Forward and backward run like llm.c's: one op at a time over all rows, the backward in
+//! reverse op order. A row is one position of one document; the rows of several documents
+//! are laid out one document after the other, and attention reads the keys and values of the
+//! earlier rows of the same document only, its backward adding into their gradients, so the
+//! gradient is exact (as microgpt.py's autograd computes it).
+//!
+//! A minibatch step: the documents are cut into groups of consecutive documents of about
+//! [`GROUP_ROWS`] rows (a function of the batch alone, never of the thread count). Each group
+//! is one forward and backward — its linear layers multiply all of its rows at once — into
+//! its own gradient buffer; the group gradients are summed in group order, each document's
+//! loss scaled by `1/B`, so the gradient is the mean of the documents' gradients. Adam then
+//! updates each parameter block (the embeddings, each layer) on its own. Groups and blocks are
+//! claimed by the caller and the worker threads ([`Gpt::set_threads`]) from atomic counters;
+//! since every sum has a fixed order, the result is bit-identical for any number of threads.
 //!
 //! `V` is a bucket: the real vocabulary `vocab ≤ V` is a run-time value. Only the first `vocab`
 //! rows of `wte` and `lm_head` are ever drawn, trained or read, and only the first `vocab`
 //! logits enter the softmax, so the maths is that of an exact-vocab model.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use zerocopy::FromZeros;
 
@@ -24,10 +39,28 @@ use crate::config::Shape;
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::optim::AdamStep;
+use crate::parallel::{Crew, Job};
 use crate::rng::Rng;
 
 /// microgpt.py's `std=0.08` of the initial weights.
 pub const INIT_STD: f64 = 0.08;
+
+/// Rows (positions) a group of a minibatch aims at: enough that the linear layers read each
+/// weight once for many rows, few enough that a batch has several groups to share out.
+pub const GROUP_ROWS: usize = 64;
+
+/// A batch of at least this many documents is cut into at least this many groups, so that a
+/// few threads have work to share even when the documents are short.
+pub const MIN_GROUPS: usize = 4;
+
+/// The number of groups a batch of `docs` documents with `rows` rows in all is cut into:
+/// `min(docs, max(MIN_GROUPS, ⌈rows / GROUP_ROWS⌉))`.
+pub fn num_groups(docs: usize, rows: usize) -> usize {
+    docs.min(MIN_GROUPS.max(rows.div_ceil(GROUP_ROWS)))
+}
+
+// ------------------------------------------------------------------------------------------
+// Weights
 
 /// One transformer block's weights; microgpt's names. Matrices are `[[f64; IN]; OUT]`.
 #[derive(FromZeros)]
@@ -40,8 +73,62 @@ pub struct Layer<const E: usize, const F: usize> {
     pub mlp_fc2: [[f64; F]; E],
 }
 
-/// Every weight of the model. The same layout holds the parameters, their gradients and
-/// Adam's two moments.
+impl<const E: usize, const F: usize> Layer<E, F> {
+    /// The six matrices, flattened, in [`Shape::tensors`] order.
+    pub fn tensors(&self) -> [&[f64]; 6] {
+        [
+            self.attn_wq.as_flattened(),
+            self.attn_wk.as_flattened(),
+            self.attn_wv.as_flattened(),
+            self.attn_wo.as_flattened(),
+            self.mlp_fc1.as_flattened(),
+            self.mlp_fc2.as_flattened(),
+        ]
+    }
+
+    /// [`Layer::tensors`], mutable.
+    pub fn tensors_mut(&mut self) -> [&mut [f64]; 6] {
+        [
+            self.attn_wq.as_flattened_mut(),
+            self.attn_wk.as_flattened_mut(),
+            self.attn_wv.as_flattened_mut(),
+            self.attn_wo.as_flattened_mut(),
+            self.mlp_fc1.as_flattened_mut(),
+            self.mlp_fc2.as_flattened_mut(),
+        ]
+    }
+}
+
+/// The embeddings and the output head.
+#[derive(FromZeros)]
+pub struct Embed<const V: usize, const T: usize, const E: usize> {
+    pub wte: [[f64; E]; V],
+    pub wpe: [[f64; E]; T],
+    pub lm_head: [[f64; E]; V],
+}
+
+impl<const V: usize, const T: usize, const E: usize> Embed<V, T, E> {
+    /// `wte`, `wpe`, `lm_head` (real rows only), flattened.
+    pub fn tensors(&self, vocab: usize) -> [&[f64]; 3] {
+        [
+            self.wte[..vocab].as_flattened(),
+            self.wpe.as_flattened(),
+            self.lm_head[..vocab].as_flattened(),
+        ]
+    }
+
+    /// [`Embed::tensors`], mutable.
+    pub fn tensors_mut(&mut self, vocab: usize) -> [&mut [f64]; 3] {
+        [
+            self.wte[..vocab].as_flattened_mut(),
+            self.wpe.as_flattened_mut(),
+            self.lm_head[..vocab].as_flattened_mut(),
+        ]
+    }
+}
+
+/// Every weight of the model in one struct: the layout of a gradient (and of a copy of the
+/// parameters, [`Gpt::weights`]).
 #[derive(FromZeros)]
 pub struct Weights<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
     pub wte: [[f64; E]; V],
@@ -53,25 +140,21 @@ pub struct Weights<const V: usize, const T: usize, const E: usize, const F: usiz
 impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
     Weights<V, T, E, F, L>
 {
-    /// Each tensor's real rows (`wte` and `lm_head` cut to `vocab`), flattened row-major, in
-    /// [`Shape::tensors`] order. Allocates nothing.
-    pub fn tensors(&self, vocab: usize) -> impl Iterator<Item = &[f64]> {
+    /// `wte`, `wpe`, `lm_head` (real rows only), flattened.
+    fn embed_tensors(&self, vocab: usize) -> [&[f64]; 3] {
         [
             self.wte[..vocab].as_flattened(),
             self.wpe.as_flattened(),
             self.lm_head[..vocab].as_flattened(),
         ]
-        .into_iter()
-        .chain(self.layers.iter().flat_map(|l| {
-            [
-                l.attn_wq.as_flattened(),
-                l.attn_wk.as_flattened(),
-                l.attn_wv.as_flattened(),
-                l.attn_wo.as_flattened(),
-                l.mlp_fc1.as_flattened(),
-                l.mlp_fc2.as_flattened(),
-            ]
-        }))
+    }
+
+    /// Each tensor's real rows (`wte` and `lm_head` cut to `vocab`), flattened row-major, in
+    /// [`Shape::tensors`] order. Allocates nothing.
+    pub fn tensors(&self, vocab: usize) -> impl Iterator<Item = &[f64]> {
+        self.embed_tensors(vocab)
+            .into_iter()
+            .chain(self.layers.iter().flat_map(Layer::tensors))
     }
 
     /// [`Weights::tensors`], mutable.
@@ -82,16 +165,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
             self.lm_head[..vocab].as_flattened_mut(),
         ]
         .into_iter()
-        .chain(self.layers.iter_mut().flat_map(|l| {
-            [
-                l.attn_wq.as_flattened_mut(),
-                l.attn_wk.as_flattened_mut(),
-                l.attn_wv.as_flattened_mut(),
-                l.attn_wo.as_flattened_mut(),
-                l.mlp_fc1.as_flattened_mut(),
-                l.mlp_fc2.as_flattened_mut(),
-            ]
-        }))
+        .chain(self.layers.iter_mut().flat_map(Layer::tensors_mut))
     }
 }
 
@@ -107,52 +181,152 @@ pub struct LayerT<const E: usize, const F: usize> {
     pub mlp_fc2: [[f64; E]; F],
 }
 
-/// The transposes of the weights the forward multiplies by, rebuilt from [`Weights`] whenever
-/// the parameters change (after each Adam update).
+// ------------------------------------------------------------------------------------------
+// The parameter blocks: each holds its weights and all the optimizer keeps for them, behind
+// its own lock, so that Adam can update the blocks on different threads.
+
+/// The embeddings and the head: weights, `lm_head`'s transpose (kept in step with it) and
+/// Adam's moments.
 #[derive(FromZeros)]
-pub struct Transposed<const V: usize, const E: usize, const F: usize, const L: usize> {
-    pub lm_head: [[f64; V]; E],
-    pub layers: [LayerT<E, F>; L],
+struct EmbedPart<const V: usize, const T: usize, const E: usize> {
+    w: Embed<V, T, E>,
+    lm_head_t: [[f64; V]; E],
+    m: Embed<V, T, E>,
+    v: Embed<V, T, E>,
 }
 
-impl<const V: usize, const E: usize, const F: usize, const L: usize> Transposed<V, E, F, L> {
-    fn refresh<const T: usize>(&mut self, w: &Weights<V, T, E, F, L>) {
-        ops::transpose(&mut self.lm_head, &w.lm_head);
-        for (t, l) in self.layers.iter_mut().zip(&w.layers) {
-            ops::transpose(&mut t.attn_wq, &l.attn_wq);
-            ops::transpose(&mut t.attn_wk, &l.attn_wk);
-            ops::transpose(&mut t.attn_wv, &l.attn_wv);
-            ops::transpose(&mut t.attn_wo, &l.attn_wo);
-            ops::transpose(&mut t.mlp_fc1, &l.mlp_fc1);
-            ops::transpose(&mut t.mlp_fc2, &l.mlp_fc2);
+impl<const V: usize, const T: usize, const E: usize> EmbedPart<V, T, E> {
+    fn refresh(&mut self) {
+        ops::transpose(&mut self.lm_head_t, &self.w.lm_head);
+    }
+
+    fn adam<const F: usize, const L: usize>(
+        &mut self,
+        g: &Weights<V, T, E, F, L>,
+        vocab: usize,
+        adam: &AdamStep,
+    ) {
+        let tensors = (self.w.tensors_mut(vocab).into_iter())
+            .zip(g.embed_tensors(vocab))
+            .zip(self.m.tensors_mut(vocab))
+            .zip(self.v.tensors_mut(vocab));
+        for (((p, g), m), v) in tensors {
+            adam.update(p, g, m, v);
+        }
+        self.refresh();
+    }
+}
+
+/// One transformer block: weights, their transposes (kept in step) and Adam's moments.
+#[derive(FromZeros)]
+struct BlockPart<const E: usize, const F: usize> {
+    w: Layer<E, F>,
+    t: LayerT<E, F>,
+    m: Layer<E, F>,
+    v: Layer<E, F>,
+}
+
+impl<const E: usize, const F: usize> BlockPart<E, F> {
+    fn refresh(&mut self) {
+        let (t, w) = (&mut self.t, &self.w);
+        ops::transpose(&mut t.attn_wq, &w.attn_wq);
+        ops::transpose(&mut t.attn_wk, &w.attn_wk);
+        ops::transpose(&mut t.attn_wv, &w.attn_wv);
+        ops::transpose(&mut t.attn_wo, &w.attn_wo);
+        ops::transpose(&mut t.mlp_fc1, &w.mlp_fc1);
+        ops::transpose(&mut t.mlp_fc2, &w.mlp_fc2);
+    }
+
+    fn adam(&mut self, g: &Layer<E, F>, adam: &AdamStep) {
+        let tensors = (self.w.tensors_mut().into_iter())
+            .zip(g.tensors())
+            .zip(self.m.tensors_mut())
+            .zip(self.v.tensors_mut());
+        for (((p, g), m), v) in tensors {
+            adam.update(p, g, m, v);
+        }
+        self.refresh();
+    }
+}
+
+/// Shared views of all parameter blocks, what the forward and backward read.
+struct Params<'a, const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
+    embed: &'a EmbedPart<V, T, E>,
+    blocks: [&'a BlockPart<E, F>; L],
+}
+
+/// Read locks on all parameter blocks.
+struct ParamsGuard<
+    'a,
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const F: usize,
+    const L: usize,
+> {
+    embed: RwLockReadGuard<'a, Box<EmbedPart<V, T, E>>>,
+    blocks: [RwLockReadGuard<'a, Box<BlockPart<E, F>>>; L],
+}
+
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
+    ParamsGuard<'_, V, T, E, F, L>
+{
+    fn get(&self) -> Params<'_, V, T, E, F, L> {
+        Params {
+            embed: &self.embed,
+            blocks: std::array::from_fn(|l| &**self.blocks[l]),
         }
     }
 }
 
-/// One block's activations at every position, what its backward reads.
-#[derive(FromZeros)]
-pub struct LayerActs<const T: usize, const E: usize, const H: usize, const F: usize> {
-    /// rmsnorm before attention: output and reciprocal
-    pub xn1: [[f64; E]; T],
-    pub r1: [f64; T],
-    /// queries, and this block's KV cache
-    pub q: [[f64; E]; T],
-    pub k: [[f64; E]; T],
-    pub v: [[f64; E]; T],
-    /// attention softmax weights: position, head, key position (0 after the position)
-    pub att: [[[f64; T]; H]; T],
-    /// head outputs concatenated (the input of `attn_wo`)
-    pub ctx: [[f64; E]; T],
-    /// rmsnorm before the MLP: output and reciprocal
-    pub xn2: [[f64; E]; T],
-    pub r2: [f64; T],
-    /// ReLU output (the input of `mlp_fc2`)
-    pub h: [[f64; F]; T],
+// A panic inside a locked section is a bug that the caller re-raises (see `parallel`); the
+// locks are taken past poisoning so that dropping the model afterwards cannot panic again.
+fn read<X>(l: &RwLock<X>) -> RwLockReadGuard<'_, X> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+fn write<X>(l: &RwLock<X>) -> RwLockWriteGuard<'_, X> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+fn lock<X>(l: &Mutex<X>) -> MutexGuard<'_, X> {
+    l.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The activation cache of a whole document.
-#[derive(FromZeros)]
-pub struct Acts<
+// ------------------------------------------------------------------------------------------
+// Activations and buffers: one set per thread, rows 0..capacity
+
+/// One position of one document: its input token and position, the token it predicts and
+/// the weight of its cross-entropy in the step's loss (`1/(B·n)` for a document of `n`
+/// positions in a batch of `B`).
+#[derive(Clone, Copy, Default)]
+struct Row {
+    token: usize,
+    pos: usize,
+    target: usize,
+    dloss: f64,
+}
+
+/// One block's activations at every row, what its backward reads.
+struct LayerActs<const T: usize, const E: usize, const H: usize, const F: usize> {
+    /// rmsnorm before attention: output and reciprocal
+    xn1: Vec<[f64; E]>,
+    r1: Vec<f64>,
+    /// queries, and this block's KV cache
+    q: Vec<[f64; E]>,
+    k: Vec<[f64; E]>,
+    v: Vec<[f64; E]>,
+    /// attention softmax weights: head, key position (0 after the row's position)
+    att: Vec<[[f64; T]; H]>,
+    /// head outputs concatenated (the input of `attn_wo`)
+    ctx: Vec<[f64; E]>,
+    /// rmsnorm before the MLP: output and reciprocal
+    xn2: Vec<[f64; E]>,
+    r2: Vec<f64>,
+    /// ReLU output (the input of `mlp_fc2`)
+    h: Vec<[f64; F]>,
+}
+
+/// The activation cache of a group of documents.
+struct Acts<
     const V: usize,
     const T: usize,
     const E: usize,
@@ -161,39 +335,497 @@ pub struct Acts<
     const L: usize,
 > {
     /// rmsnorm of the embedding (the first block's input) and its reciprocal
-    pub xn0: [[f64; E]; T],
-    pub r0: [f64; T],
-    pub layers: [LayerActs<T, E, H, F>; L],
+    xn0: Vec<[f64; E]>,
+    r0: Vec<f64>,
+    layers: [LayerActs<T, E, H, F>; L],
     /// residual stream after the last block (the input of `lm_head`)
-    pub x_out: [[f64; E]; T],
-    pub logits: [[f64; V]; T],
+    x_out: Vec<[f64; E]>,
+    logits: Vec<[f64; V]>,
     /// softmax of the real logits (0 beyond the real vocabulary)
-    pub probs: [[f64; V]; T],
+    probs: Vec<[f64; V]>,
+    /// cross-entropy of each row
+    ce: Vec<f64>,
 }
 
-/// Per-step buffers that need not outlive a step: the forward's residual stream and
-/// pre-activations, and every activation gradient of the backward, one row per position.
-#[derive(FromZeros)]
-struct Scratch<const V: usize, const T: usize, const E: usize, const F: usize> {
+/// Buffers that need not outlive a step: the forward's residual stream and pre-activations,
+/// and every activation gradient of the backward, one row per position.
+struct Scratch<const V: usize, const E: usize, const F: usize> {
     /// residual stream (forward)
-    x: [[f64; E]; T],
+    x: Vec<[f64; E]>,
     /// output of `attn_wo` or `mlp_fc2`, before it is added to the residual stream
-    y: [[f64; E]; T],
+    y: Vec<[f64; E]>,
     /// output of `mlp_fc1`, before the ReLU
-    pre: [[f64; F]; T],
-    dlogits: [[f64; V]; T],
+    pre: Vec<[f64; F]>,
+    dlogits: Vec<[f64; V]>,
     /// gradient of the residual stream at the current point of the backward
-    dx: [[f64; E]; T],
-    dh: [[f64; F]; T],
-    dpre: [[f64; F]; T],
+    dx: Vec<[f64; E]>,
+    dh: Vec<[f64; F]>,
+    dpre: Vec<[f64; F]>,
     /// gradient of an rmsnorm's output (xn2, then xn1)
-    dxn: [[f64; E]; T],
-    dctx: [[f64; E]; T],
-    dq: [[f64; E]; T],
+    dxn: Vec<[f64; E]>,
+    dctx: Vec<[f64; E]>,
+    dq: Vec<[f64; E]>,
     /// gradients of the block's keys and values: later queries add into earlier rows
-    dk: [[f64; E]; T],
-    dv: [[f64; E]; T],
+    dk: Vec<[f64; E]>,
+    dv: Vec<[f64; E]>,
 }
+
+/// What one thread computes a group (or a sequence, in inference) with.
+struct Buffers<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> {
+    a: Acts<V, T, E, H, F, L>,
+    s: Scratch<V, E, F>,
+}
+
+/// The `T` rows of keys (or values) starting at a document's first row: what attention reads
+/// at any position of that document. The buffers have `T` rows beyond the last row a group
+/// can use, so the view always exists.
+fn doc_rows<const T: usize, const E: usize>(rows: &[[f64; E]], first: usize) -> &[[f64; E]; T] {
+    rows[first..first + T].try_into().expect("T rows")
+}
+
+fn doc_rows_mut<const T: usize, const E: usize>(
+    rows: &mut [[f64; E]],
+    first: usize,
+) -> &mut [[f64; E]; T] {
+    (&mut rows[first..first + T]).try_into().expect("T rows")
+}
+
+impl<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> Buffers<V, T, E, H, D, F, L>
+{
+    /// Rows a thread's buffers hold: a group has fewer than `max(GROUP_ROWS, T) + T` rows
+    /// (its documents start within `rows/groups ≤ max(GROUP_ROWS, T)` rows of each other and
+    /// are at most `T` long), and attention views `T` rows from a document's first.
+    const CAPACITY: usize = if GROUP_ROWS > T { GROUP_ROWS } else { T } + 2 * T;
+
+    fn new() -> Self {
+        let n = Self::CAPACITY;
+        let layer = || LayerActs {
+            xn1: vec![[0.0; E]; n],
+            r1: vec![0.0; n],
+            q: vec![[0.0; E]; n],
+            k: vec![[0.0; E]; n],
+            v: vec![[0.0; E]; n],
+            att: vec![[[0.0; T]; H]; n],
+            ctx: vec![[0.0; E]; n],
+            xn2: vec![[0.0; E]; n],
+            r2: vec![0.0; n],
+            h: vec![[0.0; F]; n],
+        };
+        Buffers {
+            a: Acts {
+                xn0: vec![[0.0; E]; n],
+                r0: vec![0.0; n],
+                layers: std::array::from_fn(|_| layer()),
+                x_out: vec![[0.0; E]; n],
+                logits: vec![[0.0; V]; n],
+                probs: vec![[0.0; V]; n],
+                ce: vec![0.0; n],
+            },
+            s: Scratch {
+                x: vec![[0.0; E]; n],
+                y: vec![[0.0; E]; n],
+                pre: vec![[0.0; F]; n],
+                dlogits: vec![[0.0; V]; n],
+                dx: vec![[0.0; E]; n],
+                dh: vec![[0.0; F]; n],
+                dpre: vec![[0.0; F]; n],
+                dxn: vec![[0.0; E]; n],
+                dctx: vec![[0.0; E]; n],
+                dq: vec![[0.0; E]; n],
+                dk: vec![[0.0; E]; n],
+                dv: vec![[0.0; E]; n],
+            },
+        }
+    }
+
+    /// Forward of `rows` into buffer rows `start..start + rows.len()`, one op at a time over
+    /// all of them, given the KV cache of the earlier rows of their documents; fills the
+    /// activation cache and the logits.
+    fn forward(&mut self, p: &Params<'_, V, T, E, F, L>, rows: &[Row], start: usize) {
+        let (a, s) = (&mut self.a, &mut self.s);
+        let w = &p.embed.w;
+        let end = start + rows.len();
+        // x = wte[token] + wpe[pos]; x = rmsnorm(x)
+        for (r, row) in (start..end).zip(rows) {
+            let mut emb = [0.0; E];
+            ops::embedding_forward(&mut emb, row.token, row.pos, &w.wte, &w.wpe);
+            a.r0[r] = ops::rmsnorm_forward(&mut a.xn0[r], &emb);
+            s.x[r] = a.xn0[r];
+        }
+        for (bp, la) in p.blocks.iter().zip(a.layers.iter_mut()) {
+            let lw = &bp.t;
+            // attention: x = Wo·attn(rmsnorm(x)) + x
+            for r in start..end {
+                la.r1[r] = ops::rmsnorm_forward(&mut la.xn1[r], &s.x[r]);
+            }
+            let xn1 = &la.xn1[start..end];
+            ops::linear_forward(&mut la.q[start..end], xn1, &lw.attn_wq);
+            ops::linear_forward(&mut la.k[start..end], xn1, &lw.attn_wk);
+            ops::linear_forward(&mut la.v[start..end], xn1, &lw.attn_wv);
+            for (r, row) in (start..end).zip(rows) {
+                let first = r - row.pos;
+                ops::attention_forward::<T, E, H, D>(
+                    &mut la.ctx[r],
+                    &mut la.att[r],
+                    &la.q[r],
+                    doc_rows(&la.k, first),
+                    doc_rows(&la.v, first),
+                    row.pos,
+                );
+            }
+            ops::linear_forward(&mut s.y[start..end], &la.ctx[start..end], &lw.attn_wo);
+            for r in start..end {
+                let x_in = s.x[r];
+                ops::residual_forward(&mut s.x[r], &s.y[r], &x_in);
+            }
+            // MLP: x = fc2·relu(fc1·rmsnorm(x)) + x
+            for r in start..end {
+                la.r2[r] = ops::rmsnorm_forward(&mut la.xn2[r], &s.x[r]);
+            }
+            ops::linear_forward(&mut s.pre[start..end], &la.xn2[start..end], &lw.mlp_fc1);
+            for r in start..end {
+                ops::relu_forward(&mut la.h[r], &s.pre[r]);
+            }
+            ops::linear_forward(&mut s.y[start..end], &la.h[start..end], &lw.mlp_fc2);
+            for r in start..end {
+                let x_mid = s.x[r];
+                ops::residual_forward(&mut s.x[r], &s.y[r], &x_mid);
+            }
+        }
+        // logits = lm_head·x (no final norm)
+        a.x_out[start..end].copy_from_slice(&s.x[start..end]);
+        ops::linear_forward(
+            &mut a.logits[start..end],
+            &a.x_out[start..end],
+            &p.embed.lm_head_t,
+        );
+    }
+
+    /// The cross-entropy of each of rows `0..rows.len()` (after [`Buffers::forward`]), into
+    /// `a.ce`, caching the probabilities for the backward.
+    fn cross_entropy(&mut self, rows: &[Row], vocab: usize) {
+        let a = &mut self.a;
+        for (r, row) in rows.iter().enumerate() {
+            a.ce[r] = ops::cross_entropy_forward(&mut a.probs[r], &a.logits[r], row.target, vocab);
+        }
+    }
+
+    /// Backward of `Σ_rows dloss·cross-entropy` over rows `0..rows.len()` into `g` (zeroed by
+    /// the caller): the ops in reverse, each over all rows. The attention backward of every
+    /// query adds into the gradients of the keys and values it saw (earlier rows of its
+    /// document) before those reach `attn_wk` and `attn_wv`.
+    fn backward(
+        &mut self,
+        p: &Params<'_, V, T, E, F, L>,
+        g: &mut Weights<V, T, E, F, L>,
+        rows: &[Row],
+        vocab: usize,
+    ) {
+        let (a, s) = (&self.a, &mut self.s);
+        let n = rows.len();
+        for (r, row) in rows.iter().enumerate() {
+            s.dlogits[r] = [0.0; V];
+            ops::cross_entropy_backward(
+                &mut s.dlogits[r],
+                &a.probs[r],
+                row.target,
+                vocab,
+                row.dloss,
+            );
+        }
+        s.dx[..n].fill([0.0; E]);
+        ops::linear_backward(
+            &mut s.dx[..n],
+            &mut g.lm_head,
+            &s.dlogits[..n],
+            &a.x_out[..n],
+            &p.embed.w.lm_head,
+        );
+        let blocks = p.blocks.iter().zip(&mut g.layers).zip(&a.layers);
+        for ((bp, lg), la) in blocks.rev() {
+            let lw = &bp.w;
+            // MLP: x_out = fc2·relu(fc1·xn2) + x_mid with xn2 = rmsnorm(x_mid). The residual
+            // hands dx to both branches, so dx is the MLP output's gradient as it stands and
+            // becomes dx_mid once the rmsnorm's share is added into it.
+            s.dh[..n].fill([0.0; F]);
+            ops::linear_backward(
+                &mut s.dh[..n],
+                &mut lg.mlp_fc2,
+                &s.dx[..n],
+                &la.h[..n],
+                &lw.mlp_fc2,
+            );
+            for r in 0..n {
+                s.dpre[r] = [0.0; F];
+                ops::relu_backward(&mut s.dpre[r], &s.dh[r], &la.h[r]);
+            }
+            s.dxn[..n].fill([0.0; E]);
+            ops::linear_backward(
+                &mut s.dxn[..n],
+                &mut lg.mlp_fc1,
+                &s.dpre[..n],
+                &la.xn2[..n],
+                &lw.mlp_fc1,
+            );
+            for r in 0..n {
+                ops::rmsnorm_backward(&mut s.dx[r], &s.dxn[r], &la.xn2[r], la.r2[r]);
+            }
+            // attention: x_mid = Wo·ctx + x_in with ctx from xn1 = rmsnorm(x_in), likewise
+            s.dctx[..n].fill([0.0; E]);
+            ops::linear_backward(
+                &mut s.dctx[..n],
+                &mut lg.attn_wo,
+                &s.dx[..n],
+                &la.ctx[..n],
+                &lw.attn_wo,
+            );
+            s.dq[..n].fill([0.0; E]);
+            s.dk[..n].fill([0.0; E]);
+            s.dv[..n].fill([0.0; E]);
+            for (r, row) in rows.iter().enumerate() {
+                let first = r - row.pos;
+                ops::attention_backward::<T, E, H, D>(
+                    &mut s.dq[r],
+                    doc_rows_mut(&mut s.dk, first),
+                    doc_rows_mut(&mut s.dv, first),
+                    &s.dctx[r],
+                    &la.att[r],
+                    &la.q[r],
+                    doc_rows(&la.k, first),
+                    doc_rows(&la.v, first),
+                    row.pos,
+                );
+            }
+            s.dxn[..n].fill([0.0; E]);
+            let xn1 = &la.xn1[..n];
+            ops::linear_backward(
+                &mut s.dxn[..n],
+                &mut lg.attn_wq,
+                &s.dq[..n],
+                xn1,
+                &lw.attn_wq,
+            );
+            ops::linear_backward(
+                &mut s.dxn[..n],
+                &mut lg.attn_wk,
+                &s.dk[..n],
+                xn1,
+                &lw.attn_wk,
+            );
+            ops::linear_backward(
+                &mut s.dxn[..n],
+                &mut lg.attn_wv,
+                &s.dv[..n],
+                xn1,
+                &lw.attn_wv,
+            );
+            for r in 0..n {
+                ops::rmsnorm_backward(&mut s.dx[r], &s.dxn[r], &la.xn1[r], la.r1[r]);
+            }
+        }
+        // x = rmsnorm(wte[token] + wpe[pos])
+        for (r, row) in rows.iter().enumerate() {
+            let mut demb = [0.0; E];
+            ops::rmsnorm_backward(&mut demb, &s.dx[r], &a.xn0[r], a.r0[r]);
+            ops::embedding_backward(&mut g.wte, &mut g.wpe, &demb, row.token, row.pos);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The shared state and a step's work
+
+/// A step as the threads see it: written by the caller before a run, read during it.
+struct Batch<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
+    /// every position of every document, document after document
+    rows: Vec<Row>,
+    /// the rows of each document
+    docs: Vec<Range<usize>>,
+    /// the documents of each group (possibly none)
+    groups: Vec<Range<usize>>,
+    /// the gradient of group `g ≥ 1` is `slots[g − 1]`; group 0's goes straight into the
+    /// step's gradient
+    slots: Vec<Mutex<Box<Weights<V, T, E, F, L>>>>,
+    /// the Adam update after the gradient, if any
+    adam: Option<AdamStep>,
+}
+
+/// The group gradients added so far, in group order.
+struct Reduce {
+    /// the next group to add
+    next: usize,
+    /// which groups are computed
+    done: Vec<bool>,
+}
+
+/// Everything the threads share.
+struct State<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> {
+    vocab: usize,
+    embed: RwLock<Box<EmbedPart<V, T, E>>>,
+    blocks: [RwLock<Box<BlockPart<E, F>>>; L],
+    /// the mean gradient of the last step
+    grad: RwLock<Box<Weights<V, T, E, F, L>>>,
+    batch: RwLock<Batch<V, T, E, F, L>>,
+    reduce: Mutex<Reduce>,
+    /// the loss of each document of the batch
+    doc_loss: Mutex<Vec<f64>>,
+    /// the next group to claim, and the next parameter block (layers `0..L`, then `L`: the
+    /// embeddings and head)
+    next_group: AtomicUsize,
+    next_part: AtomicUsize,
+}
+
+impl<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> State<V, T, E, H, D, F, L>
+{
+    fn read_params(&self) -> ParamsGuard<'_, V, T, E, F, L> {
+        ParamsGuard {
+            embed: read(&self.embed),
+            blocks: std::array::from_fn(|l| read(&self.blocks[l])),
+        }
+    }
+
+    /// Phase 0: claim groups until none is left; for each, forward, the documents' losses,
+    /// backward into the group's gradient, then add every gradient that is next in order.
+    fn work_groups(&self, buf: &mut Buffers<V, T, E, H, D, F, L>) {
+        let job = read(&self.batch);
+        let n_groups = job.groups.len();
+        if self.next_group.load(Ordering::Relaxed) >= n_groups {
+            return;
+        }
+        let guard = self.read_params();
+        let p = guard.get();
+        loop {
+            let g = self.next_group.fetch_add(1, Ordering::Relaxed);
+            if g >= n_groups {
+                break;
+            }
+            let docs = job.groups[g].clone();
+            if !docs.is_empty() {
+                let first = job.docs[docs.start].start;
+                let rows = &job.rows[first..job.docs[docs.end - 1].end];
+                buf.forward(&p, rows, 0);
+                buf.cross_entropy(rows, self.vocab);
+                {
+                    let mut losses = lock(&self.doc_loss);
+                    for j in docs {
+                        let r = job.docs[j].start - first..job.docs[j].end - first;
+                        let n = r.len();
+                        let total: f64 = buf.a.ce[r].iter().sum();
+                        losses[j] = (1.0 / n as f64) * total;
+                    }
+                }
+                if g == 0 {
+                    let mut grad = write(&self.grad);
+                    grad.zero();
+                    buf.backward(&p, &mut grad, rows, self.vocab);
+                } else {
+                    let mut slot = lock(&job.slots[g - 1]);
+                    slot.zero();
+                    buf.backward(&p, &mut slot, rows, self.vocab);
+                }
+            }
+            self.add_ready(g, &job);
+        }
+    }
+
+    /// Marks group `g` computed and adds, in group order, every computed group gradient
+    /// whose predecessors are all added. Whoever computes the last missing group adds the
+    /// rest, so when all groups are computed, all are added.
+    fn add_ready(&self, g: usize, job: &Batch<V, T, E, F, L>) {
+        let mut red = lock(&self.reduce);
+        red.done[g] = true;
+        while red.next < red.done.len() && red.done[red.next] {
+            let k = red.next;
+            if k > 0 && !job.groups[k].is_empty() {
+                let slot = lock(&job.slots[k - 1]);
+                let mut grad = write(&self.grad);
+                for (a, b) in grad.tensors_mut(self.vocab).zip(slot.tensors(self.vocab)) {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                }
+            }
+            red.next += 1;
+        }
+    }
+
+    /// Phase 1: claim parameter blocks until none is left; Adam on each.
+    fn work_parts(&self) {
+        if self.next_part.load(Ordering::Relaxed) > L {
+            return;
+        }
+        let Some(adam) = read(&self.batch).adam else {
+            return;
+        };
+        let grad = read(&self.grad);
+        loop {
+            let part = self.next_part.fetch_add(1, Ordering::Relaxed);
+            if part < L {
+                write(&self.blocks[part]).adam(&grad.layers[part], &adam);
+            } else if part == L {
+                write(&self.embed).adam(&grad, self.vocab, &adam);
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+impl<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> Job for State<V, T, E, H, D, F, L>
+{
+    type Local = Buffers<V, T, E, H, D, F, L>;
+    const PHASES: usize = 2;
+
+    fn phase(&self, phase: usize, local: &mut Self::Local) {
+        match phase {
+            0 => self.work_groups(local),
+            _ => self.work_parts(),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The model
 
 /// The statically shaped GPT. Use it through a configuration alias (e.g.
 /// [`crate::config::Micro`]).
@@ -206,15 +838,11 @@ pub struct Gpt<
     const F: usize,
     const L: usize,
 > {
-    vocab: usize,
-    params: Box<Weights<V, T, E, F, L>>,
-    /// `params`' matrices transposed, for the forward; always in step with `params`
-    params_t: Box<Transposed<V, E, F, L>>,
-    grads: Box<Weights<V, T, E, F, L>>,
-    adam_m: Box<Weights<V, T, E, F, L>>,
-    adam_v: Box<Weights<V, T, E, F, L>>,
-    acts: Box<Acts<V, T, E, H, F, L>>,
-    scratch: Box<Scratch<V, T, E, F>>,
+    state: Arc<State<V, T, E, H, D, F, L>>,
+    /// the caller's buffers (the workers own theirs)
+    own: Buffers<V, T, E, H, D, F, L>,
+    /// the worker threads, if more than one thread computes a batch
+    crew: Option<Crew<State<V, T, E, H, D, F, L>>>,
 }
 
 /// A boxed, zeroed `X`, allocated directly on the heap (never on the stack first).
@@ -225,6 +853,14 @@ fn zeroed_box<X: FromZeros>() -> Result<Box<X>> {
             std::mem::size_of::<X>()
         ))
     })
+}
+
+/// Which per-parameter array of the blocks.
+#[derive(Clone, Copy)]
+enum Which {
+    Params,
+    AdamM,
+    AdamV,
 }
 
 impl<
@@ -265,10 +901,14 @@ impl<
         );
     };
 
+    /// The compiled vocabulary size (the bucket).
+    pub const V: usize = V;
+
     /// A model for a real vocabulary of `vocab ≤ V` tokens (BOS included), with microgpt's
     /// initial weights N(0, 0.08) drawn from `rng` row by row: `wte` rows `0..vocab`, `wpe`,
     /// `lm_head` rows `0..vocab`, then per layer `attn_wq`, `attn_wk`, `attn_wv`, `attn_wo`,
-    /// `mlp_fc1`, `mlp_fc2` — the stream of an exact-vocab model. Unused rows stay 0.
+    /// `mlp_fc1`, `mlp_fc2` — the stream of an exact-vocab model. Unused rows stay 0. One
+    /// thread computes everything until [`Gpt::set_threads`].
     pub fn new(vocab: usize, rng: &mut Rng) -> Result<Self> {
         let () = Self::CHECK;
         if vocab > V {
@@ -277,34 +917,65 @@ impl<
         if vocab == 0 {
             bail!("the vocabulary is empty (it needs at least the BOS token)");
         }
-        let mut m = Gpt {
-            vocab,
-            params: zeroed_box()?,
-            params_t: zeroed_box()?,
-            grads: zeroed_box()?,
-            adam_m: zeroed_box()?,
-            adam_v: zeroed_box()?,
-            acts: zeroed_box()?,
-            scratch: zeroed_box()?,
-        };
-        for t in m.params.tensors_mut(vocab) {
+        let mut embed: Box<EmbedPart<V, T, E>> = zeroed_box()?;
+        let mut blocks = Vec::with_capacity(L);
+        for _ in 0..L {
+            blocks.push(zeroed_box::<BlockPart<E, F>>()?);
+        }
+        for t in embed.w.tensors_mut(vocab) {
             for p in t {
                 *p = rng.gauss(0.0, INIT_STD);
             }
         }
-        m.params_t.refresh(&m.params);
-        Ok(m)
+        for b in &mut blocks {
+            for t in b.w.tensors_mut() {
+                for p in t {
+                    *p = rng.gauss(0.0, INIT_STD);
+                }
+            }
+            b.refresh();
+        }
+        embed.refresh();
+        let Ok(blocks) = <[Box<BlockPart<E, F>>; L]>::try_from(blocks) else {
+            unreachable!("L blocks")
+        };
+        let state = State {
+            vocab,
+            embed: RwLock::new(embed),
+            blocks: blocks.map(RwLock::new),
+            grad: RwLock::new(zeroed_box()?),
+            // room for one document, so that microgpt's steps never allocate
+            batch: RwLock::new(Batch {
+                rows: Vec::with_capacity(T),
+                docs: Vec::with_capacity(1),
+                groups: Vec::with_capacity(1),
+                slots: Vec::new(),
+                adam: None,
+            }),
+            reduce: Mutex::new(Reduce {
+                next: 0,
+                done: Vec::with_capacity(1),
+            }),
+            doc_loss: Mutex::new(Vec::with_capacity(1)),
+            next_group: AtomicUsize::new(0),
+            next_part: AtomicUsize::new(0),
+        };
+        Ok(Gpt {
+            state: Arc::new(state),
+            own: Buffers::new(),
+            crew: None,
+        })
     }
 
     /// The real vocabulary size (BOS included).
     pub fn vocab(&self) -> usize {
-        self.vocab
+        self.state.vocab
     }
 
     /// The run-time shape, with the real vocabulary.
     pub fn shape(&self) -> Shape {
         Shape {
-            vocab: self.vocab,
+            vocab: self.vocab(),
             block_size: T,
             n_embd: E,
             n_head: H,
@@ -315,37 +986,291 @@ impl<
 
     /// Number of parameters of the exact-vocab model (4,192 for microgpt on names).
     pub fn num_params(&self) -> usize {
-        2 * self.vocab * E + T * E + L * (4 * E * E + 2 * E * F)
+        2 * self.vocab() * E + T * E + L * (4 * E * E + 2 * E * F)
     }
 
-    /// The parameters, per tensor (real rows, flattened), in [`Shape::tensors`] order.
-    pub fn params(&self) -> impl Iterator<Item = &[f64]> {
-        self.params.tensors(self.vocab)
+    /// Spreads the groups of a batch (and the Adam update's blocks) over `n` threads: the
+    /// caller and `n − 1` workers, spawned now and parked between steps. `n = 1` runs
+    /// everything on the caller and spawns nothing. The results do not depend on `n`.
+    pub fn set_threads(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            bail!("the number of threads must be at least 1");
+        }
+        if n == self.threads() {
+            return Ok(());
+        }
+        // joins the old workers
+        self.crew = None;
+        if n > 1 {
+            let locals = (1..n).map(|_| Buffers::new()).collect();
+            self.crew = Some(Crew::spawn(Arc::clone(&self.state), locals)?);
+        }
+        Ok(())
     }
 
-    /// The gradients of the last [`Gpt::loss_and_grad`], like [`Gpt::params`].
-    pub fn grads(&self) -> impl Iterator<Item = &[f64]> {
-        self.grads.tensors(self.vocab)
+    /// The number of threads that compute a batch.
+    pub fn threads(&self) -> usize {
+        self.crew.as_ref().map_or(1, |c| c.workers() + 1)
     }
 
-    /// The weights themselves (all `V` rows; rows from `vocab` on are 0).
-    pub fn weights(&self) -> &Weights<V, T, E, F, L> {
-        &self.params
+    /// Writes the step's batch for the threads: the rows of every document (truncated to `T`
+    /// positions, each weighted `1/B · 1/n`), the groups, the gradient buffers they need, and
+    /// the Adam step; resets the counters.
+    fn post(&mut self, batch: &[&[usize]], adam: Option<AdamStep>) {
+        let vocab = self.vocab();
+        for tokens in batch {
+            assert!(
+                tokens.len() >= 2,
+                "a document needs at least two tokens ([BOS] ... [BOS])"
+            );
+            let n = T.min(tokens.len() - 1);
+            for &t in &tokens[..=n] {
+                assert!(t < vocab, "token {t} is not in the vocabulary of {vocab}");
+            }
+        }
+        let b = batch.len();
+        let st = &*self.state;
+        let mut job = write(&st.batch);
+        let job = &mut *job;
+        // capacity for any batch of this size: later steps reuse it
+        job.rows.clear();
+        job.rows.reserve(b * T);
+        job.docs.clear();
+        job.docs.reserve(b);
+        let per_doc = 1.0 / b as f64;
+        for tokens in batch {
+            let n = T.min(tokens.len() - 1);
+            let first = job.rows.len();
+            let dloss = per_doc * (1.0 / n as f64);
+            job.rows.extend((0..n).map(|pos| Row {
+                token: tokens[pos],
+                pos,
+                target: tokens[pos + 1],
+                dloss,
+            }));
+            job.docs.push(first..first + n);
+        }
+        // document j, starting at row c_j, goes to group ⌊c_j·G/R⌋
+        let total = job.rows.len();
+        let groups = num_groups(b, total);
+        job.groups.clear();
+        job.groups.reserve(b);
+        let mut next = 0;
+        for g in 0..groups {
+            let first = next;
+            while next < b && job.docs[next].start * groups / total == g {
+                next += 1;
+            }
+            job.groups.push(first..next);
+        }
+        let most = num_groups(b, b * T);
+        while job.slots.len() + 1 < most {
+            let slot = zeroed_box().expect("memory for a gradient buffer");
+            job.slots.push(Mutex::new(slot));
+        }
+        job.adam = adam;
+        let mut red = lock(&st.reduce);
+        red.next = 0;
+        red.done.clear();
+        red.done.reserve(b);
+        red.done.resize(groups, false);
+        let mut losses = lock(&st.doc_loss);
+        losses.clear();
+        losses.reserve(b);
+        losses.resize(b, 0.0);
+        st.next_group.store(0, Ordering::Relaxed);
+        let first_part = if adam.is_some() { 0 } else { L + 1 };
+        st.next_part.store(first_part, Ordering::Relaxed);
     }
 
-    /// The activation cache of the last forward pass.
-    pub fn acts(&self) -> &Acts<V, T, E, H, F, L> {
-        &self.acts
+    /// Runs the posted step on every thread.
+    fn run(&mut self) {
+        match &self.crew {
+            Some(crew) => crew.run(&mut self.own),
+            None => {
+                for phase in 0..<State<V, T, E, H, D, F, L> as Job>::PHASES {
+                    self.state.phase(phase, &mut self.own);
+                }
+            }
+        }
+    }
+
+    /// Posts and runs a step; returns the mean of the documents' losses (in document order).
+    fn step(&mut self, batch: &[&[usize]], adam: Option<AdamStep>) -> f64 {
+        self.post(batch, adam);
+        self.run();
+        let losses = lock(&self.state.doc_loss);
+        let total: f64 = losses.iter().sum();
+        total * (1.0 / batch.len() as f64)
+    }
+
+    /// The gradient of the mean loss over a minibatch — the mean of the documents'
+    /// gradients, each document's loss the mean over its positions — into [`Gpt::grads_flat`];
+    /// returns the mean loss.
+    pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]]) -> f64 {
+        assert!(!batch.is_empty(), "an empty batch");
+        self.step(batch, None)
+    }
+
+    /// One step on a minibatch: [`Gpt::loss_and_grad_batch`], then one Adam update. Returns
+    /// the mean loss.
+    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+        assert!(!batch.is_empty(), "an empty batch");
+        self.step(batch, Some(*adam))
+    }
+
+    /// Zeroes the gradients, runs forward and backward over the document `tokens`
+    /// (`[BOS] ids [BOS]`, truncated to `T` positions like microgpt.py) and returns the mean
+    /// loss `(1/n)·Σ −ln p(target)`.
+    pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
+        self.loss_and_grad_batch(&[tokens])
+    }
+
+    /// One Adam update of every tensor's real rows from the current gradients.
+    pub fn adam_update(&mut self, adam: &AdamStep) {
+        self.post(&[], Some(*adam));
+        self.run();
+    }
+
+    /// [`Gpt::loss_and_grad`] then [`Gpt::adam_update`]; returns the loss.
+    pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
+        self.train_batch(&[tokens], adam)
+    }
+
+    /// The loss of one document (mean cross-entropy over its positions), forward only, on
+    /// the caller's thread.
+    pub fn loss(&mut self, tokens: &[usize]) -> f64 {
+        assert!(tokens.len() >= 2, "a document needs at least two tokens");
+        let vocab = self.vocab();
+        let n = T.min(tokens.len() - 1);
+        let mut rows = [Row::default(); T];
+        for (pos, row) in rows[..n].iter_mut().enumerate() {
+            assert!(
+                tokens[pos] < vocab && tokens[pos + 1] < vocab,
+                "token out of vocabulary"
+            );
+            *row = Row {
+                token: tokens[pos],
+                pos,
+                target: tokens[pos + 1],
+                dloss: 0.0,
+            };
+        }
+        let guard = self.state.read_params();
+        self.own.forward(&guard.get(), &rows[..n], 0);
+        self.own.cross_entropy(&rows[..n], vocab);
+        let total: f64 = self.own.a.ce[..n].iter().sum();
+        (1.0 / n as f64) * total
+    }
+
+    /// Inference with the KV cache: feeds `token` at position `pos` (`pos` 0 starts a new
+    /// sequence; positions must come in order) and returns the logits of the real vocabulary.
+    pub fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        let vocab = self.vocab();
+        assert!(pos < T, "position {pos} is beyond the block size {T}");
+        assert!(
+            token < vocab,
+            "token {token} is not in the vocabulary of {vocab}"
+        );
+        let row = Row {
+            token,
+            pos,
+            ..Row::default()
+        };
+        let guard = self.state.read_params();
+        self.own.forward(&guard.get(), &[row], pos);
+        &self.own.a.logits[pos][..vocab]
+    }
+
+    /// The per-parameter arrays `which` of every block, in [`Shape::tensors`] order.
+    fn flat(&self, which: Which) -> Vec<f64> {
+        let vocab = self.vocab();
+        let guard = self.state.read_params();
+        let mut out = Vec::with_capacity(self.num_params());
+        let e = &guard.embed;
+        let embed = match which {
+            Which::Params => &e.w,
+            Which::AdamM => &e.m,
+            Which::AdamV => &e.v,
+        };
+        for t in embed.tensors(vocab) {
+            out.extend_from_slice(t);
+        }
+        for b in &guard.blocks {
+            let layer = match which {
+                Which::Params => &b.w,
+                Which::AdamM => &b.m,
+                Which::AdamV => &b.v,
+            };
+            for t in layer.tensors() {
+                out.extend_from_slice(t);
+            }
+        }
+        out
+    }
+
+    /// Replaces the per-parameter arrays `which` from a vector laid out like
+    /// [`Gpt::params_flat`] (whose length the caller has checked).
+    fn set_flat(&mut self, which: Which, flat: &[f64]) {
+        let vocab = self.vocab();
+        let mut rest = flat;
+        let mut copy = |t: &mut [f64]| {
+            let (head, tail) = rest.split_at(t.len());
+            t.copy_from_slice(head);
+            rest = tail;
+        };
+        let mut e = write(&self.state.embed);
+        let embed = match which {
+            Which::Params => &mut e.w,
+            Which::AdamM => &mut e.m,
+            Which::AdamV => &mut e.v,
+        };
+        embed.tensors_mut(vocab).into_iter().for_each(&mut copy);
+        e.refresh();
+        for b in &self.state.blocks {
+            let mut b = write(b);
+            let layer = match which {
+                Which::Params => &mut b.w,
+                Which::AdamM => &mut b.m,
+                Which::AdamV => &mut b.v,
+            };
+            layer.tensors_mut().into_iter().for_each(&mut copy);
+            b.refresh();
+        }
     }
 
     /// All parameters in one vector, in [`Shape::tensors`] order and layout.
     pub fn params_flat(&self) -> Vec<f64> {
-        self.params().flatten().copied().collect()
+        self.flat(Which::Params)
     }
 
-    /// All gradients of the last [`Gpt::loss_and_grad`], like [`Gpt::params_flat`].
+    /// The gradient of the last [`Gpt::loss_and_grad`] or step, like [`Gpt::params_flat`].
     pub fn grads_flat(&self) -> Vec<f64> {
-        self.grads().flatten().copied().collect()
+        read(&self.state.grad)
+            .tensors(self.vocab())
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// A copy of the weights (all `V` rows; rows from `vocab` on are 0).
+    pub fn weights(&self) -> Box<Weights<V, T, E, F, L>> {
+        let mut w: Box<Weights<V, T, E, F, L>> = zeroed_box().expect("memory for a copy");
+        let guard = self.state.read_params();
+        let e = &guard.embed.w;
+        let embed = [&mut w.wte[..], &mut w.lm_head[..]];
+        for (dst, src) in embed.into_iter().zip([&e.wte[..], &e.lm_head[..]]) {
+            dst.as_flattened_mut().copy_from_slice(src.as_flattened());
+        }
+        w.wpe
+            .as_flattened_mut()
+            .copy_from_slice(e.wpe.as_flattened());
+        for (l, b) in w.layers.iter_mut().zip(&guard.blocks) {
+            for (dst, src) in l.tensors_mut().into_iter().zip(b.w.tensors()) {
+                dst.copy_from_slice(src);
+            }
+        }
+        w
     }
 
     /// Replaces all parameters from a vector laid out like [`Gpt::params_flat`]. Adam's moments
@@ -358,371 +1283,13 @@ impl<
                 flat.len()
             );
         }
-        let mut rest = flat;
-        for t in self.params.tensors_mut(self.vocab) {
-            let (head, tail) = rest.split_at(t.len());
-            t.copy_from_slice(head);
-            rest = tail;
-        }
-        self.params_t.refresh(&self.params);
+        self.set_flat(Which::Params, flat);
         Ok(())
     }
 
-    /// Forward of positions `start..start + tokens.len()` (token `tokens[i]` at position
-    /// `start + i`), one op at a time over all of them, given the KV cache of positions
-    /// `0..start`; fills the activation cache and `acts.logits` at those positions.
-    fn forward(&mut self, tokens: &[usize], start: usize) {
-        let (w, wt, a, s) = (
-            &*self.params,
-            &*self.params_t,
-            &mut *self.acts,
-            &mut *self.scratch,
-        );
-        let end = start + tokens.len();
-        // x = wte[token] + wpe[pos]; x = rmsnorm(x)
-        for (pos, &token) in (start..end).zip(tokens) {
-            let mut emb = [0.0; E];
-            ops::embedding_forward(&mut emb, token, pos, &w.wte, &w.wpe);
-            a.r0[pos] = ops::rmsnorm_forward(&mut a.xn0[pos], &emb);
-            s.x[pos] = a.xn0[pos];
-        }
-        for (lw, la) in wt.layers.iter().zip(a.layers.iter_mut()) {
-            // attention: x = Wo·attn(rmsnorm(x)) + x
-            for pos in start..end {
-                la.r1[pos] = ops::rmsnorm_forward(&mut la.xn1[pos], &s.x[pos]);
-            }
-            let xn1 = &la.xn1[start..end];
-            ops::linear_forward(&mut la.q[start..end], xn1, &lw.attn_wq);
-            ops::linear_forward(&mut la.k[start..end], xn1, &lw.attn_wk);
-            ops::linear_forward(&mut la.v[start..end], xn1, &lw.attn_wv);
-            for pos in start..end {
-                ops::attention_forward::<T, E, H, D>(
-                    &mut la.ctx[pos],
-                    &mut la.att[pos],
-                    &la.q[pos],
-                    &la.k,
-                    &la.v,
-                    pos,
-                );
-            }
-            ops::linear_forward(&mut s.y[start..end], &la.ctx[start..end], &lw.attn_wo);
-            for pos in start..end {
-                let x_in = s.x[pos];
-                ops::residual_forward(&mut s.x[pos], &s.y[pos], &x_in);
-            }
-            // MLP: x = fc2·relu(fc1·rmsnorm(x)) + x
-            for pos in start..end {
-                la.r2[pos] = ops::rmsnorm_forward(&mut la.xn2[pos], &s.x[pos]);
-            }
-            ops::linear_forward(&mut s.pre[start..end], &la.xn2[start..end], &lw.mlp_fc1);
-            for pos in start..end {
-                ops::relu_forward(&mut la.h[pos], &s.pre[pos]);
-            }
-            ops::linear_forward(&mut s.y[start..end], &la.h[start..end], &lw.mlp_fc2);
-            for pos in start..end {
-                let x_mid = s.x[pos];
-                ops::residual_forward(&mut s.x[pos], &s.y[pos], &x_mid);
-            }
-        }
-        // logits = lm_head·x (no final norm)
-        a.x_out[start..end].copy_from_slice(&s.x[start..end]);
-        ops::linear_forward(&mut a.logits[start..end], &a.x_out[start..end], &wt.lm_head);
-    }
-
-    /// Inference with the KV cache: feeds `token` at position `pos` (`pos` 0 starts a new
-    /// sequence; positions must come in order) and returns the logits of the real vocabulary.
-    pub fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
-        assert!(pos < T, "position {pos} is beyond the block size {T}");
-        assert!(
-            token < self.vocab,
-            "token {token} is not in the vocabulary of {}",
-            self.vocab
-        );
-        self.forward(&[token], pos);
-        &self.acts.logits[pos][..self.vocab]
-    }
-
-    /// Zeroes the gradients, runs forward and backward over the document `tokens`
-    /// (`[BOS] ids [BOS]`, truncated to `T` positions like microgpt.py) and returns the mean
-    /// loss `(1/n)·Σ −ln p(target)`.
-    pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
-        assert!(
-            tokens.len() >= 2,
-            "a document needs at least two tokens ([BOS] ... [BOS])"
-        );
-        let n = T.min(tokens.len() - 1);
-        let tokens = &tokens[..=n];
-        for &t in tokens {
-            assert!(
-                t < self.vocab,
-                "token {t} is not in the vocabulary of {}",
-                self.vocab
-            );
-        }
-        self.grads.zero();
-        self.forward(&tokens[..n], 0);
-        let a = &mut *self.acts;
-        let mut total = 0.0;
-        for pos in 0..n {
-            total += ops::cross_entropy_forward(
-                &mut a.probs[pos],
-                &a.logits[pos],
-                tokens[pos + 1],
-                self.vocab,
-            );
-        }
-        self.backward(tokens, n);
-        (1.0 / n as f64) * total
-    }
-
-    /// Backward of the mean loss over positions `0..n`, into `self.grads` (zeroed by the
-    /// caller): the ops in reverse, each over all positions. The attention backward of every
-    /// query adds into the gradients of the keys and values it saw (earlier positions
-    /// included) before those reach `attn_wk` and `attn_wv`.
-    fn backward(&mut self, tokens: &[usize], n: usize) {
-        let (w, g, a, s) = (
-            &*self.params,
-            &mut *self.grads,
-            &*self.acts,
-            &mut *self.scratch,
-        );
-        let dloss = 1.0 / n as f64;
-        for pos in 0..n {
-            s.dlogits[pos] = [0.0; V];
-            let target = tokens[pos + 1];
-            ops::cross_entropy_backward(
-                &mut s.dlogits[pos],
-                &a.probs[pos],
-                target,
-                self.vocab,
-                dloss,
-            );
-        }
-        s.dx[..n].fill([0.0; E]);
-        ops::linear_backward(
-            &mut s.dx[..n],
-            &mut g.lm_head,
-            &s.dlogits[..n],
-            &a.x_out[..n],
-            &w.lm_head,
-        );
-        for ((lw, lg), la) in w.layers.iter().zip(&mut g.layers).zip(&a.layers).rev() {
-            // MLP: x_out = fc2·relu(fc1·xn2) + x_mid with xn2 = rmsnorm(x_mid). The residual
-            // hands dx to both branches, so dx is the MLP output's gradient as it stands and
-            // becomes dx_mid once the rmsnorm's share is added into it.
-            s.dh[..n].fill([0.0; F]);
-            ops::linear_backward(
-                &mut s.dh[..n],
-                &mut lg.mlp_fc2,
-                &s.dx[..n],
-                &la.h[..n],
-                &lw.mlp_fc2,
-            );
-            for pos in 0..n {
-                s.dpre[pos] = [0.0; F];
-                ops::relu_backward(&mut s.dpre[pos], &s.dh[pos], &la.h[pos]);
-            }
-            s.dxn[..n].fill([0.0; E]);
-            ops::linear_backward(
-                &mut s.dxn[..n],
-                &mut lg.mlp_fc1,
-                &s.dpre[..n],
-                &la.xn2[..n],
-                &lw.mlp_fc1,
-            );
-            for pos in 0..n {
-                ops::rmsnorm_backward(&mut s.dx[pos], &s.dxn[pos], &la.xn2[pos], la.r2[pos]);
-            }
-            // attention: x_mid = Wo·ctx + x_in with ctx from xn1 = rmsnorm(x_in), likewise
-            s.dctx[..n].fill([0.0; E]);
-            ops::linear_backward(
-                &mut s.dctx[..n],
-                &mut lg.attn_wo,
-                &s.dx[..n],
-                &la.ctx[..n],
-                &lw.attn_wo,
-            );
-            s.dq[..n].fill([0.0; E]);
-            s.dk[..n].fill([0.0; E]);
-            s.dv[..n].fill([0.0; E]);
-            for pos in 0..n {
-                ops::attention_backward::<T, E, H, D>(
-                    &mut s.dq[pos],
-                    &mut s.dk,
-                    &mut s.dv,
-                    &s.dctx[pos],
-                    &la.att[pos],
-                    &la.q[pos],
-                    &la.k,
-                    &la.v,
-                    pos,
-                );
-            }
-            s.dxn[..n].fill([0.0; E]);
-            let xn1 = &la.xn1[..n];
-            ops::linear_backward(
-                &mut s.dxn[..n],
-                &mut lg.attn_wq,
-                &s.dq[..n],
-                xn1,
-                &lw.attn_wq,
-            );
-            ops::linear_backward(
-                &mut s.dxn[..n],
-                &mut lg.attn_wk,
-                &s.dk[..n],
-                xn1,
-                &lw.attn_wk,
-            );
-            ops::linear_backward(
-                &mut s.dxn[..n],
-                &mut lg.attn_wv,
-                &s.dv[..n],
-                xn1,
-                &lw.attn_wv,
-            );
-            for pos in 0..n {
-                ops::rmsnorm_backward(&mut s.dx[pos], &s.dxn[pos], &la.xn1[pos], la.r1[pos]);
-            }
-        }
-        // x = rmsnorm(wte[token] + wpe[pos])
-        for (pos, &token) in tokens[..n].iter().enumerate() {
-            let mut demb = [0.0; E];
-            ops::rmsnorm_backward(&mut demb, &s.dx[pos], &a.xn0[pos], a.r0[pos]);
-            ops::embedding_backward(&mut g.wte, &mut g.wpe, &demb, token, pos);
-        }
-    }
-
-    /// One Adam update of every tensor's real rows from the current gradients.
-    pub fn adam_update(&mut self, adam: &AdamStep) {
-        let vocab = self.vocab;
-        let tensors = self
-            .params
-            .tensors_mut(vocab)
-            .zip(self.grads.tensors(vocab))
-            .zip(self.adam_m.tensors_mut(vocab))
-            .zip(self.adam_v.tensors_mut(vocab));
-        for (((p, g), m), v) in tensors {
-            adam.update(p, g, m, v);
-        }
-        self.params_t.refresh(&self.params);
-    }
-
-    /// [`Gpt::loss_and_grad`] then [`Gpt::adam_update`]; returns the loss.
-    pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
-        let loss = self.loss_and_grad(tokens);
-        self.adam_update(adam);
-        loss
-    }
-}
-
-/// The micro model in the smallest compiled vocabulary bucket
-/// ([`crate::config::MICRO_VOCAB_BUCKETS`]) that holds the real vocabulary: what the CLI
-/// trains on an arbitrary text file.
-pub enum MicroGpt {
-    V27(crate::config::Micro),
-    V64(crate::config::Micro64),
-    V128(crate::config::Micro128),
-    V256(crate::config::Micro256),
-}
-
-/// `dispatch!(self, m => expr)` evaluates `expr` with `m` bound to the model in any bucket.
-macro_rules! dispatch {
-    ($s:expr, $m:ident => $e:expr) => {
-        match $s {
-            MicroGpt::V27($m) => $e,
-            MicroGpt::V64($m) => $e,
-            MicroGpt::V128($m) => $e,
-            MicroGpt::V256($m) => $e,
-        }
-    };
-}
-
-impl MicroGpt {
-    /// The micro model for a real vocabulary of `vocab` tokens, in the smallest bucket that
-    /// fits; the initial weights are those of the exact-vocab model from the same `rng`.
-    pub fn new(vocab: usize, rng: &mut Rng) -> Result<MicroGpt> {
-        use crate::config::{MICRO_VOCAB_BUCKETS, Micro, Micro64, Micro128, Micro256};
-        Ok(match vocab {
-            0..=27 => MicroGpt::V27(Micro::new(vocab, rng)?),
-            28..=64 => MicroGpt::V64(Micro64::new(vocab, rng)?),
-            65..=128 => MicroGpt::V128(Micro128::new(vocab, rng)?),
-            129..=256 => MicroGpt::V256(Micro256::new(vocab, rng)?),
-            _ => bail!(
-                "the vocabulary has {vocab} tokens but the largest compiled vocabulary holds {}",
-                MICRO_VOCAB_BUCKETS[MICRO_VOCAB_BUCKETS.len() - 1]
-            ),
-        })
-    }
-
-    /// The compiled vocabulary size `V` of the bucket in use.
-    pub fn bucket(&self) -> usize {
-        match self {
-            MicroGpt::V27(_) => 27,
-            MicroGpt::V64(_) => 64,
-            MicroGpt::V128(_) => 128,
-            MicroGpt::V256(_) => 256,
-        }
-    }
-
-    pub fn vocab(&self) -> usize {
-        dispatch!(self, m => m.vocab())
-    }
-
-    pub fn shape(&self) -> Shape {
-        dispatch!(self, m => m.shape())
-    }
-
-    pub fn num_params(&self) -> usize {
-        dispatch!(self, m => m.num_params())
-    }
-
-    pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
-        dispatch!(self, m => m.loss_and_grad(tokens))
-    }
-
-    pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
-        dispatch!(self, m => m.train_step(tokens, adam))
-    }
-
-    pub fn adam_update(&mut self, adam: &AdamStep) {
-        dispatch!(self, m => m.adam_update(adam))
-    }
-
-    pub fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
-        dispatch!(self, m => m.forward_token(token, pos))
-    }
-
-    pub fn params_flat(&self) -> Vec<f64> {
-        dispatch!(self, m => m.params_flat())
-    }
-
-    pub fn grads_flat(&self) -> Vec<f64> {
-        dispatch!(self, m => m.grads_flat())
-    }
-
-    pub fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
-        dispatch!(self, m => m.set_params_flat(flat))
-    }
-}
-
-// ------------------------------------------------------------------------------------------
-// Run state for checkpoints, forward-only evaluation, minibatches.
-
-impl<
-    const V: usize,
-    const T: usize,
-    const E: usize,
-    const H: usize,
-    const D: usize,
-    const F: usize,
-    const L: usize,
-> Gpt<V, T, E, H, D, F, L>
-{
     /// Adam's moments `(m, v)`, each laid out like [`Gpt::params_flat`].
     pub fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
-        let flat = |w: &Weights<V, T, E, F, L>| w.tensors(self.vocab).flatten().copied().collect();
-        (flat(&self.adam_m), flat(&self.adam_v))
+        (self.flat(Which::AdamM), self.flat(Which::AdamV))
     }
 
     /// Replaces Adam's moments from vectors laid out like [`Gpt::params_flat`].
@@ -735,54 +1302,150 @@ impl<
                 v.len()
             );
         }
-        let vocab = self.vocab;
-        for (w, flat) in [(&mut self.adam_m, m), (&mut self.adam_v, v)] {
-            let mut rest = flat;
-            for t in w.tensors_mut(vocab) {
-                let (head, tail) = rest.split_at(t.len());
-                t.copy_from_slice(head);
-                rest = tail;
-            }
-        }
+        self.set_flat(Which::AdamM, m);
+        self.set_flat(Which::AdamV, v);
         Ok(())
-    }
-
-    /// The loss of one document (mean cross-entropy over its positions), forward only.
-    pub fn loss(&mut self, tokens: &[usize]) -> f64 {
-        assert!(tokens.len() >= 2, "a document needs at least two tokens");
-        let n = T.min(tokens.len() - 1);
-        self.forward(&tokens[..n], 0);
-        let mut probs = [0.0; V];
-        let mut sum = 0.0;
-        for pos in 0..n {
-            let logits = &self.acts.logits[pos];
-            sum += ops::cross_entropy_forward(&mut probs, logits, tokens[pos + 1], self.vocab);
-        }
-        sum / n as f64
-    }
-
-    /// One step on a minibatch: the mean of the documents' gradients, one Adam update.
-    /// Returns the mean loss.
-    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-        assert_eq!(batch.len(), 1, "minibatches are not implemented yet");
-        self.train_step(batch[0], adam)
     }
 }
 
-impl MicroGpt {
-    pub fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
-        dispatch!(self, m => m.adam_flat())
-    }
+// ------------------------------------------------------------------------------------------
+// A preset in every compiled vocabulary bucket
 
-    pub fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
-        dispatch!(self, g => g.set_adam_flat(m, v))
-    }
+/// `vocab_buckets!` defines an enum over one configuration compiled for several vocabulary
+/// sizes (`Variant(Alias) = V`, smallest first): the constructor picks the smallest bucket
+/// that holds the real vocabulary, and every method forwards to the model in it.
+macro_rules! vocab_buckets {
+    (
+        $(#[$doc:meta])*
+        pub enum $name:ident = $preset:literal {
+            $($variant:ident($alias:ty) = $bucket:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        pub enum $name {
+            $($variant($alias)),+
+        }
 
-    pub fn loss(&mut self, tokens: &[usize]) -> f64 {
-        dispatch!(self, m => m.loss(tokens))
-    }
+        // each variant's alias is compiled for the vocabulary its name says
+        $(const _: () = assert!(<$alias>::V == $bucket);)+
 
-    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-        dispatch!(self, m => m.train_batch(batch, adam))
+        impl $name {
+            /// The configuration's name, as `--model` spells it.
+            pub const PRESET: &'static str = $preset;
+
+            /// The compiled vocabulary sizes, smallest first.
+            pub const BUCKETS: &'static [usize] = &[$($bucket),+];
+
+            /// The model for a real vocabulary of `vocab` tokens, in the smallest bucket that
+            /// fits; the initial weights are those of the exact-vocab model from the same
+            /// `rng`.
+            pub fn new(vocab: usize, rng: &mut Rng) -> Result<$name> {
+                $(
+                    if vocab <= $bucket {
+                        return Ok($name::$variant(<$alias>::new(vocab, rng)?));
+                    }
+                )+
+                bail!(
+                    "the vocabulary has {vocab} tokens but the largest compiled vocabulary of model {} holds {}",
+                    $preset,
+                    Self::BUCKETS[Self::BUCKETS.len() - 1]
+                )
+            }
+
+            /// The compiled vocabulary size `V` of the bucket in use.
+            pub fn bucket(&self) -> usize {
+                match self { $($name::$variant(_) => $bucket),+ }
+            }
+
+            pub fn vocab(&self) -> usize {
+                match self { $($name::$variant(m) => m.vocab()),+ }
+            }
+
+            pub fn shape(&self) -> Shape {
+                match self { $($name::$variant(m) => m.shape()),+ }
+            }
+
+            pub fn num_params(&self) -> usize {
+                match self { $($name::$variant(m) => m.num_params()),+ }
+            }
+
+            pub fn set_threads(&mut self, n: usize) -> Result<()> {
+                match self { $($name::$variant(m) => m.set_threads(n)),+ }
+            }
+
+            pub fn threads(&self) -> usize {
+                match self { $($name::$variant(m) => m.threads()),+ }
+            }
+
+            pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
+                match self { $($name::$variant(m) => m.loss_and_grad(tokens)),+ }
+            }
+
+            pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]]) -> f64 {
+                match self { $($name::$variant(m) => m.loss_and_grad_batch(batch)),+ }
+            }
+
+            pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
+                match self { $($name::$variant(m) => m.train_step(tokens, adam)),+ }
+            }
+
+            pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+                match self { $($name::$variant(m) => m.train_batch(batch, adam)),+ }
+            }
+
+            pub fn adam_update(&mut self, adam: &AdamStep) {
+                match self { $($name::$variant(m) => m.adam_update(adam)),+ }
+            }
+
+            pub fn loss(&mut self, tokens: &[usize]) -> f64 {
+                match self { $($name::$variant(m) => m.loss(tokens)),+ }
+            }
+
+            pub fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+                match self { $($name::$variant(m) => m.forward_token(token, pos)),+ }
+            }
+
+            pub fn params_flat(&self) -> Vec<f64> {
+                match self { $($name::$variant(m) => m.params_flat()),+ }
+            }
+
+            pub fn grads_flat(&self) -> Vec<f64> {
+                match self { $($name::$variant(m) => m.grads_flat()),+ }
+            }
+
+            pub fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
+                match self { $($name::$variant(m) => m.set_params_flat(flat)),+ }
+            }
+
+            pub fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
+                match self { $($name::$variant(m) => m.adam_flat()),+ }
+            }
+
+            pub fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+                match self { $($name::$variant(g) => g.set_adam_flat(m, v)),+ }
+            }
+        }
+    };
+}
+
+vocab_buckets! {
+    /// The micro model in the smallest compiled vocabulary bucket that holds the real
+    /// vocabulary: what the CLI trains on an arbitrary text file.
+    pub enum MicroGpt = "micro" {
+        V27(crate::config::Micro) = 27,
+        V64(crate::config::Micro64) = 64,
+        V128(crate::config::Micro128) = 128,
+        V256(crate::config::Micro256) = 256,
+    }
+}
+
+vocab_buckets! {
+    /// The small model (4 layers, n_embd 64) in the smallest compiled vocabulary bucket that
+    /// holds the real vocabulary.
+    pub enum SmallGpt = "small" {
+        V27(crate::config::Small) = 27,
+        V64(crate::config::Small64) = 64,
+        V128(crate::config::Small128) = 128,
+        V256(crate::config::Small256) = 256,
     }
 }

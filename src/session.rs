@@ -20,7 +20,7 @@ use crate::config::{self, Shape};
 use crate::curve::Curve;
 use crate::data::{self, EncodedDocs, Tokenizer};
 use crate::error::Result;
-use crate::model::MicroGpt;
+use crate::model::{MicroGpt, SmallGpt};
 use crate::optim::{Adam, Schedule};
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -295,6 +295,7 @@ pub fn build_model(
     Ok(match (engine, preset) {
         (Engine::Dynamic, _) => Box::new(Reference::new(shape, rng)?),
         (Engine::Static, "micro") => Box::new(MicroGpt::new(vocab, rng)?),
+        (Engine::Static, "small") => Box::new(SmallGpt::new(vocab, rng)?),
         (Engine::Static, other) => bail!("no static build of model {other:?}"),
     })
 }

@@ -121,29 +121,50 @@ impl Model for crate::reference::Reference {
     }
 }
 
-impl Model for crate::model::MicroGpt {
-    fn preset(&self) -> &'static str {
-        "micro"
+/// `Model` for the static engine's bucket enums (`crate::model::vocab_buckets!`): every
+/// method forwards to the enum's own.
+macro_rules! static_model {
+    ($($t:ty),+) => {$(
+        impl Model for $t {
+            fn preset(&self) -> &'static str {
+                <$t>::PRESET
+            }
+            fn shape(&self) -> Shape {
+                <$t>::shape(self)
+            }
+            fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+                <$t>::train_batch(self, batch, adam)
+            }
+            fn set_threads(&mut self, n: usize) -> Result<()> {
+                <$t>::set_threads(self, n)
+            }
+            fn loss(&mut self, tokens: &[usize]) -> f64 {
+                <$t>::loss(self, tokens)
+            }
+            fn params_flat(&self) -> Vec<f64> {
+                <$t>::params_flat(self)
+            }
+            fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
+                <$t>::set_params_flat(self, flat)
+            }
+            fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
+                <$t>::adam_flat(self)
+            }
+            fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+                <$t>::set_adam_flat(self, m, v)
+            }
+        }
+    )+};
+}
+
+static_model!(crate::model::MicroGpt, crate::model::SmallGpt);
+
+// `MicroGpt`'s is in `sample`, beside the reference's.
+impl crate::sample::Forward for crate::model::SmallGpt {
+    fn block_size(&self) -> usize {
+        self.shape().block_size
     }
-    fn shape(&self) -> Shape {
-        crate::model::MicroGpt::shape(self)
-    }
-    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-        crate::model::MicroGpt::train_batch(self, batch, adam)
-    }
-    fn loss(&mut self, tokens: &[usize]) -> f64 {
-        crate::model::MicroGpt::loss(self, tokens)
-    }
-    fn params_flat(&self) -> Vec<f64> {
-        crate::model::MicroGpt::params_flat(self)
-    }
-    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
-        crate::model::MicroGpt::set_params_flat(self, flat)
-    }
-    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
-        crate::model::MicroGpt::adam_flat(self)
-    }
-    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
-        crate::model::MicroGpt::set_adam_flat(self, m, v)
+    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        crate::model::SmallGpt::forward_token(self, token, pos)
     }
 }

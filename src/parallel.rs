@@ -1,0 +1,170 @@
+//! A crew of persistent worker threads that run a job's phases in lockstep with the caller.
+//!
+//! The threads are spawned once ([`Crew::spawn`]) and then, for every [`Crew::run`], wake up,
+//! run phase 0, meet the others at a barrier, run phase 1, …, and park again. What a phase
+//! does, and how the work inside it is split (the model claims documents and parameter blocks
+//! from atomic counters), is the job's business. Waking, the barriers and the shutdown are
+//! a `Mutex` and a `Condvar`; none of it allocates, so a run allocates nothing.
+//!
+//! A panic in a phase (a bug: the model checks its inputs on the caller before a run) is
+//! caught so that every thread still reaches every barrier, and re-raised on the caller after
+//! the run. Dropping the crew wakes the parked threads with a shutdown and joins them.
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+
+/// Work that a crew runs: `PHASES` phases, each run by every thread with its own `Local`
+/// state (e.g. its activation buffers), with a barrier between consecutive phases.
+pub trait Job: Send + Sync + 'static {
+    type Local: Send + 'static;
+    const PHASES: usize;
+    fn phase(&self, phase: usize, local: &mut Self::Local);
+}
+
+/// A reusable barrier for a fixed number of parties that can also be shut down, which
+/// releases every waiter (a `std::sync::Barrier` cannot be, so a crew with a thread that
+/// failed to spawn could not be stopped).
+struct Gate {
+    parties: usize,
+    state: Mutex<GateState>,
+    cv: Condvar,
+}
+
+struct GateState {
+    arrived: usize,
+    generation: u64,
+    shutdown: bool,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Blocks until all parties have arrived (`true`) or the gate is shut down (`false`).
+    fn wait(&self) -> bool {
+        let mut s = self.lock();
+        if s.shutdown {
+            return false;
+        }
+        let generation = s.generation;
+        s.arrived += 1;
+        if s.arrived == self.parties {
+            s.arrived = 0;
+            s.generation += 1;
+            self.cv.notify_all();
+            return true;
+        }
+        while s.generation == generation && !s.shutdown {
+            s = self.cv.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+        s.generation != generation
+    }
+
+    fn shut_down(&self) {
+        self.lock().shutdown = true;
+        self.cv.notify_all();
+    }
+}
+
+struct Shared<J> {
+    job: Arc<J>,
+    gate: Gate,
+    /// a worker's phase panicked during the current run
+    failed: AtomicBool,
+}
+
+/// `n` worker threads (the caller is one more party of every run).
+pub struct Crew<J: Job> {
+    shared: Arc<Shared<J>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl<J: Job> Crew<J> {
+    /// Spawns one worker per element of `locals`, each owning its element.
+    pub fn spawn(job: Arc<J>, locals: Vec<J::Local>) -> Result<Crew<J>> {
+        let shared = Arc::new(Shared {
+            job,
+            gate: Gate {
+                parties: locals.len() + 1,
+                state: Mutex::new(GateState {
+                    arrived: 0,
+                    generation: 0,
+                    shutdown: false,
+                }),
+                cv: Condvar::new(),
+            },
+            failed: AtomicBool::new(false),
+        });
+        let mut crew = Crew {
+            handles: Vec::with_capacity(locals.len()),
+            shared,
+        };
+        for (i, local) in locals.into_iter().enumerate() {
+            let shared = Arc::clone(&crew.shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("microgpt-worker-{}", i + 1))
+                .spawn(move || work(&shared, local));
+            match spawned {
+                Ok(h) => crew.handles.push(h),
+                // dropping `crew` shuts down and joins the workers spawned so far
+                Err(e) => return Err(Error(format!("cannot start worker thread {}: {e}", i + 1))),
+            }
+        }
+        Ok(crew)
+    }
+
+    /// Number of worker threads (besides the caller).
+    pub fn workers(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Runs every phase of the job on the caller (with `local`) and on each worker, all
+    /// threads finishing a phase before any starts the next. Returns when all are done.
+    pub fn run(&self, local: &mut J::Local) {
+        let s = &*self.shared;
+        let mut panic = None;
+        s.gate.wait();
+        for phase in 0..J::PHASES {
+            if panic.is_none() {
+                panic = catch_unwind(AssertUnwindSafe(|| s.job.phase(phase, local))).err();
+            }
+            s.gate.wait();
+        }
+        if let Some(p) = panic {
+            resume_unwind(p);
+        }
+        if s.failed.swap(false, Ordering::SeqCst) {
+            panic!("a worker thread panicked (see its message above)");
+        }
+    }
+}
+
+/// A worker's life: wait for a run, do its phases, repeat until shut down.
+fn work<J: Job>(s: &Shared<J>, mut local: J::Local) {
+    while s.gate.wait() {
+        for phase in 0..J::PHASES {
+            if catch_unwind(AssertUnwindSafe(|| s.job.phase(phase, &mut local))).is_err() {
+                s.failed.store(true, Ordering::SeqCst);
+            }
+            if !s.gate.wait() {
+                return;
+            }
+        }
+    }
+}
+
+impl<J: Job> Drop for Crew<J> {
+    fn drop(&mut self) {
+        self.shared.gate.shut_down();
+        for h in self.handles.drain(..) {
+            // a worker's panics are caught inside it, so join fails only if the thread was
+            // killed some other way; there is nothing left to clean up then
+            let _ = h.join();
+        }
+    }
+}
