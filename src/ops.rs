@@ -53,45 +53,6 @@ fn dot<const N: usize>(a: &[f64; N], b: &[f64; N]) -> f64 {
     (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
 }
 
-/// `y += a·x`
-#[inline(always)]
-fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi = fma(a, *xi, *yi);
-    }
-}
-
-/// Whether a sum of rows `N` wide is split over two accumulators (even and odd rows). Each row
-/// adds one FMA to each of the accumulator's `N/4` (256-bit) registers; with fewer than about 8
-/// of them consecutive rows wait on the FMA's latency, and beyond 32 values two sets no longer
-/// fit in the register file.
-const fn two_chains(n: usize) -> bool {
-    n <= 32
-}
-
-/// `acc += Σ_k a_k·rows_k`
-#[inline(always)]
-fn add_rows<const N: usize>(acc: &mut [f64; N], a: &[f64], rows: &[[f64; N]]) {
-    if two_chains(N) {
-        let mut odd = [0.0; N];
-        let (mut ap, mut rp) = (a.chunks_exact(2), rows.chunks_exact(2));
-        for (a2, r2) in (&mut ap).zip(&mut rp) {
-            axpy(acc, a2[0], &r2[0]);
-            axpy(&mut odd, a2[1], &r2[1]);
-        }
-        for (&ak, row) in ap.remainder().iter().zip(rp.remainder()) {
-            axpy(acc, ak, row);
-        }
-        for (x, y) in acc.iter_mut().zip(&odd) {
-            *x += y;
-        }
-    } else {
-        for (&ak, row) in a.iter().zip(rows) {
-            axpy(acc, ak, row);
-        }
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // embedding (token + position)
 
@@ -159,10 +120,159 @@ pub fn rmsnorm_backward<const E: usize>(
 // linear (no bias) over a batch of rows (positions); row o of W is output o
 //
 // Forward reads W through its transpose `Wᵀ` (`[[f64; OUT]; IN]`, row i = input i), which the
-// model keeps next to W: `y = Σ_i x_i·Wᵀ[i]` is a sum of rows, the same vectorizable
-// `y += a·row` loop as backward, where `y_o = W[o]·x` would need one horizontal reduction per
-// output (and LLVM vectorizes that across rows with gathers). Backward takes all rows at once
-// so that each row of dW is read and written once per call, not once per position.
+// model keeps next to W: `Y = X·Wᵀ` is then a sum of rows, the same vectorizable `y += a·row`
+// loop as backward's `dX += dY·W`, where `y_o = W[o]·x` would need one horizontal reduction
+// per output. All three products (those two and `dW += dYᵀ·X`) work on register tiles of
+// `TILE_ROWS` output rows × `TILE_COLS` columns: each vector of the right-hand matrix loaded
+// serves `TILE_ROWS` rows, so a product over many rows (a group of documents) runs at the
+// FMA units' rate rather than at the cache's. Every output is a sum over k in order.
+
+/// Rows of a tile of the matrix products below: each vector of the right-hand matrix that is
+/// loaded serves this many output rows.
+const TILE_ROWS: usize = 4;
+
+/// Columns of a tile: four 256-bit registers per row (LLVM's choice of vector width for this
+/// CPU), so that a tile's 16 accumulator registers stay in registers with room for the
+/// operands; wider tiles spill.
+const TILE_COLS: usize = 16;
+
+/// `out_t (+)= Σ_k a_t,k·b_k` for every row t — overwriting `out` or, with `ACC`, adding into
+/// it — `TILE_ROWS` rows at a time.
+#[inline(always)]
+fn matmul<const K: usize, const N: usize, const ACC: bool>(
+    out: &mut [[f64; N]], // (n, N)
+    a: &[[f64; K]],       // (n, K)
+    b: &[[f64; N]; K],    // (K, N)
+) {
+    let mut oc = out.chunks_exact_mut(TILE_ROWS);
+    let mut ac = a.chunks_exact(TILE_ROWS);
+    for (o, x) in (&mut oc).zip(&mut ac) {
+        let o: &mut [[f64; N]; TILE_ROWS] = o.try_into().unwrap();
+        let x: &[[f64; K]; TILE_ROWS] = x.try_into().unwrap();
+        matmul_tile::<TILE_ROWS, K, N, ACC>(o, x, b);
+    }
+    for (o, x) in oc.into_remainder().iter_mut().zip(ac.remainder()) {
+        matmul_tile::<1, K, N, ACC>(std::array::from_mut(o), std::array::from_ref(x), b);
+    }
+}
+
+/// [`matmul`] on `R` rows: full tiles of `TILE_COLS` columns, then the `N % TILE_COLS` left.
+#[inline(always)]
+fn matmul_tile<const R: usize, const K: usize, const N: usize, const ACC: bool>(
+    out: &mut [[f64; N]; R],
+    a: &[[f64; K]; R],
+    b: &[[f64; N]; K],
+) {
+    for c in 0..N / TILE_COLS {
+        matmul_cols::<R, K, N, ACC>(out, a, b, c * TILE_COLS, TILE_COLS);
+    }
+    if N % TILE_COLS != 0 {
+        matmul_cols::<R, K, N, ACC>(out, a, b, N - N % TILE_COLS, N % TILE_COLS);
+    }
+}
+
+/// [`matmul`] on `R` rows and columns `c0..c0 + w` (`w ≤ TILE_COLS`, a constant where it is
+/// called, so that the loops over it have fixed lengths). Each output sums over k in order.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // r and j index several arrays in step
+fn matmul_cols<const R: usize, const K: usize, const N: usize, const ACC: bool>(
+    out: &mut [[f64; N]; R],
+    a: &[[f64; K]; R],
+    b: &[[f64; N]; K],
+    c0: usize,
+    w: usize,
+) {
+    let mut acc = [[0.0; TILE_COLS]; R];
+    if ACC {
+        for r in 0..R {
+            for j in 0..w {
+                acc[r][j] = out[r][c0 + j];
+            }
+        }
+    }
+    for (k, bk) in b.iter().enumerate() {
+        let bk = &bk[c0..c0 + w];
+        for r in 0..R {
+            let x = a[r][k];
+            for j in 0..w {
+                acc[r][j] = fma(x, bk[j], acc[r][j]);
+            }
+        }
+    }
+    for r in 0..R {
+        for j in 0..w {
+            out[r][c0 + j] = acc[r][j];
+        }
+    }
+}
+
+/// `dw_o += Σ_t dy_t,o·x_t` (`dW += dYᵀ X`), `TILE_ROWS` rows of `dw` at a time, each row
+/// summing over t in order.
+#[inline(always)]
+fn matmul_tn<const IN: usize, const OUT: usize>(
+    dw: &mut [[f64; IN]; OUT], // (OUT, IN)
+    dy: &[[f64; OUT]],         // (n, OUT)
+    x: &[[f64; IN]],           // (n, IN)
+) {
+    let mut chunks = dw.chunks_exact_mut(TILE_ROWS);
+    let mut o0 = 0;
+    for d in &mut chunks {
+        let d: &mut [[f64; IN]; TILE_ROWS] = d.try_into().unwrap();
+        matmul_tn_tile::<TILE_ROWS, IN, OUT>(d, dy, x, o0);
+        o0 += TILE_ROWS;
+    }
+    for d in chunks.into_remainder() {
+        matmul_tn_tile::<1, IN, OUT>(std::array::from_mut(d), dy, x, o0);
+        o0 += 1;
+    }
+}
+
+#[inline(always)]
+fn matmul_tn_tile<const R: usize, const IN: usize, const OUT: usize>(
+    dw: &mut [[f64; IN]; R],
+    dy: &[[f64; OUT]],
+    x: &[[f64; IN]],
+    o0: usize,
+) {
+    for c in 0..IN / TILE_COLS {
+        matmul_tn_cols::<R, IN, OUT>(dw, dy, x, o0, c * TILE_COLS, TILE_COLS);
+    }
+    if IN % TILE_COLS != 0 {
+        matmul_tn_cols::<R, IN, OUT>(dw, dy, x, o0, IN - IN % TILE_COLS, IN % TILE_COLS);
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn matmul_tn_cols<const R: usize, const IN: usize, const OUT: usize>(
+    dw: &mut [[f64; IN]; R],
+    dy: &[[f64; OUT]],
+    x: &[[f64; IN]],
+    o0: usize,
+    c0: usize,
+    w: usize,
+) {
+    let mut acc = [[0.0; TILE_COLS]; R];
+    for r in 0..R {
+        for j in 0..w {
+            acc[r][j] = dw[r][c0 + j];
+        }
+    }
+    for (dyt, xt) in dy.iter().zip(x) {
+        let xt = &xt[c0..c0 + w];
+        let a: &[f64; R] = dyt[o0..o0 + R].try_into().unwrap();
+        for r in 0..R {
+            for j in 0..w {
+                acc[r][j] = fma(a[r], xt[j], acc[r][j]);
+            }
+        }
+    }
+    for r in 0..R {
+        for j in 0..w {
+            dw[r][c0 + j] = acc[r][j];
+        }
+    }
+}
 
 /// `y_t = W x_t` for every row t, computed as `Σ_i x_t,i·Wᵀ[i]`
 pub fn linear_forward<const IN: usize, const OUT: usize>(
@@ -171,11 +281,7 @@ pub fn linear_forward<const IN: usize, const OUT: usize>(
     wt: &[[f64; OUT]; IN],  // (IN, OUT) the transpose of W
 ) {
     debug_assert_eq!(out.len(), x.len());
-    for (yt, xt) in out.iter_mut().zip(x) {
-        let mut acc = [0.0; OUT];
-        add_rows(&mut acc, xt, wt);
-        *yt = acc;
-    }
+    matmul::<IN, OUT, false>(out, x, wt);
 }
 
 // y_t = W x_t  ⇒  dx_t += Wᵀ dy_t (a sum of rows dy_t,o·W[o]),  dW += Σ_t dy_t x_tᵀ
@@ -188,29 +294,24 @@ pub fn linear_backward<const IN: usize, const OUT: usize>(
     w: &[[f64; IN]; OUT],      // (OUT, IN)
 ) {
     debug_assert!(dx.len() == dout.len() && x.len() == dout.len());
-    for (dxt, dyt) in dx.iter_mut().zip(dout) {
-        // dx in a local so that it lives in registers across the rows of W
-        let mut acc = *dxt;
-        add_rows(&mut acc, dyt, w);
-        *dxt = acc;
-    }
-    for (o, dwo) in dw.iter_mut().enumerate() {
-        let mut acc = *dwo;
-        for (dyt, xt) in dout.iter().zip(x) {
-            axpy(&mut acc, dyt[o], xt);
-        }
-        *dwo = acc;
-    }
+    matmul::<OUT, IN, true>(dx, dout, w);
+    matmul_tn(dw, dout, x);
 }
 
-/// `wt = wᵀ`: the layout [`linear_forward`] reads.
+/// `wt = wᵀ`: the layout [`linear_forward`] reads. In 8×8 blocks, so that the strided side
+/// touches each cache line once per block rather than once per element.
 pub fn transpose<const IN: usize, const OUT: usize>(
     wt: &mut [[f64; OUT]; IN], // (IN, OUT)
     w: &[[f64; IN]; OUT],      // (OUT, IN)
 ) {
-    for (o, row) in w.iter().enumerate() {
-        for (col, &x) in wt.iter_mut().zip(row) {
-            col[o] = x;
+    const B: usize = 8;
+    for o0 in (0..OUT).step_by(B) {
+        for i0 in (0..IN).step_by(B) {
+            for (o, row) in w.iter().enumerate().skip(o0).take(B) {
+                for (col, &x) in wt[i0..].iter_mut().zip(&row[i0..]).take(B) {
+                    col[o] = x;
+                }
+            }
         }
     }
 }
