@@ -54,6 +54,16 @@ struct Node {
 const SINK: u32 = 0;
 const SUM: u32 = 1 << 31;
 
+/// `nodes[first].data + Σ nodes[i].data` over `rest`, left to right. A function of its own
+/// (not inlined) so that the running total stays in a register: inlined into the graph
+/// builders, LLVM kept it in memory, a store-to-load chain through every addition.
+#[inline(never)]
+fn sum_data(nodes: &[Node], first: u32, rest: &[u32]) -> f64 {
+    rest.iter().fold(nodes[first as usize].data, |t, &x| {
+        t + nodes[x as usize].data
+    })
+}
+
 /// The graph: nodes in creation order, the input lists of the sum nodes, and the gradients
 /// (grown to the length of the graph when `backward` runs, so that building the graph writes
 /// one array, not two).
@@ -215,17 +225,13 @@ impl Tape {
     /// [`Tape::sum`] of the nodes an iterator yields.
     pub fn sum_iter(&mut self, xs: impl IntoIterator<Item = Var>) -> Var {
         let start = self.inputs.len();
-        let mut xs = xs.into_iter();
-        let first = xs.next().expect("sum of no values");
-        self.inputs.push(first.0);
-        let mut total = self.data(first);
-        for x in xs {
-            self.inputs.push(x.0);
-            total += self.data(x);
-        }
-        let len = self.inputs.len() - start;
-        assert!(start + len < u32::MAX as usize, "tape is full");
-        self.push(total, start as u32, 0.0, SUM | len as u32, 0.0)
+        self.inputs.extend(xs.into_iter().map(|x| x.0));
+        let inputs = &self.inputs[start..];
+        let (&first, rest) = inputs.split_first().expect("sum of no values");
+        let total = sum_data(&self.nodes, first, rest);
+        assert!(self.inputs.len() < u32::MAX as usize, "tape is full");
+        let len = inputs.len() as u32;
+        self.push(total, start as u32, 0.0, SUM | len, 0.0)
     }
 
     // ---- composed, as microgpt.py composes them ----
@@ -279,6 +285,10 @@ impl Tape {
         for (i, n) in self.nodes[..=r].iter().enumerate().skip(1).rev() {
             let g = grad[i];
             if n.b & SUM == 0 {
+                if n.a == SINK {
+                    // a leaf: nothing to pass on (and no serial chain of writes to the sink)
+                    continue;
+                }
                 grad[n.a as usize] += n.da * g;
                 grad[n.b as usize] += n.db * g;
             } else {

@@ -24,13 +24,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Display;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use safetensors::tensor::{Metadata, TensorView};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::atomic::write_atomic;
 use crate::bail;
 use crate::config::Shape;
 use crate::data::Tokenizer;
@@ -421,53 +421,28 @@ impl Checkpoint {
         Ok(ckpt)
     }
 
-    /// Writes the checkpoint atomically: to `<path>.tmp-<pid>` in the same directory, fsynced,
-    /// then renamed over `path`. On any failure the temporary file is removed and an existing
-    /// file at `path` is left as it was. The directory must exist.
+    /// Writes the checkpoint atomically ([`write_atomic`]): to a temporary file in the same
+    /// directory, synced, then renamed over `path`. On any failure the temporary file is
+    /// removed and an existing file at `path` is left as it was. The directory must exist.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let fail = |why: String| {
+        let bytes = self.to_bytes().map_err(|e| {
             Error(format!(
                 "cannot save checkpoint {}: {}",
                 path.display(),
-                why
+                e.0
             ))
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(fail(format!("directory {} does not exist", dir.display())));
-        }
-        let bytes = self.to_bytes().map_err(|e| fail(e.0))?;
-        let tmp = temp_path(path);
-        let written = (|| -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)
-        })();
-        if let Err(e) = written {
-            // the temporary may not exist (or be someone else's directory): ignore that failure
-            if tmp.is_file() {
-                let _ = fs::remove_file(&tmp);
-            }
-            // (a directory at `path` is found here, by the failed rename, so that this clean-up
-            // path is exercised by the tests)
-            if path.is_dir() {
-                return Err(fail("it is a directory".to_string()));
-            }
-            return Err(fail(e.to_string()));
-        }
-        // make the rename itself durable; a failure here leaves a complete file, so ignore it
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        })?;
+        write_atomic(path, |w| w.write_all(&bytes)).map_err(|e| {
+            let why = if path.is_dir() {
+                format!(
+                    "cannot save checkpoint {}: it is a directory",
+                    path.display()
+                )
+            } else {
+                format!("cannot save checkpoint: {e}")
+            };
+            Error(why)
+        })
     }
 
     /// Reads and validates a checkpoint; every failure is one line that names the file.
@@ -479,14 +454,6 @@ impl Checkpoint {
         Checkpoint::from_bytes(&bytes)
             .map_err(|e| Error(format!("checkpoint {}: {}", path.display(), e.0)))
     }
-}
-
-/// The temporary file [`Checkpoint::save`] writes before renaming it over `path`:
-/// `<path>.tmp-<pid>`.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".tmp-{}", std::process::id()));
-    PathBuf::from(s)
 }
 
 /// Positive dimensions and whole heads.

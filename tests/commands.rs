@@ -287,3 +287,36 @@ fn a_failed_save_keeps_the_existing_checkpoint() {
     assert_one_line_error(&o, "a-dir.safetensors");
     assert_eq!(std::fs::read(dir.join("keep")).unwrap(), b"x");
 }
+
+#[test]
+fn mark_seen_marks_samples_that_are_training_documents() {
+    // a dataset of one name: the trained model's greedy sample is that name, which is in the
+    // training split, so it is marked
+    let data = tmp("anna.txt");
+    std::fs::write(&data, "anna\n".repeat(40)).unwrap();
+    let ck = tmp("anna.safetensors");
+    ok(&[
+        "train",
+        "--no-progress",
+        "--data",
+        s(&data),
+        "--steps",
+        "200",
+        "--out",
+        s(&ck),
+    ]);
+    let out = ok(&[
+        "sample",
+        "--checkpoint",
+        s(&ck),
+        "--temperature",
+        "0",
+        "--num-samples",
+        "2",
+        "--mark-seen",
+    ]);
+    assert_eq!(
+        out,
+        "anna *\nanna *\n(* = one of the 1 distinct training documents)\n"
+    );
+}
