@@ -137,37 +137,41 @@ const TILE_ROWS: usize = 4;
 const TILE_COLS: usize = 16;
 
 /// `out_t (+)= Σ_k a_t,k·b_k` for every row t — overwriting `out` or, with `ACC`, adding into
-/// it — `TILE_ROWS` rows at a time.
+/// it — in tiles of `TILE_ROWS` rows × `TILE_COLS` columns, column block by column block, so
+/// that a block of `b` (`K × TILE_COLS`) stays in L1 while every row tile passes over it.
 #[inline(always)]
 fn matmul<const K: usize, const N: usize, const ACC: bool>(
     out: &mut [[f64; N]], // (n, N)
     a: &[[f64; K]],       // (n, K)
     b: &[[f64; N]; K],    // (K, N)
 ) {
+    for c in 0..N / TILE_COLS {
+        matmul_block::<K, N, ACC>(out, a, b, c * TILE_COLS, TILE_COLS);
+    }
+    if N % TILE_COLS != 0 {
+        matmul_block::<K, N, ACC>(out, a, b, N - N % TILE_COLS, N % TILE_COLS);
+    }
+}
+
+/// [`matmul`] on columns `c0..c0 + w`, all rows.
+#[inline(always)]
+fn matmul_block<const K: usize, const N: usize, const ACC: bool>(
+    out: &mut [[f64; N]],
+    a: &[[f64; K]],
+    b: &[[f64; N]; K],
+    c0: usize,
+    w: usize,
+) {
     let mut oc = out.chunks_exact_mut(TILE_ROWS);
     let mut ac = a.chunks_exact(TILE_ROWS);
     for (o, x) in (&mut oc).zip(&mut ac) {
         let o: &mut [[f64; N]; TILE_ROWS] = o.try_into().unwrap();
         let x: &[[f64; K]; TILE_ROWS] = x.try_into().unwrap();
-        matmul_tile::<TILE_ROWS, K, N, ACC>(o, x, b);
+        matmul_cols::<TILE_ROWS, K, N, ACC>(o, x, b, c0, w);
     }
     for (o, x) in oc.into_remainder().iter_mut().zip(ac.remainder()) {
-        matmul_tile::<1, K, N, ACC>(std::array::from_mut(o), std::array::from_ref(x), b);
-    }
-}
-
-/// [`matmul`] on `R` rows: full tiles of `TILE_COLS` columns, then the `N % TILE_COLS` left.
-#[inline(always)]
-fn matmul_tile<const R: usize, const K: usize, const N: usize, const ACC: bool>(
-    out: &mut [[f64; N]; R],
-    a: &[[f64; K]; R],
-    b: &[[f64; N]; K],
-) {
-    for c in 0..N / TILE_COLS {
-        matmul_cols::<R, K, N, ACC>(out, a, b, c * TILE_COLS, TILE_COLS);
-    }
-    if N % TILE_COLS != 0 {
-        matmul_cols::<R, K, N, ACC>(out, a, b, N - N % TILE_COLS, N % TILE_COLS);
+        let (o, x) = (std::array::from_mut(o), std::array::from_ref(x));
+        matmul_cols::<1, K, N, ACC>(o, x, b, c0, w);
     }
 }
 
