@@ -1071,6 +1071,11 @@ impl<
             while next < b && job.docs[next].start * groups / total == g {
                 next += 1;
             }
+            if next > first {
+                // the bound `Buffers::CAPACITY` is computed from
+                let rows = job.docs[next - 1].end - job.docs[first].start;
+                assert!(rows + T <= Buffers::<V, T, E, H, D, F, L>::CAPACITY);
+            }
             job.groups.push(first..next);
         }
         let most = if backward { num_groups(b, b * T) } else { 0 };

@@ -299,3 +299,29 @@ fn batched_forward_only_losses_equal_the_single_document_loss() {
         assert!(m.grads_flat() == grads, "forward only leaves the gradient");
     }
 }
+
+#[test]
+fn any_batch_fits_the_preallocated_buffers() {
+    // the model asserts, on the caller, that every group of a batch fits its threads'
+    // buffers; batches of every size and mix of lengths (forward only, which groups alike)
+    let _s = serial();
+    let mut m = Tiny::new(BOS + 1, &mut Rng::pcg(2)).unwrap();
+    m.set_threads(2).unwrap();
+    let mut rng = Rng::pcg(99);
+    let pool: Vec<Vec<usize>> = (0..300).map(|i| doc(1 + rng.randbelow(14), i)).collect();
+    for b in (1..40).chain([64, 100, 199, 300]) {
+        let start = rng.randbelow(pool.len());
+        let batch: Vec<&[usize]> = (0..b)
+            .map(|i| pool[(start + i) % pool.len()].as_slice())
+            .collect();
+        let mut out = vec![0.0; b];
+        m.losses(&batch, &mut out);
+        assert!(out.iter().all(|l| l.is_finite()));
+    }
+    // and all-short, all-long
+    for len in [1, 7, 8, 20] {
+        let d = doc(len, 1);
+        let batch = vec![d.as_slice(); 150];
+        m.losses(&batch, &mut [0.0; 150]);
+    }
+}
