@@ -3,15 +3,16 @@
 //! The threads are spawned once ([`Crew::spawn`]) and then, for every [`Crew::run`], wake up,
 //! run phase 0, meet the others at a barrier, run phase 1, …, and park again. What a phase
 //! does, and how the work inside it is split (the model claims documents and parameter blocks
-//! from atomic counters), is the job's business. Waking, the barriers and the shutdown are
-//! a `Mutex` and a `Condvar`; none of it allocates, so a run allocates nothing.
+//! from atomic counters), is the job's business. The barrier is a `Mutex` and a `Condvar`
+//! (waiters spin briefly on an atomic first); none of it allocates, so a run allocates
+//! nothing.
 //!
 //! A panic in a phase (a bug: the model checks its inputs on the caller before a run) is
 //! caught so that every thread still reaches every barrier, and re-raised on the caller after
 //! the run. Dropping the crew wakes the parked threads with a shutdown and joins them.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -32,7 +33,14 @@ struct Gate {
     parties: usize,
     state: Mutex<GateState>,
     cv: Condvar,
+    /// `state.generation`, readable without the lock by a waiter that spins
+    generation: AtomicU64,
 }
+
+/// Checks of the generation a waiter spins for before it sleeps on the condition variable:
+/// the other threads usually arrive within microseconds, and waking a sleeping thread costs
+/// tens of them.
+const SPINS: usize = 2000;
 
 struct GateState {
     arrived: usize,
@@ -47,18 +55,30 @@ impl Gate {
 
     /// Blocks until all parties have arrived (`true`) or the gate is shut down (`false`).
     fn wait(&self) -> bool {
+        let generation = {
+            let mut s = self.lock();
+            if s.shutdown {
+                return false;
+            }
+            s.arrived += 1;
+            if s.arrived == self.parties {
+                s.arrived = 0;
+                s.generation += 1;
+                // Release after every party's arrival (each under the lock): whoever sees the
+                // new generation also sees everything the parties did before arriving
+                self.generation.store(s.generation, Ordering::Release);
+                self.cv.notify_all();
+                return true;
+            }
+            s.generation
+        };
+        for _ in 0..SPINS {
+            if self.generation.load(Ordering::Acquire) != generation {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
         let mut s = self.lock();
-        if s.shutdown {
-            return false;
-        }
-        let generation = s.generation;
-        s.arrived += 1;
-        if s.arrived == self.parties {
-            s.arrived = 0;
-            s.generation += 1;
-            self.cv.notify_all();
-            return true;
-        }
         while s.generation == generation && !s.shutdown {
             s = self.cv.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
@@ -97,6 +117,7 @@ impl<J: Job> Crew<J> {
                     shutdown: false,
                 }),
                 cv: Condvar::new(),
+                generation: AtomicU64::new(0),
             },
             failed: AtomicBool::new(false),
         });
