@@ -150,7 +150,8 @@ struct TrainArgs {
     /// Adam's learning rate
     #[arg(long, default_value_t = 0.01, conflicts_with = "resume")]
     lr: f64,
-    /// Compiled model configuration
+    /// Compiled model configuration: `micro` (microgpt: 1 layer, n_embd 16, 4 heads, 4,192
+    /// parameters on names) or `small` (4 layers, n_embd 64, 4 heads, ~200k parameters)
     #[arg(long, default_value = "micro", conflicts_with = "resume")]
     model: String,
     /// Documents per step; the gradient is their mean (1 = microgpt)
