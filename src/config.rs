@@ -103,8 +103,7 @@ pub type Micro256 = Gpt<256, 16, 16, 4, 4, 64, 1>;
 const _: () = Micro256::CHECK;
 
 /// The shape of makemore's ~200k-parameter transformer on names.txt, with microgpt's blocks:
-/// V 27, T 16, E 64, H 4, D 16, F 256,
-/// L 4 (201,088 parameters on names).
+/// V 27, T 16, E 64, H 4, D 16, F 256, L 4 (201,088 parameters on names).
 pub type Small = Gpt<27, 16, 64, 4, 16, 256, 4>;
 const _: () = Small::CHECK;
 
