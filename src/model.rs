@@ -664,8 +664,9 @@ struct Batch<const V: usize, const T: usize, const E: usize, const F: usize, con
     docs: Vec<Range<usize>>,
     /// the documents of each group (possibly none)
     groups: Vec<Range<usize>>,
-    /// the gradient of group `g ≥ 1` is `slots[g − 1]`; group 0's goes straight into the
-    /// step's gradient
+    /// the gradient of group `g ≥ 1` is `slots[g − 1]`, all zero between steps (allocated
+    /// zeroed, zeroed again as they are added); group 0's goes straight into the step's
+    /// gradient, which is zeroed first
     slots: Vec<Mutex<Box<Weights<V, T, E, F, L>>>>,
     /// whether the groups run backward (else only the forward and the losses)
     backward: bool,
@@ -760,8 +761,8 @@ impl<
                     grad.zero();
                     buf.backward(&p, &mut grad, rows, self.vocab);
                 } else {
+                    // zero: each slot is zeroed as it is added (below)
                     let mut slot = lock(&job.slots[g - 1]);
-                    slot.zero();
                     buf.backward(&p, &mut slot, rows, self.vocab);
                 }
             }
@@ -778,11 +779,15 @@ impl<
         while red.next < red.done.len() && red.done[red.next] {
             let k = red.next;
             if k > 0 && job.backward && !job.groups[k].is_empty() {
-                let slot = lock(&job.slots[k - 1]);
+                // grad += slot, and the slot back to zero for its next group in the same pass
+                // (while it is in cache), so that no step has to zero it first
+                let mut slot = lock(&job.slots[k - 1]);
                 let mut grad = write(&self.grad);
-                for (a, b) in grad.tensors_mut(self.vocab).zip(slot.tensors(self.vocab)) {
+                let vocab = self.vocab;
+                for (a, b) in grad.tensors_mut(vocab).zip(slot.tensors_mut(vocab)) {
                     for (x, y) in a.iter_mut().zip(b) {
-                        *x += y;
+                        *x += *y;
+                        *y = 0.0;
                     }
                 }
             }
