@@ -3,12 +3,12 @@
 //!
 //! Shape letters: `V` vocab, `T` block size, `E` n_embd, `H` heads, `D` head dim (`E = H·D`),
 //! `F` MLP width; a linear layer maps `IN` to `OUT`. Most calls handle one position (one row);
-//! the linear layers take all positions' rows at once (`n` of them: the document in training,
-//! one new position in inference), so that each weight row is read once per call.
+//! the linear layers take many rows at once (`n` of them: the positions of a group of
+//! documents in training, one new position in inference) and multiply them in register tiles.
 //!
 //! Arguments: outputs first, then inputs, then weights. Forward caches what backward needs
 //! (rmsnorm's reciprocal, the attention and output softmax probabilities). Backward always
-//! *accumulates* (`+=`) into gradients the model zeroes once per step.
+//! *accumulates* (`+=`) into gradients the model zeroes once per step (per group of documents).
 //!
 //! Inner loops keep `LANES` independent partial sums where they reduce, so that LLVM (which may
 //! not reassociate floating-point sums) can still vectorize them; the sums are therefore not
