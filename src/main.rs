@@ -505,7 +505,11 @@ fn run_sample(a: &SampleArgs) -> Result<()> {
         let _ = writeln!(out, "{s}{mark}");
     }
     if let Some(set) = &seen {
-        let _ = writeln!(out, "(* = one of the {} distinct training documents)", set.len());
+        let _ = writeln!(
+            out,
+            "(* = one of the {} distinct training documents)",
+            set.len()
+        );
     }
     Ok(())
 }
