@@ -252,6 +252,7 @@ fn run<M: Model>(mut model: M, docs: &EncodedDocs) -> M {
         black_box(docs),
         &Adam::default(),
         1,
+        (0.0, 42),
         0,
         STEPS,
         STEPS,

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod curve;
 pub mod data;
+pub mod dropout;
 pub mod error;
 pub mod model;
 pub mod ops;

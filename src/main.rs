@@ -182,6 +182,15 @@ struct TrainArgs {
     /// Share of the documents held out for validation (the last ones after the seeded shuffle)
     #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
     val_fraction: f64,
+    /// Dropout probability on the embedding and on each block's attention and MLP outputs
+    /// during training (0 = none, as microgpt)
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.0,
+        conflicts_with = "resume"
+    )]
+    dropout: f64,
     /// Print the validation loss every N steps (and at the end)
     #[arg(long, value_name = "N", default_value_t = 250, value_parser = positive)]
     eval_every: usize,
@@ -371,6 +380,7 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
         &data.train,
         &settings.adam,
         1,
+        (0.0, settings.seed),
         0,
         steps,
         steps,
@@ -447,6 +457,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
             batch_size: a.batch_size,
             total_steps: total,
             val_fraction: a.val_fraction,
+            dropout: a.dropout,
         };
         let start = match &a.init {
             Some(p) => Start::Init(Checkpoint::load(p)?),

@@ -36,6 +36,7 @@ use zerocopy::FromZeros;
 
 use crate::bail;
 use crate::config::Shape;
+use crate::dropout::{self, Dropout};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::optim::AdamStep;
@@ -294,15 +295,16 @@ fn lock<X>(l: &Mutex<X>) -> MutexGuard<'_, X> {
 // ------------------------------------------------------------------------------------------
 // Activations and buffers: one set per thread, rows 0..capacity
 
-/// One position of one document: its input token and position, the token it predicts and
-/// the weight of its cross-entropy in the step's loss (`1/(B·n)` for a document of `n`
-/// positions in a batch of `B`).
+/// One position of one document: its input token and position, the token it predicts, the
+/// weight of its cross-entropy in the step's loss (`1/(B·n)` for a document of `n`
+/// positions in a batch of `B`) and the seed of its dropout masks ([`dropout::row_seed`]).
 #[derive(Clone, Copy, Default)]
 struct Row {
     token: usize,
     pos: usize,
     target: usize,
     dloss: f64,
+    seed: u64,
 }
 
 /// One block's activations at every row, what its backward reads.
@@ -323,6 +325,9 @@ struct LayerActs<const T: usize, const E: usize, const H: usize, const F: usize>
     r2: Vec<f64>,
     /// ReLU output (the input of `mlp_fc2`)
     h: Vec<[f64; F]>,
+    /// dropout masks of the attention and MLP outputs (only with dropout)
+    m_attn: Vec<[f64; E]>,
+    m_mlp: Vec<[f64; E]>,
 }
 
 /// The activation cache of a group of documents.
@@ -337,6 +342,8 @@ struct Acts<
     /// rmsnorm of the embedding (the first block's input) and its reciprocal
     xn0: Vec<[f64; E]>,
     r0: Vec<f64>,
+    /// its dropout mask (only with dropout)
+    m0: Vec<[f64; E]>,
     layers: [LayerActs<T, E, H, F>; L],
     /// residual stream after the last block (the input of `lm_head`)
     x_out: Vec<[f64; E]>,
@@ -363,6 +370,8 @@ struct Scratch<const V: usize, const E: usize, const F: usize> {
     dpre: Vec<[f64; F]>,
     /// gradient of an rmsnorm's output (xn2, then xn1)
     dxn: Vec<[f64; E]>,
+    /// gradient of a dropped-out branch output, before its mask (only with dropout)
+    dy: Vec<[f64; E]>,
     dctx: Vec<[f64; E]>,
     dq: Vec<[f64; E]>,
     /// gradients of the block's keys and values: later queries add into earlier rows
@@ -431,11 +440,14 @@ impl<
             xn2: rows(n),
             r2: rows(n),
             h: rows(n),
+            m_attn: rows(n),
+            m_mlp: rows(n),
         };
         Buffers {
             a: Acts {
                 xn0: rows(n),
                 r0: rows(n),
+                m0: rows(n),
                 layers: std::array::from_fn(|_| layer()),
                 x_out: rows(n),
                 logits: rows(n),
@@ -451,6 +463,7 @@ impl<
                 dh: rows(n),
                 dpre: rows(n),
                 dxn: rows(n),
+                dy: rows(n),
                 dctx: rows(n),
                 dq: rows(n),
                 dk: rows(n),
@@ -461,8 +474,15 @@ impl<
 
     /// Forward of `rows` into buffer rows `start..start + rows.len()`, one op at a time over
     /// all of them, given the KV cache of the earlier rows of their documents; fills the
-    /// activation cache and the logits.
-    fn forward(&mut self, p: &Params<'_, V, T, E, F, L>, rows: &[Row], start: usize) {
+    /// activation cache and the logits. With `dropout`, the embedding and every block's
+    /// attention and MLP outputs are masked ([`crate::dropout`]) and the masks kept.
+    fn forward(
+        &mut self,
+        p: &Params<'_, V, T, E, F, L>,
+        rows: &[Row],
+        start: usize,
+        dropout: Option<&Dropout>,
+    ) {
         let (a, s) = (&mut self.a, &mut self.s);
         let w = &p.embed.w;
         let end = start + rows.len();
@@ -472,8 +492,13 @@ impl<
             ops::embedding_forward(&mut emb, row.token, row.pos, &w.wte, &w.wpe);
             a.r0[r] = ops::rmsnorm_forward(&mut a.xn0[r], &emb);
             s.x[r] = a.xn0[r];
+            if let Some(d) = dropout {
+                d.fill(&mut a.m0[r], row.seed, dropout::EMBED_SITE);
+                ops::dropout_forward(&mut s.x[r], &a.m0[r]);
+            }
         }
-        for (bp, la) in p.blocks.iter().zip(a.layers.iter_mut()) {
+        let blocks = p.blocks.iter().zip(a.layers.iter_mut()).enumerate();
+        for (l, (bp, la)) in blocks {
             let lw = &bp.t;
             // attention: x = Wo·attn(rmsnorm(x)) + x
             for r in start..end {
@@ -495,6 +520,12 @@ impl<
                 );
             }
             ops::linear_forward(&mut s.y[start..end], &la.ctx[start..end], &lw.attn_wo);
+            if let Some(d) = dropout {
+                for (r, row) in (start..end).zip(rows) {
+                    d.fill(&mut la.m_attn[r], row.seed, dropout::attn_site(l));
+                    ops::dropout_forward(&mut s.y[r], &la.m_attn[r]);
+                }
+            }
             for r in start..end {
                 let x_in = s.x[r];
                 ops::residual_forward(&mut s.x[r], &s.y[r], &x_in);
@@ -508,6 +539,12 @@ impl<
                 ops::relu_forward(&mut la.h[r], &s.pre[r]);
             }
             ops::linear_forward(&mut s.y[start..end], &la.h[start..end], &lw.mlp_fc2);
+            if let Some(d) = dropout {
+                for (r, row) in (start..end).zip(rows) {
+                    d.fill(&mut la.m_mlp[r], row.seed, dropout::mlp_site(l));
+                    ops::dropout_forward(&mut s.y[r], &la.m_mlp[r]);
+                }
+            }
             for r in start..end {
                 let x_mid = s.x[r];
                 ops::residual_forward(&mut s.x[r], &s.y[r], &x_mid);
@@ -534,13 +571,15 @@ impl<
     /// Backward of `Σ_rows dloss·cross-entropy` over rows `0..rows.len()` into `g` (zeroed by
     /// the caller): the ops in reverse, each over all rows. The attention backward of every
     /// query adds into the gradients of the keys and values it saw (earlier rows of its
-    /// document) before those reach `attn_wk` and `attn_wv`.
+    /// document) before those reach `attn_wk` and `attn_wv`. `dropout`: whether the forward
+    /// dropped out (its masks are in the activation cache).
     fn backward(
         &mut self,
         p: &Params<'_, V, T, E, F, L>,
         g: &mut Weights<V, T, E, F, L>,
         rows: &[Row],
         vocab: usize,
+        dropout: bool,
     ) {
         let (a, s) = (&self.a, &mut self.s);
         let n = rows.len();
@@ -565,17 +604,20 @@ impl<
         let blocks = p.blocks.iter().zip(&mut g.layers).zip(&a.layers);
         for ((bp, lg), la) in blocks.rev() {
             let lw = &bp.w;
-            // MLP: x_out = fc2·relu(fc1·xn2) + x_mid with xn2 = rmsnorm(x_mid). The residual
-            // hands dx to both branches, so dx is the MLP output's gradient as it stands and
-            // becomes dx_mid once the rmsnorm's share is added into it.
+            // MLP: x_out = drop(fc2·relu(fc1·xn2)) + x_mid with xn2 = rmsnorm(x_mid). The
+            // residual hands dx to both branches, so dx is the MLP output's gradient as it
+            // stands (through its mask, with dropout) and becomes dx_mid once the rmsnorm's
+            // share is added into it.
+            let dy = if dropout {
+                for r in 0..n {
+                    ops::dropout_backward(&mut s.dy[r], &s.dx[r], &la.m_mlp[r]);
+                }
+                &s.dy[..n]
+            } else {
+                &s.dx[..n]
+            };
             s.dh[..n].fill([0.0; F]);
-            ops::linear_backward(
-                &mut s.dh[..n],
-                &mut lg.mlp_fc2,
-                &s.dx[..n],
-                &la.h[..n],
-                &lw.mlp_fc2,
-            );
+            ops::linear_backward(&mut s.dh[..n], &mut lg.mlp_fc2, dy, &la.h[..n], &lw.mlp_fc2);
             for r in 0..n {
                 s.dpre[r] = [0.0; F];
                 ops::relu_backward(&mut s.dpre[r], &s.dh[r], &la.h[r]);
@@ -591,12 +633,21 @@ impl<
             for r in 0..n {
                 ops::rmsnorm_backward(&mut s.dx[r], &s.dxn[r], &la.xn2[r], la.r2[r]);
             }
-            // attention: x_mid = Wo·ctx + x_in with ctx from xn1 = rmsnorm(x_in), likewise
+            // attention: x_mid = drop(Wo·ctx) + x_in with ctx from xn1 = rmsnorm(x_in),
+            // likewise
+            let dy = if dropout {
+                for r in 0..n {
+                    ops::dropout_backward(&mut s.dy[r], &s.dx[r], &la.m_attn[r]);
+                }
+                &s.dy[..n]
+            } else {
+                &s.dx[..n]
+            };
             s.dctx[..n].fill([0.0; E]);
             ops::linear_backward(
                 &mut s.dctx[..n],
                 &mut lg.attn_wo,
-                &s.dx[..n],
+                dy,
                 &la.ctx[..n],
                 &lw.attn_wo,
             );
@@ -644,8 +695,12 @@ impl<
                 ops::rmsnorm_backward(&mut s.dx[r], &s.dxn[r], &la.xn1[r], la.r1[r]);
             }
         }
-        // x = rmsnorm(wte[token] + wpe[pos])
+        // x = drop(rmsnorm(wte[token] + wpe[pos]))
         for (r, row) in rows.iter().enumerate() {
+            if dropout {
+                let dx = s.dx[r];
+                ops::dropout_backward(&mut s.dx[r], &dx, &a.m0[r]);
+            }
             let mut demb = [0.0; E];
             ops::rmsnorm_backward(&mut demb, &s.dx[r], &a.xn0[r], a.r0[r]);
             ops::embedding_backward(&mut g.wte, &mut g.wpe, &demb, row.token, row.pos);
@@ -672,6 +727,8 @@ struct Batch<const V: usize, const T: usize, const E: usize, const F: usize, con
     backward: bool,
     /// the Adam update after the gradient, if any
     adam: Option<AdamStep>,
+    /// dropout in the forward and backward, if any (only when the groups run backward)
+    dropout: Option<Dropout>,
 }
 
 /// The group gradients added so far, in group order.
@@ -743,7 +800,8 @@ impl<
             if !docs.is_empty() {
                 let first = job.docs[docs.start].start;
                 let rows = &job.rows[first..job.docs[docs.end - 1].end];
-                buf.forward(&p, rows, 0);
+                let dropout = job.dropout.filter(|_| job.backward);
+                buf.forward(&p, rows, 0, dropout.as_ref());
                 buf.cross_entropy(rows, self.vocab);
                 {
                     let mut losses = lock(&self.doc_loss);
@@ -759,11 +817,11 @@ impl<
                 } else if g == 0 {
                     let mut grad = write(&self.grad);
                     grad.zero();
-                    buf.backward(&p, &mut grad, rows, self.vocab);
+                    buf.backward(&p, &mut grad, rows, self.vocab, dropout.is_some());
                 } else {
                     // zero: each slot is zeroed as it is added (below)
                     let mut slot = lock(&job.slots[g - 1]);
-                    buf.backward(&p, &mut slot, rows, self.vocab);
+                    buf.backward(&p, &mut slot, rows, self.vocab, dropout.is_some());
                 }
             }
             self.add_ready(g, &job);
@@ -857,6 +915,8 @@ pub struct Gpt<
     own: Buffers<V, T, E, H, D, F, L>,
     /// the worker threads, if more than one thread computes a batch
     crew: Option<Crew<State<V, T, E, H, D, F, L>>>,
+    /// dropout for the gradient steps, until changed ([`Gpt::set_dropout`])
+    dropout: Option<Dropout>,
 }
 
 /// A boxed, zeroed `X`, allocated directly on the heap (never on the stack first).
@@ -966,6 +1026,7 @@ impl<
                 slots: Vec::new(),
                 backward: false,
                 adam: None,
+                dropout: None,
             }),
             reduce: Mutex::new(Reduce {
                 next: 0,
@@ -979,6 +1040,7 @@ impl<
             state: Arc::new(state),
             own: Buffers::new(),
             crew: None,
+            dropout: None,
         })
     }
 
@@ -1028,6 +1090,13 @@ impl<
         self.crew.as_ref().map_or(1, |c| c.workers() + 1)
     }
 
+    /// Dropout for the following gradient steps ([`Gpt::loss_and_grad_batch`],
+    /// [`Gpt::train_batch`]; the forward-only passes never drop out): `None` is microgpt's
+    /// training. Its key says the step: set it before each step.
+    pub fn set_dropout(&mut self, dropout: Option<Dropout>) {
+        self.dropout = dropout;
+    }
+
     /// Writes the step's batch for the threads: the rows of every document (truncated to `T`
     /// positions, each weighted `1/B · 1/n`), the groups, the gradient buffers they need, and
     /// the Adam step; resets the counters.
@@ -1053,7 +1122,9 @@ impl<
         job.docs.clear();
         job.docs.reserve(b);
         let per_doc = 1.0 / b as f64;
-        for tokens in batch {
+        let dropout = self.dropout.filter(|_| backward);
+        let key = dropout.map_or(0, |d| d.key);
+        for (j, tokens) in batch.iter().enumerate() {
             let n = T.min(tokens.len() - 1);
             let first = job.rows.len();
             let dloss = per_doc * (1.0 / n as f64);
@@ -1062,6 +1133,11 @@ impl<
                 pos,
                 target: tokens[pos + 1],
                 dloss,
+                seed: if dropout.is_some() {
+                    dropout::row_seed(key, j, pos)
+                } else {
+                    0
+                },
             }));
             job.docs.push(first..first + n);
         }
@@ -1090,6 +1166,7 @@ impl<
         }
         job.backward = backward;
         job.adam = adam;
+        job.dropout = dropout;
         let mut red = lock(&st.reduce);
         red.next = 0;
         red.done.clear();
@@ -1185,11 +1262,11 @@ impl<
                 token: tokens[pos],
                 pos,
                 target: tokens[pos + 1],
-                dloss: 0.0,
+                ..Row::default()
             };
         }
         let guard = self.state.read_params();
-        self.own.forward(&guard.get(), &rows[..n], 0);
+        self.own.forward(&guard.get(), &rows[..n], 0, None);
         self.own.cross_entropy(&rows[..n], vocab);
         let total: f64 = self.own.a.ce[..n].iter().sum();
         (1.0 / n as f64) * total
@@ -1210,7 +1287,7 @@ impl<
             ..Row::default()
         };
         let guard = self.state.read_params();
-        self.own.forward(&guard.get(), &[row], pos);
+        self.own.forward(&guard.get(), &[row], pos, None);
         &self.own.a.logits[pos][..vocab]
     }
 
@@ -1407,6 +1484,10 @@ macro_rules! vocab_buckets {
 
             pub fn threads(&self) -> usize {
                 match self { $($name::$variant(m) => m.threads()),+ }
+            }
+
+            pub fn set_dropout(&mut self, dropout: Option<crate::dropout::Dropout>) {
+                match self { $($name::$variant(m) => m.set_dropout(dropout)),+ }
             }
 
             pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {

@@ -591,6 +591,30 @@ pub fn residual_backward<const N: usize>(
 }
 
 // ------------------------------------------------------------------------------------------
+// dropout (the masks are drawn by `crate::dropout`)
+
+/// `y = x ⊙ m`, in place, `m` each 0 or `1/(1−p)`
+pub fn dropout_forward<const N: usize>(
+    x: &mut [f64; N], // (N)
+    mask: &[f64; N],  // (N) kept for backward
+) {
+    for (v, m) in x.iter_mut().zip(mask) {
+        *v *= m;
+    }
+}
+
+// y = x ⊙ m  ⇒  dx = dy ⊙ m
+pub fn dropout_backward<const N: usize>(
+    dx: &mut [f64; N], // (N) written, not added to
+    dout: &[f64; N],   // (N)
+    mask: &[f64; N],   // (N) from forward
+) {
+    for ((g, d), m) in dx.iter_mut().zip(dout).zip(mask) {
+        *g = d * m;
+    }
+}
+
+// ------------------------------------------------------------------------------------------
 // softmax cross-entropy over the real vocabulary (the first `vocab` of V logits)
 
 /// `p = softmax(z[..vocab])` (the entries from `vocab` on are masked to −∞ and come out 0:

@@ -14,6 +14,7 @@
 use crate::autograd::{Tape, Var};
 use crate::bail;
 use crate::config::Shape;
+use crate::dropout::{self, Dropout};
 use crate::error::Result;
 use crate::optim::AdamStep;
 use crate::rng::Rng;
@@ -163,6 +164,10 @@ pub struct Reference {
     keys: Vec<Vec<Vec<Var>>>,
     values: Vec<Vec<Vec<Var>>>,
     logits: Vec<f64>,
+    /// dropout for the gradient steps ([`Reference::set_dropout`])
+    dropout: Option<Dropout>,
+    /// a dropout mask's multipliers
+    mask: Vec<f64>,
 }
 
 impl Reference {
@@ -227,6 +232,8 @@ impl Reference {
             keys: vec![Vec::new(); shape.n_layer],
             values: vec![Vec::new(); shape.n_layer],
             logits: Vec::with_capacity(shape.vocab),
+            dropout: None,
+            mask: vec![0.0; shape.n_embd],
         })
     }
 
@@ -279,14 +286,45 @@ impl Reference {
         self.values.iter_mut().for_each(Vec::clear);
     }
 
+    /// Dropout for the following gradient steps ([`Reference::loss_and_grad_batch`] and
+    /// [`Reference::train_batch`]; [`Reference::loss`] and inference never drop out): `None`
+    /// is microgpt.py's training. Set it before each step: its key says the step.
+    pub fn set_dropout(&mut self, dropout: Option<Dropout>) {
+        self.dropout = dropout;
+    }
+
     /// `gpt(token_id, pos_id, keys, values)`: the logits for the next token, appending this
     /// position's keys and values to the cache.
     pub fn gpt(&mut self, token_id: usize, pos_id: usize) -> Vec<Var> {
+        self.gpt_dropped(token_id, pos_id, None)
+    }
+
+    /// [`Reference::gpt`], with the dropout of the position whose row seed is given: the
+    /// normalized embedding and each block's attention and MLP outputs are multiplied by
+    /// their masks (as constants) before they join the residual stream.
+    fn gpt_dropped(
+        &mut self,
+        token_id: usize,
+        pos_id: usize,
+        dropout: Option<(Dropout, u64)>,
+    ) -> Vec<Var> {
         let t = &mut self.tape;
+        let mask = &mut self.mask;
+        let mut drop = |t: &mut Tape, x: Vec<Var>, site: usize| match dropout {
+            None => x,
+            Some((d, row)) => {
+                d.fill(mask, row, site);
+                x.iter()
+                    .zip(mask.iter())
+                    .map(|(&xi, &m)| t.mul_const(xi, m))
+                    .collect()
+            }
+        };
         let tok_emb = self.wte.row(token_id);
         let pos_emb = self.wpe.row(pos_id);
         let x: Vec<Var> = tok_emb.zip(pos_emb).map(|(a, b)| t.add(a, b)).collect();
-        let mut x = rmsnorm(t, &x);
+        let x = rmsnorm(t, &x);
+        let mut x = drop(t, x, dropout::EMBED_SITE);
 
         for (li, layer) in self.layers.iter().enumerate() {
             // 1) multi-head attention block
@@ -299,6 +337,7 @@ impl Reference {
             self.values[li].push(v);
             let x_attn = attention(t, &q, &self.keys[li], &self.values[li], self.shape.n_head);
             x = linear(t, &x_attn, &layer.attn_wo);
+            x = drop(t, x, dropout::attn_site(li));
             x = x
                 .iter()
                 .zip(&x_residual)
@@ -310,6 +349,7 @@ impl Reference {
             x = linear(t, &x, &layer.mlp_fc1);
             x = x.iter().map(|&xi| t.relu(xi)).collect();
             x = linear(t, &x, &layer.mlp_fc2);
+            x = drop(t, x, dropout::mlp_site(li));
             x = x
                 .iter()
                 .zip(&x_residual)
@@ -333,8 +373,9 @@ impl Reference {
         assert!(!batch.is_empty(), "an empty batch");
         self.reset();
         let mut doc_losses = Vec::with_capacity(batch.len());
-        for tokens in batch {
-            doc_losses.push(self.doc_loss(tokens));
+        for (j, tokens) in batch.iter().enumerate() {
+            let l = self.doc_loss(tokens, self.dropout.map(|d| (d, j)));
+            doc_losses.push(l);
         }
         let total = self.tape.sum(&doc_losses);
         let loss = self.tape.mul_const(total, 1.0 / batch.len() as f64);
@@ -342,15 +383,17 @@ impl Reference {
         self.tape.data(loss)
     }
 
-    /// The loss node of one document: `(1/n) * sum(losses)`, with its own KV cache.
-    fn doc_loss(&mut self, tokens: &[usize]) -> Var {
+    /// The loss node of one document: `(1/n) * sum(losses)`, with its own KV cache; with
+    /// the dropout of document `j` of the step's batch, if given.
+    fn doc_loss(&mut self, tokens: &[usize], dropout: Option<(Dropout, usize)>) -> Var {
         assert!(tokens.len() >= 2, "a document is at least [BOS, BOS]");
         self.clear_cache();
         let n = self.shape.block_size.min(tokens.len() - 1);
         let mut losses = Vec::with_capacity(n);
         for pos_id in 0..n {
             let (token_id, target_id) = (tokens[pos_id], tokens[pos_id + 1]);
-            let logits = self.gpt(token_id, pos_id);
+            let row = dropout.map(|(d, j)| (d, dropout::row_seed(d.key, j, pos_id)));
+            let logits = self.gpt_dropped(token_id, pos_id, row);
             losses.push(cross_entropy(&mut self.tape, &logits, target_id));
         }
         let total = self.tape.sum(&losses);
@@ -360,7 +403,7 @@ impl Reference {
     /// The loss of one document, without the backward pass.
     pub fn loss(&mut self, tokens: &[usize]) -> f64 {
         self.reset();
-        let l = self.doc_loss(tokens);
+        let l = self.doc_loss(tokens, None);
         self.tape.data(l)
     }
 

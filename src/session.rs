@@ -59,6 +59,8 @@ pub struct Settings {
     pub total_steps: usize,
     /// Share of the documents held out for validation (the last ones after the shuffle).
     pub val_fraction: f64,
+    /// Dropout probability during training (see [`crate::dropout`]); 0 is microgpt's.
+    pub dropout: f64,
 }
 
 impl Settings {
@@ -72,6 +74,7 @@ impl Settings {
             batch_size: 1,
             total_steps: 1000,
             val_fraction: 0.0,
+            dropout: 0.0,
         }
     }
 
@@ -92,6 +95,9 @@ impl Settings {
                 "--val-fraction must be in [0, 1), got {}",
                 self.val_fraction
             );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!("--dropout must be in [0, 1), got {}", self.dropout);
         }
         if self.batch_size == 0 || self.total_steps == 0 {
             bail!("the batch size and the number of steps must be at least 1");
@@ -122,6 +128,7 @@ impl Settings {
         c.set("batch_size", self.batch_size);
         c.set("total_steps", self.total_steps);
         c.set("val_fraction", self.val_fraction);
+        c.set("dropout", self.dropout);
     }
 
     /// The settings a checkpoint recorded.
@@ -146,6 +153,11 @@ impl Settings {
             batch_size: c.parse("batch_size")?,
             total_steps: c.parse("total_steps")?,
             val_fraction: c.parse("val_fraction")?,
+            // checkpoints from before dropout existed trained without it
+            dropout: match c.get("dropout") {
+                Ok(_) => c.parse("dropout")?,
+                Err(_) => 0.0,
+            },
         })
     }
 }
@@ -477,6 +489,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         &data.train,
         &settings.adam,
         settings.batch_size,
+        (settings.dropout, settings.seed),
         first_step,
         last,
         total,

@@ -4,6 +4,7 @@
 
 use crate::config::Shape;
 use crate::data::EncodedDocs;
+use crate::dropout::Dropout;
 use crate::error::Result;
 use crate::optim::{Adam, AdamStep};
 use crate::sample::Forward;
@@ -27,6 +28,9 @@ pub trait Model: Forward {
         let _ = n;
         Ok(())
     }
+    /// Dropout for the following training steps (`None`: none, as microgpt); forward-only
+    /// passes never drop out.
+    fn set_dropout(&mut self, dropout: Option<Dropout>);
     /// The loss of one document (mean over its positions), forward only.
     fn loss(&mut self, tokens: &[usize]) -> f64;
     /// Parameters, flat, in [`Shape::tensors`] layout.
@@ -57,14 +61,16 @@ pub fn evaluate<M: Model + ?Sized>(model: &mut M, docs: &EncodedDocs) -> (f64, u
 }
 
 /// Runs steps `first..last` of a schedule of `total` steps, `batch_size` documents per step
-/// (documents `step·batch_size + i` modulo the list), and calls `on_step(step, loss, tokens)`
-/// after each with the number of positions trained on.
+/// (documents `step·batch_size + i` modulo the list), with dropout `dropout` (0: none) whose
+/// masks are drawn from `seed` and the step, and calls `on_step(step, loss, tokens)` after
+/// each with the number of positions trained on.
 #[allow(clippy::too_many_arguments)]
 pub fn train<M: Model + ?Sized>(
     model: &mut M,
     docs: &EncodedDocs,
     adam: &Adam,
     batch_size: usize,
+    (dropout, seed): (f64, u64),
     first: usize,
     last: usize,
     total: usize,
@@ -80,6 +86,7 @@ pub fn train<M: Model + ?Sized>(
             tokens += positions(doc, t);
             batch.push(doc);
         }
+        model.set_dropout(Dropout::at(dropout, seed, step));
         let loss = model.train_batch(&batch, &adam.at(step, total));
         on_step(model, step, loss, tokens);
     }
@@ -94,6 +101,9 @@ impl Model for crate::reference::Reference {
     }
     fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
         crate::reference::Reference::train_batch(self, batch, adam)
+    }
+    fn set_dropout(&mut self, dropout: Option<Dropout>) {
+        crate::reference::Reference::set_dropout(self, dropout)
     }
     fn loss(&mut self, tokens: &[usize]) -> f64 {
         crate::reference::Reference::loss(self, tokens)
@@ -137,6 +147,9 @@ macro_rules! static_model {
             }
             fn set_threads(&mut self, n: usize) -> Result<()> {
                 <$t>::set_threads(self, n)
+            }
+            fn set_dropout(&mut self, dropout: Option<Dropout>) {
+                <$t>::set_dropout(self, dropout)
             }
             fn loss(&mut self, tokens: &[usize]) -> f64 {
                 <$t>::loss(self, tokens)
