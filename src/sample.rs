@@ -156,11 +156,18 @@ impl Forward for crate::reference::Reference {
     }
 }
 
-impl Forward for crate::model::MicroGpt {
-    fn block_size(&self) -> usize {
-        self.shape().block_size
-    }
-    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
-        crate::model::MicroGpt::forward_token(self, token, pos)
-    }
+/// `Forward` for the static engine's bucket enums (`crate::model::vocab_buckets!`).
+macro_rules! static_forward {
+    ($($t:ty),+) => {$(
+        impl Forward for $t {
+            fn block_size(&self) -> usize {
+                self.shape().block_size
+            }
+            fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+                <$t>::forward_token(self, token, pos)
+            }
+        }
+    )+};
 }
+
+static_forward!(crate::model::MicroGpt, crate::model::SmallGpt);

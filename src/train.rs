@@ -33,6 +33,13 @@ pub trait Model: Forward {
     fn set_dropout(&mut self, dropout: Option<Dropout>);
     /// The loss of one document (mean over its positions), forward only.
     fn loss(&mut self, tokens: &[usize]) -> f64;
+    /// [`Model::loss`] of each document of `batch` into `out`; engines with threads spread
+    /// the documents over them.
+    fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
+        for (doc, l) in batch.iter().zip(out) {
+            *l = self.loss(doc);
+        }
+    }
     /// Parameters, flat, in [`Shape::tensors`] layout.
     fn params_flat(&self) -> Vec<f64>;
     fn set_params_flat(&mut self, flat: &[f64]) -> Result<()>;
@@ -46,16 +53,29 @@ pub fn positions(tokens: &[usize], block_size: usize) -> usize {
     block_size.min(tokens.len() - 1)
 }
 
+/// Documents per batch of an evaluation pass.
+const EVAL_BATCH: usize = 256;
+
 /// Token-weighted mean loss over `docs` (each document's positions count once): the sum of
-/// the negative log-likelihoods of every predicted token, the number of tokens.
+/// the negative log-likelihoods of every predicted token, the number of tokens. The documents
+/// go through [`Model::losses`] in batches, in order.
 pub fn evaluate<M: Model + ?Sized>(model: &mut M, docs: &EncodedDocs) -> (f64, usize) {
     let t = model.shape().block_size;
     let mut sum = 0.0;
     let mut n = 0;
-    for doc in docs.iter() {
-        let k = positions(doc, t);
-        sum += model.loss(doc) * k as f64;
-        n += k;
+    let mut batch: Vec<&[usize]> = Vec::with_capacity(EVAL_BATCH);
+    let mut losses = [0.0; EVAL_BATCH];
+    let mut docs = docs.iter().peekable();
+    while docs.peek().is_some() {
+        batch.clear();
+        batch.extend(docs.by_ref().take(EVAL_BATCH));
+        let out = &mut losses[..batch.len()];
+        model.losses(&batch, out);
+        for (doc, l) in batch.iter().zip(out.iter()) {
+            let k = positions(doc, t);
+            sum += l * k as f64;
+            n += k;
+        }
     }
     (sum, n)
 }
@@ -154,6 +174,9 @@ macro_rules! static_model {
             fn loss(&mut self, tokens: &[usize]) -> f64 {
                 <$t>::loss(self, tokens)
             }
+            fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
+                <$t>::losses(self, batch, out)
+            }
             fn params_flat(&self) -> Vec<f64> {
                 <$t>::params_flat(self)
             }
@@ -171,13 +194,3 @@ macro_rules! static_model {
 }
 
 static_model!(crate::model::MicroGpt, crate::model::SmallGpt);
-
-// `MicroGpt`'s is in `sample`, beside the reference's.
-impl crate::sample::Forward for crate::model::SmallGpt {
-    fn block_size(&self) -> usize {
-        self.shape().block_size
-    }
-    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
-        crate::model::SmallGpt::forward_token(self, token, pos)
-    }
-}
