@@ -18,9 +18,10 @@
 //! A minibatch step: the documents are cut into groups of consecutive documents of about
 //! [`GROUP_ROWS`] rows (a function of the batch alone, never of the thread count). Each group
 //! is one forward and backward — its linear layers multiply all of its rows at once — into
-//! its own gradient buffer; the group gradients are summed in group order, each document's
-//! loss scaled by `1/B`, so the gradient is the mean of the documents' gradients. Adam then
-//! updates each parameter block (the embeddings, each layer) on its own. Groups and blocks are
+//! its own gradient buffer, each document's loss scaled by `1/B`. Then, parameter block by
+//! parameter block (the embeddings and head, each layer), the group gradients are summed in
+//! group order — the gradient is the mean of the documents' gradients — and Adam updates the
+//! block. Groups and blocks are
 //! claimed by the caller and the worker threads ([`Gpt::set_threads`]) from atomic counters;
 //! since every sum has a fixed order, the result is bit-identical for any number of threads.
 //!
@@ -141,21 +142,16 @@ pub struct Weights<const V: usize, const T: usize, const E: usize, const F: usiz
 impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
     Weights<V, T, E, F, L>
 {
-    /// `wte`, `wpe`, `lm_head` (real rows only), flattened.
-    fn embed_tensors(&self, vocab: usize) -> [&[f64]; 3] {
+    /// Each tensor's real rows (`wte` and `lm_head` cut to `vocab`), flattened row-major, in
+    /// [`Shape::tensors`] order. Allocates nothing.
+    pub fn tensors(&self, vocab: usize) -> impl Iterator<Item = &[f64]> {
         [
             self.wte[..vocab].as_flattened(),
             self.wpe.as_flattened(),
             self.lm_head[..vocab].as_flattened(),
         ]
-    }
-
-    /// Each tensor's real rows (`wte` and `lm_head` cut to `vocab`), flattened row-major, in
-    /// [`Shape::tensors`] order. Allocates nothing.
-    pub fn tensors(&self, vocab: usize) -> impl Iterator<Item = &[f64]> {
-        self.embed_tensors(vocab)
-            .into_iter()
-            .chain(self.layers.iter().flat_map(Layer::tensors))
+        .into_iter()
+        .chain(self.layers.iter().flat_map(Layer::tensors))
     }
 
     /// [`Weights::tensors`], mutable.
@@ -201,14 +197,9 @@ impl<const V: usize, const T: usize, const E: usize> EmbedPart<V, T, E> {
         ops::transpose(&mut self.lm_head_t, &self.w.lm_head);
     }
 
-    fn adam<const F: usize, const L: usize>(
-        &mut self,
-        g: &Weights<V, T, E, F, L>,
-        vocab: usize,
-        adam: &AdamStep,
-    ) {
+    fn adam(&mut self, g: &Embed<V, T, E>, vocab: usize, adam: &AdamStep) {
         let tensors = (self.w.tensors_mut(vocab).into_iter())
-            .zip(g.embed_tensors(vocab))
+            .zip(g.tensors(vocab))
             .zip(self.m.tensors_mut(vocab))
             .zip(self.v.tensors_mut(vocab));
         for (((p, g), m), v) in tensors {
@@ -290,6 +281,72 @@ fn write<X>(l: &RwLock<X>) -> RwLockWriteGuard<'_, X> {
 }
 fn lock<X>(l: &Mutex<X>) -> MutexGuard<'_, X> {
     l.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ------------------------------------------------------------------------------------------
+// Gradients
+
+/// A gradient (the layout of [`Weights`]) in parts that different threads can hold at once:
+/// the embeddings and head, and each block. The threads of a step's reduction each take
+/// whole parts.
+struct Grad<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
+    embed: Mutex<Box<Embed<V, T, E>>>,
+    layers: [Mutex<Box<Layer<E, F>>>; L],
+}
+
+/// All parts of a [`Grad`], locked: what a backward writes.
+struct GradGuard<'a, const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
+{
+    embed: MutexGuard<'a, Box<Embed<V, T, E>>>,
+    layers: [MutexGuard<'a, Box<Layer<E, F>>>; L],
+}
+
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
+    Grad<V, T, E, F, L>
+{
+    /// A zero gradient.
+    fn new() -> Result<Self> {
+        let mut layers = Vec::with_capacity(L);
+        for _ in 0..L {
+            layers.push(Mutex::new(zeroed_box()?));
+        }
+        let Ok(layers) = <[_; L]>::try_from(layers) else {
+            unreachable!("L layers")
+        };
+        Ok(Grad {
+            embed: Mutex::new(zeroed_box()?),
+            layers,
+        })
+    }
+
+    fn lock(&self) -> GradGuard<'_, V, T, E, F, L> {
+        GradGuard {
+            embed: lock(&self.embed),
+            layers: std::array::from_fn(|l| lock(&self.layers[l])),
+        }
+    }
+}
+
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
+    GradGuard<'_, V, T, E, F, L>
+{
+    fn zero(&mut self) {
+        self.embed.zero();
+        self.layers.iter_mut().for_each(|l| l.zero());
+    }
+}
+
+/// `dst += src` and `src = 0` in one pass (while `src` is in cache), tensor by tensor.
+fn add_and_zero<'a>(
+    dst: impl IntoIterator<Item = &'a mut [f64]>,
+    src: impl IntoIterator<Item = &'a mut [f64]>,
+) {
+    for (a, b) in dst.into_iter().zip(src) {
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += *y;
+            *y = 0.0;
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -576,7 +633,7 @@ impl<
     fn backward(
         &mut self,
         p: &Params<'_, V, T, E, F, L>,
-        g: &mut Weights<V, T, E, F, L>,
+        g: &mut GradGuard<'_, V, T, E, F, L>,
         rows: &[Row],
         vocab: usize,
         dropout: bool,
@@ -596,7 +653,7 @@ impl<
         s.dx[..n].fill([0.0; E]);
         ops::linear_backward(
             &mut s.dx[..n],
-            &mut g.lm_head,
+            &mut g.embed.lm_head,
             &s.dlogits[..n],
             &a.x_out[..n],
             &p.embed.w.lm_head,
@@ -696,6 +753,7 @@ impl<
             }
         }
         // x = drop(rmsnorm(wte[token] + wpe[pos]))
+        let ge = &mut **g.embed;
         for (r, row) in rows.iter().enumerate() {
             if dropout {
                 let dx = s.dx[r];
@@ -703,7 +761,7 @@ impl<
             }
             let mut demb = [0.0; E];
             ops::rmsnorm_backward(&mut demb, &s.dx[r], &a.xn0[r], a.r0[r]);
-            ops::embedding_backward(&mut g.wte, &mut g.wpe, &demb, row.token, row.pos);
+            ops::embedding_backward(&mut ge.wte, &mut ge.wpe, &demb, row.token, row.pos);
         }
     }
 }
@@ -722,21 +780,13 @@ struct Batch<const V: usize, const T: usize, const E: usize, const F: usize, con
     /// the gradient of group `g ≥ 1` is `slots[g − 1]`, all zero between steps (allocated
     /// zeroed, zeroed again as they are added); group 0's goes straight into the step's
     /// gradient, which is zeroed first
-    slots: Vec<Mutex<Box<Weights<V, T, E, F, L>>>>,
+    slots: Vec<Grad<V, T, E, F, L>>,
     /// whether the groups run backward (else only the forward and the losses)
     backward: bool,
     /// the Adam update after the gradient, if any
     adam: Option<AdamStep>,
     /// dropout in the forward and backward, if any (only when the groups run backward)
     dropout: Option<Dropout>,
-}
-
-/// The group gradients added so far, in group order.
-struct Reduce {
-    /// the next group to add
-    next: usize,
-    /// which groups are computed
-    done: Vec<bool>,
 }
 
 /// Everything the threads share.
@@ -753,9 +803,8 @@ struct State<
     embed: RwLock<Box<EmbedPart<V, T, E>>>,
     blocks: [RwLock<Box<BlockPart<E, F>>>; L],
     /// the mean gradient of the last step
-    grad: RwLock<Box<Weights<V, T, E, F, L>>>,
+    grad: Grad<V, T, E, F, L>,
     batch: RwLock<Batch<V, T, E, F, L>>,
-    reduce: Mutex<Reduce>,
     /// the loss of each document of the batch
     doc_loss: Mutex<Vec<f64>>,
     /// the next group to claim, and the next parameter block (layers `0..L`, then `L`: the
@@ -781,8 +830,8 @@ impl<
         }
     }
 
-    /// Phase 0: claim groups until none is left; for each, forward, the documents' losses,
-    /// backward into the group's gradient, then add every gradient that is next in order.
+    /// Phase 0: claim groups until none is left; for each, forward, the documents' losses and
+    /// backward into the group's gradient.
     fn work_groups(&self, buf: &mut Buffers<V, T, E, H, D, F, L>) {
         let job = read(&self.batch);
         let n_groups = job.groups.len();
@@ -815,59 +864,52 @@ impl<
                 if !job.backward {
                     // forward only: no gradient to compute or add
                 } else if g == 0 {
-                    let mut grad = write(&self.grad);
+                    let mut grad = self.grad.lock();
                     grad.zero();
                     buf.backward(&p, &mut grad, rows, self.vocab, dropout.is_some());
                 } else {
-                    // zero: each slot is zeroed as it is added (below)
-                    let mut slot = lock(&job.slots[g - 1]);
+                    // zero: each slot is zeroed as it is added (in phase 1)
+                    let mut slot = job.slots[g - 1].lock();
                     buf.backward(&p, &mut slot, rows, self.vocab, dropout.is_some());
                 }
             }
-            self.add_ready(g, &job);
         }
     }
 
-    /// Marks group `g` computed and adds, in group order, every computed group gradient
-    /// whose predecessors are all added. Whoever computes the last missing group adds the
-    /// rest, so when all groups are computed, all are added.
-    fn add_ready(&self, g: usize, job: &Batch<V, T, E, F, L>) {
-        let mut red = lock(&self.reduce);
-        red.done[g] = true;
-        while red.next < red.done.len() && red.done[red.next] {
-            let k = red.next;
-            if k > 0 && job.backward && !job.groups[k].is_empty() {
-                // grad += slot, and the slot back to zero for its next group in the same pass
-                // (while it is in cache), so that no step has to zero it first
-                let mut slot = lock(&job.slots[k - 1]);
-                let mut grad = write(&self.grad);
-                let vocab = self.vocab;
-                for (a, b) in grad.tensors_mut(vocab).zip(slot.tensors_mut(vocab)) {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x += *y;
-                        *y = 0.0;
-                    }
-                }
-            }
-            red.next += 1;
-        }
-    }
-
-    /// Phase 1: claim parameter blocks until none is left; Adam on each.
+    /// Phase 1: claim parameter blocks (layers `0..L`, then `L`: the embeddings and head)
+    /// until none is left. For each, the groups' gradients are added into the step's in
+    /// group order (each element's sum in the same order, whichever thread adds it), then
+    /// Adam updates the block.
     fn work_parts(&self) {
         if self.next_part.load(Ordering::Relaxed) > L {
             return;
         }
-        let Some(adam) = read(&self.batch).adam else {
-            return;
+        let job = read(&self.batch);
+        // the slots of the groups after the first that have documents
+        let slots = || {
+            let groups = job.groups.iter().enumerate().skip(1);
+            let filled = groups.filter(|(_, d)| job.backward && !d.is_empty());
+            filled.map(|(g, _)| &job.slots[g - 1])
         };
-        let grad = read(&self.grad);
+        let vocab = self.vocab;
         loop {
             let part = self.next_part.fetch_add(1, Ordering::Relaxed);
             if part < L {
-                write(&self.blocks[part]).adam(&grad.layers[part], &adam);
+                let mut g = lock(&self.grad.layers[part]);
+                for slot in slots() {
+                    add_and_zero(g.tensors_mut(), lock(&slot.layers[part]).tensors_mut());
+                }
+                if let Some(adam) = &job.adam {
+                    write(&self.blocks[part]).adam(&g, adam);
+                }
             } else if part == L {
-                write(&self.embed).adam(&grad, self.vocab, &adam);
+                let mut g = lock(&self.grad.embed);
+                for slot in slots() {
+                    add_and_zero(g.tensors_mut(vocab), lock(&slot.embed).tensors_mut(vocab));
+                }
+                if let Some(adam) = &job.adam {
+                    write(&self.embed).adam(&g, vocab, adam);
+                }
             } else {
                 break;
             }
@@ -1017,7 +1059,7 @@ impl<
             vocab,
             embed: RwLock::new(embed),
             blocks: blocks.map(RwLock::new),
-            grad: RwLock::new(zeroed_box()?),
+            grad: Grad::new()?,
             // room for one document, so that microgpt's steps never allocate
             batch: RwLock::new(Batch {
                 rows: Vec::with_capacity(T),
@@ -1027,10 +1069,6 @@ impl<
                 backward: false,
                 adam: None,
                 dropout: None,
-            }),
-            reduce: Mutex::new(Reduce {
-                next: 0,
-                done: Vec::with_capacity(1),
             }),
             doc_loss: Mutex::new(Vec::with_capacity(1)),
             next_group: AtomicUsize::new(0),
@@ -1161,23 +1199,23 @@ impl<
         }
         let most = if backward { num_groups(b, b * T) } else { 0 };
         while job.slots.len() + 1 < most {
-            let slot = zeroed_box().expect("memory for a gradient buffer");
-            job.slots.push(Mutex::new(slot));
+            let slot = Grad::new().expect("memory for a gradient buffer");
+            job.slots.push(slot);
         }
         job.backward = backward;
         job.adam = adam;
         job.dropout = dropout;
-        let mut red = lock(&st.reduce);
-        red.next = 0;
-        red.done.clear();
-        red.done.reserve(b);
-        red.done.resize(groups, false);
         let mut losses = lock(&st.doc_loss);
         losses.clear();
         losses.reserve(b);
         losses.resize(b, 0.0);
         st.next_group.store(0, Ordering::Relaxed);
-        let first_part = if adam.is_some() { 0 } else { L + 1 };
+        // phase 1 adds the group gradients and runs Adam, when there is either to do
+        let first_part = if adam.is_some() || (backward && groups > 1) {
+            0
+        } else {
+            L + 1
+        };
         st.next_part.store(first_part, Ordering::Relaxed);
     }
 
@@ -1355,11 +1393,18 @@ impl<
 
     /// The gradient of the last [`Gpt::loss_and_grad`] or step, like [`Gpt::params_flat`].
     pub fn grads_flat(&self) -> Vec<f64> {
-        read(&self.state.grad)
-            .tensors(self.vocab())
-            .flatten()
-            .copied()
-            .collect()
+        let vocab = self.vocab();
+        let g = self.state.grad.lock();
+        let mut out = Vec::with_capacity(self.num_params());
+        for t in g.embed.tensors(vocab) {
+            out.extend_from_slice(t);
+        }
+        for l in &g.layers {
+            for t in l.tensors() {
+                out.extend_from_slice(t);
+            }
+        }
+        out
     }
 
     /// A copy of the weights (all `V` rows; rows from `vocab` on are 0).
