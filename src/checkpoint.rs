@@ -21,7 +21,7 @@
 //! them from a `HashMap`), so two saves of one checkpoint hold the same tensors and metadata but
 //! need not be byte-identical.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
 use std::fs;
 use std::path::Path;
@@ -250,7 +250,7 @@ impl Checkpoint {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
         let s = &self.shape;
-        let mut info: HashMap<String, String> = self.meta.clone().into_iter().collect();
+        let mut info = self.meta.clone();
         info.insert("format".into(), FORMAT.into());
         info.insert("vocab".into(), self.chars.iter().collect());
         info.insert("n_layer".into(), s.n_layer.to_string());
@@ -282,7 +282,8 @@ impl Checkpoint {
                 Err(e) => bail!("cannot build tensor `{}`: {}", name, e),
             }
         }
-        safetensors::serialize(views, Some(info))
+        // (the crate's map type: `hashbrown`'s, as safetensors is built without `std`)
+        safetensors::serialize(views, Some(info.into_iter().collect()))
             .map_err(|e| Error(format!("cannot serialize the checkpoint: {e}")))
     }
 

@@ -33,7 +33,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use zerocopy::FromZeros;
+use bytemuck::Zeroable;
 
 use crate::bail;
 use crate::config::Shape;
@@ -65,7 +65,7 @@ pub fn num_groups(docs: usize, rows: usize) -> usize {
 // Weights
 
 /// One transformer block's weights; microgpt's names. Matrices are `[[f64; IN]; OUT]`.
-#[derive(FromZeros)]
+#[derive(Zeroable)]
 pub struct Layer<const E: usize, const F: usize> {
     pub attn_wq: [[f64; E]; E],
     pub attn_wk: [[f64; E]; E],
@@ -102,7 +102,7 @@ impl<const E: usize, const F: usize> Layer<E, F> {
 }
 
 /// The embeddings and the output head.
-#[derive(FromZeros)]
+#[derive(Zeroable)]
 pub struct Embed<const V: usize, const T: usize, const E: usize> {
     pub wte: [[f64; E]; V],
     pub wpe: [[f64; E]; T],
@@ -131,7 +131,7 @@ impl<const V: usize, const T: usize, const E: usize> Embed<V, T, E> {
 
 /// Every weight of the model in one struct: the layout of a gradient (and of a copy of the
 /// parameters, [`Gpt::weights`]).
-#[derive(FromZeros)]
+#[derive(Zeroable)]
 pub struct Weights<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
     pub wte: [[f64; E]; V],
     pub wpe: [[f64; E]; T],
@@ -168,7 +168,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
 
 /// One block's weights transposed (`[[f64; OUT]; IN]`), the layout the forward reads (see
 /// [`ops::linear_forward`]).
-#[derive(FromZeros)]
+#[derive(Zeroable)]
 pub struct LayerT<const E: usize, const F: usize> {
     pub attn_wq: [[f64; E]; E],
     pub attn_wk: [[f64; E]; E],
@@ -184,7 +184,7 @@ pub struct LayerT<const E: usize, const F: usize> {
 
 /// The embeddings and the head: weights, `lm_head`'s transpose (kept in step with it) and
 /// Adam's moments.
-#[derive(FromZeros)]
+#[derive(Zeroable)]
 struct EmbedPart<const V: usize, const T: usize, const E: usize> {
     w: Embed<V, T, E>,
     lm_head_t: [[f64; V]; E],
@@ -210,7 +210,7 @@ impl<const V: usize, const T: usize, const E: usize> EmbedPart<V, T, E> {
 }
 
 /// One transformer block: weights, their transposes (kept in step) and Adam's moments.
-#[derive(FromZeros)]
+#[derive(Zeroable)]
 struct BlockPart<const E: usize, const F: usize> {
     w: Layer<E, F>,
     t: LayerT<E, F>,
@@ -331,8 +331,11 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     GradGuard<'_, V, T, E, F, L>
 {
     fn zero(&mut self) {
-        self.embed.zero();
-        self.layers.iter_mut().for_each(|l| l.zero());
+        // a memset in place (never a zero value built and copied)
+        bytemuck::fill_zeroes(std::slice::from_mut(&mut **self.embed));
+        for l in &mut self.layers {
+            bytemuck::fill_zeroes(std::slice::from_mut(&mut ***l));
+        }
     }
 }
 
@@ -482,8 +485,8 @@ impl<
     fn new() -> Self {
         // zeroed allocations: `vec![[0.0; E]; n]` clones an array per row, which costs LLVM
         // seconds per shape to optimize
-        fn rows<X: FromZeros>(n: usize) -> Vec<X> {
-            X::new_vec_zeroed(n).expect("memory for the activations")
+        fn rows<X: Zeroable + Copy>(n: usize) -> Vec<X> {
+            bytemuck::zeroed_vec(n)
         }
         let n = Self::CAPACITY;
         let layer = || LayerActs {
@@ -962,8 +965,8 @@ pub struct Gpt<
 }
 
 /// A boxed, zeroed `X`, allocated directly on the heap (never on the stack first).
-fn zeroed_box<X: FromZeros>() -> Result<Box<X>> {
-    X::new_box_zeroed().map_err(|_| {
+fn zeroed_box<X: Zeroable>() -> Result<Box<X>> {
+    bytemuck::try_zeroed_box().map_err(|_| {
         Error(format!(
             "cannot allocate {} bytes for the model",
             std::mem::size_of::<X>()

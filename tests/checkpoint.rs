@@ -2,7 +2,7 @@
 //! error line (never a panic) for every kind of bad file, including truncated and bit-flipped
 //! ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -297,7 +297,7 @@ fn save_refuses_what_load_would_refuse() {
 // ---- bad input ----
 
 type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
-type Meta = Option<HashMap<String, String>>;
+type Meta = Option<BTreeMap<String, String>>;
 
 /// Re-serializes a valid file after `edit` changed its tensors or metadata.
 fn rewrite(bytes: &[u8], edit: impl FnOnce(&mut Tensors, &mut Meta)) -> Vec<u8> {
@@ -308,13 +308,13 @@ fn rewrite(bytes: &[u8], edit: impl FnOnce(&mut Tensors, &mut Meta)) -> Vec<u8> 
         .into_iter()
         .map(|(n, t)| (n, (t.dtype(), t.shape().to_vec(), t.data().to_vec())))
         .collect();
-    let mut meta = md.metadata().clone();
+    let mut meta: Meta = md.metadata().clone().map(|m| m.into_iter().collect());
     edit(&mut tensors, &mut meta);
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
-    safetensors::serialize(views, meta).unwrap()
+    safetensors::serialize(views, meta.map(|m| m.into_iter().collect())).unwrap()
 }
 
 type Edit = Box<dyn FnOnce(&mut Tensors, &mut Meta)>;
