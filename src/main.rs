@@ -191,6 +191,10 @@ struct TrainArgs {
         conflicts_with = "resume"
     )]
     dropout: f64,
+    /// A step's loss is the mean over all the batch's tokens (makemore's), not the mean of
+    /// the documents' means (microgpt's)
+    #[arg(long, conflicts_with = "resume")]
+    token_mean: bool,
     /// Print the validation loss every N steps (and at the end)
     #[arg(long, value_name = "N", default_value_t = 250, value_parser = positive)]
     eval_every: usize,
@@ -458,6 +462,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
             total_steps: total,
             val_fraction: a.val_fraction,
             dropout: a.dropout,
+            token_mean: a.token_mean,
         };
         let start = match &a.init {
             Some(p) => Start::Init(Checkpoint::load(p)?),

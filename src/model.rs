@@ -962,6 +962,8 @@ pub struct Gpt<
     crew: Option<Crew<State<V, T, E, H, D, F, L>>>,
     /// dropout for the gradient steps, until changed ([`Gpt::set_dropout`])
     dropout: Option<Dropout>,
+    /// a batch's loss is the mean over its positions ([`Gpt::set_token_mean`])
+    token_mean: bool,
 }
 
 /// A boxed, zeroed `X`, allocated directly on the heap (never on the stack first).
@@ -1082,6 +1084,7 @@ impl<
             own: Buffers::new(),
             crew: None,
             dropout: None,
+            token_mean: false,
         })
     }
 
@@ -1131,6 +1134,13 @@ impl<
         self.crew.as_ref().map_or(1, |c| c.workers() + 1)
     }
 
+    /// How a batch's loss averages: `false` (microgpt's, the default) the mean over the
+    /// documents of each document's mean over its positions; `true` (makemore's) the mean
+    /// over all the batch's positions, so that every token weighs the same.
+    pub fn set_token_mean(&mut self, token_mean: bool) {
+        self.token_mean = token_mean;
+    }
+
     /// Dropout for the following gradient steps ([`Gpt::loss_and_grad_batch`],
     /// [`Gpt::train_batch`]; the forward-only passes never drop out): `None` is microgpt's
     /// training. Its key says the step: set it before each step.
@@ -1139,7 +1149,8 @@ impl<
     }
 
     /// Writes the step's batch for the threads: the rows of every document (truncated to `T`
-    /// positions, each weighted `1/B · 1/n`), the groups, the gradient buffers they need, and
+    /// positions, each weighted `1/B · 1/n`, or `1/N` for a token mean over the batch's `N`
+    /// positions), the groups, the gradient buffers they need, and
     /// the Adam step; resets the counters.
     fn post(&mut self, batch: &[&[usize]], backward: bool, adam: Option<AdamStep>) {
         let vocab = self.vocab();
@@ -1163,12 +1174,18 @@ impl<
         job.docs.clear();
         job.docs.reserve(b);
         let per_doc = 1.0 / b as f64;
+        let positions: usize = batch.iter().map(|d| T.min(d.len() - 1)).sum();
+        let per_token = 1.0 / positions as f64;
         let dropout = self.dropout.filter(|_| backward);
         let key = dropout.map_or(0, |d| d.key);
         for (j, tokens) in batch.iter().enumerate() {
             let n = T.min(tokens.len() - 1);
             let first = job.rows.len();
-            let dloss = per_doc * (1.0 / n as f64);
+            let dloss = if self.token_mean {
+                per_token
+            } else {
+                per_doc * (1.0 / n as f64)
+            };
             job.rows.extend((0..n).map(|pos| Row {
                 token: tokens[pos],
                 pos,
@@ -1234,13 +1251,21 @@ impl<
         }
     }
 
-    /// Posts and runs a step; returns the mean of the documents' losses (in document order).
+    /// Posts and runs a step; returns the mean of the documents' losses (in document order),
+    /// or with [`Gpt::set_token_mean`] their mean weighted by their positions.
     fn step(&mut self, batch: &[&[usize]], adam: Option<AdamStep>) -> f64 {
         self.post(batch, true, adam);
         self.run();
         let losses = lock(&self.state.doc_loss);
-        let total: f64 = losses.iter().sum();
-        total * (1.0 / batch.len() as f64)
+        if self.token_mean {
+            let n = |d: &[usize]| T.min(d.len() - 1) as f64;
+            let total: f64 = losses.iter().zip(batch).map(|(l, d)| l * n(d)).sum();
+            let positions: f64 = batch.iter().map(|d| n(d)).sum();
+            total / positions
+        } else {
+            let total: f64 = losses.iter().sum();
+            total * (1.0 / batch.len() as f64)
+        }
     }
 
     /// The gradient of the mean loss over a minibatch — the mean of the documents'
@@ -1532,6 +1557,10 @@ macro_rules! vocab_buckets {
 
             pub fn threads(&self) -> usize {
                 match self { $($name::$variant(m) => m.threads()),+ }
+            }
+
+            pub fn set_token_mean(&mut self, token_mean: bool) {
+                match self { $($name::$variant(m) => m.set_token_mean(token_mean)),+ }
             }
 
             pub fn set_dropout(&mut self, dropout: Option<crate::dropout::Dropout>) {

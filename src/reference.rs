@@ -166,6 +166,8 @@ pub struct Reference {
     logits: Vec<f64>,
     /// dropout for the gradient steps ([`Reference::set_dropout`])
     dropout: Option<Dropout>,
+    /// a batch's loss is the mean over its tokens ([`Reference::set_token_mean`])
+    token_mean: bool,
     /// a dropout mask's multipliers
     mask: Vec<f64>,
 }
@@ -233,6 +235,7 @@ impl Reference {
             values: vec![Vec::new(); shape.n_layer],
             logits: Vec::with_capacity(shape.vocab),
             dropout: None,
+            token_mean: false,
             mask: vec![0.0; shape.n_embd],
         })
     }
@@ -291,6 +294,13 @@ impl Reference {
     /// is microgpt.py's training. Set it before each step: its key says the step.
     pub fn set_dropout(&mut self, dropout: Option<Dropout>) {
         self.dropout = dropout;
+    }
+
+    /// How a batch's loss averages: `false` (microgpt's, the default) the mean over the
+    /// documents of each document's mean over its positions; `true` (makemore's) the mean
+    /// over all the batch's positions, so that every token weighs the same.
+    pub fn set_token_mean(&mut self, token_mean: bool) {
+        self.token_mean = token_mean;
     }
 
     /// `gpt(token_id, pos_id, keys, values)`: the logits for the next token, appending this
@@ -368,17 +378,30 @@ impl Reference {
     }
 
     /// A minibatch in one graph: the mean over the documents of their losses, so that the
-    /// gradient is the mean of the documents' gradients. Returns that mean loss.
+    /// gradient is the mean of the documents' gradients (or, with
+    /// [`Reference::set_token_mean`], each document's loss weighted by its share `n/N` of
+    /// the batch's positions: the mean over all positions). Returns that loss.
     pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]]) -> f64 {
         assert!(!batch.is_empty(), "an empty batch");
         self.reset();
+        let t = self.shape.block_size;
+        let positions: usize = batch.iter().map(|d| t.min(d.len() - 1)).sum();
         let mut doc_losses = Vec::with_capacity(batch.len());
         for (j, tokens) in batch.iter().enumerate() {
-            let l = self.doc_loss(tokens, self.dropout.map(|d| (d, j)));
+            let mut l = self.doc_loss(tokens, self.dropout.map(|d| (d, j)));
+            if self.token_mean {
+                let n = t.min(tokens.len() - 1);
+                l = self.tape.mul_const(l, n as f64 / positions as f64);
+            }
             doc_losses.push(l);
         }
         let total = self.tape.sum(&doc_losses);
-        let loss = self.tape.mul_const(total, 1.0 / batch.len() as f64);
+        let scale = if self.token_mean {
+            1.0
+        } else {
+            1.0 / batch.len() as f64
+        };
+        let loss = self.tape.mul_const(total, scale);
         self.tape.backward(loss);
         self.tape.data(loss)
     }

@@ -61,6 +61,9 @@ pub struct Settings {
     pub val_fraction: f64,
     /// Dropout probability during training (see [`crate::dropout`]); 0 is microgpt's.
     pub dropout: f64,
+    /// A step's loss is the mean over the batch's tokens (makemore's) rather than the mean of
+    /// the documents' means (microgpt's).
+    pub token_mean: bool,
 }
 
 impl Settings {
@@ -75,6 +78,7 @@ impl Settings {
             total_steps: 1000,
             val_fraction: 0.0,
             dropout: 0.0,
+            token_mean: false,
         }
     }
 
@@ -129,6 +133,7 @@ impl Settings {
         c.set("total_steps", self.total_steps);
         c.set("val_fraction", self.val_fraction);
         c.set("dropout", self.dropout);
+        c.set("token_mean", self.token_mean);
     }
 
     /// The settings a checkpoint recorded.
@@ -153,10 +158,14 @@ impl Settings {
             batch_size: c.parse("batch_size")?,
             total_steps: c.parse("total_steps")?,
             val_fraction: c.parse("val_fraction")?,
-            // checkpoints from before dropout existed trained without it
+            // checkpoints from before these options existed trained without them
             dropout: match c.get("dropout") {
                 Ok(_) => c.parse("dropout")?,
                 Err(_) => 0.0,
+            },
+            token_mean: match c.get("token_mean") {
+                Ok(_) => c.parse("token_mean")?,
+                Err(_) => false,
             },
         })
     }
@@ -450,6 +459,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     model.set_threads(threads.min(settings.batch_size))?;
+    model.set_token_mean(settings.token_mean);
     let last = opts.stop_at.min(settings.total_steps);
     if last <= first_step {
         bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");

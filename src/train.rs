@@ -31,6 +31,9 @@ pub trait Model: Forward {
     /// Dropout for the following training steps (`None`: none, as microgpt); forward-only
     /// passes never drop out.
     fn set_dropout(&mut self, dropout: Option<Dropout>);
+    /// A step's loss: the mean of the documents' means (`false`, microgpt) or the mean over
+    /// all the batch's tokens (`true`, makemore).
+    fn set_token_mean(&mut self, token_mean: bool);
     /// The loss of one document (mean over its positions), forward only.
     fn loss(&mut self, tokens: &[usize]) -> f64;
     /// [`Model::loss`] of each document of `batch` into `out`; engines with threads spread
@@ -125,6 +128,9 @@ impl Model for crate::reference::Reference {
     fn set_dropout(&mut self, dropout: Option<Dropout>) {
         crate::reference::Reference::set_dropout(self, dropout)
     }
+    fn set_token_mean(&mut self, token_mean: bool) {
+        crate::reference::Reference::set_token_mean(self, token_mean)
+    }
     fn loss(&mut self, tokens: &[usize]) -> f64 {
         crate::reference::Reference::loss(self, tokens)
     }
@@ -170,6 +176,9 @@ macro_rules! static_model {
             }
             fn set_dropout(&mut self, dropout: Option<Dropout>) {
                 <$t>::set_dropout(self, dropout)
+            }
+            fn set_token_mean(&mut self, token_mean: bool) {
+                <$t>::set_token_mean(self, token_mean)
             }
             fn loss(&mut self, tokens: &[usize]) -> f64 {
                 <$t>::loss(self, tokens)

@@ -325,3 +325,48 @@ fn any_batch_fits_the_preallocated_buffers() {
         m.losses(&batch, &mut [0.0; 150]);
     }
 }
+
+#[test]
+fn token_mean_gradient_equals_the_reference_and_weighs_tokens_alike() {
+    let _s = serial();
+    let docs = docs(9);
+    let batch: Vec<&[usize]> = docs.iter().map(Vec::as_slice).collect();
+    let positions: Vec<usize> = docs.iter().map(|d| (d.len() - 1).min(8)).collect();
+    let total: usize = positions.iter().sum();
+    for threads in [1, 2] {
+        let mut st = Tiny::new(BOS + 1, &mut Rng::pcg(4)).unwrap();
+        st.set_threads(threads).unwrap();
+        let shape = st.shape();
+        let mut rf = Reference::new(shape, &mut Rng::pcg(4)).unwrap();
+        st.set_token_mean(true);
+        rf.set_token_mean(true);
+        let ls = st.loss_and_grad_batch(&batch);
+        let lr = rf.loss_and_grad_batch(&batch);
+        assert!((ls - lr).abs() <= REL * lr, "loss {ls} vs reference {lr}");
+        assert_tensors_close(
+            &format!("token mean, {threads} thread(s)"),
+            &shape,
+            &st.grads_flat(),
+            rf.grads(),
+        );
+        // the loss is Σ cross-entropies / N: each document's mean weighted by n/N, which
+        // differs from the mean of the means on documents of different lengths
+        let weighted: f64 = (batch.iter().zip(&positions))
+            .map(|(d, &n)| st.loss(d) * n as f64)
+            .sum::<f64>()
+            / total as f64;
+        assert!((ls - weighted).abs() <= REL * ls, "{ls} vs {weighted}");
+        // (at initial weights every token's loss is near ln 11, so the two means are close;
+        // the gradients, which weigh the documents differently, are not)
+        let g_token = st.grads_flat();
+        st.set_token_mean(false);
+        let per_doc = st.loss_and_grad_batch(&batch);
+        let worst = per_tensor(&shape, &g_token, &st.grads_flat())
+            .iter()
+            .map(|r| r.2)
+            .fold(0.0, f64::max);
+        println!("mean of document means {per_doc:.6}, token mean {ls:.6}; gradients {worst:.2e}");
+        assert!((per_doc - ls).abs() > 1e-4, "{per_doc} vs {ls}");
+        assert!(worst > 1e-2, "gradients differ by {worst:.2e} only");
+    }
+}
