@@ -26,7 +26,7 @@ use microgpt::model::MicroGpt;
 use microgpt::optim::{Adam, AdamStep};
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
-use microgpt::train::{Model, positions, train};
+use microgpt::train::{Model, Recipe, positions, train};
 
 /// microgpt.py's run: seed 42, 1,000 steps, one document per step.
 const SEED: u64 = 42;
@@ -250,12 +250,8 @@ fn run<M: Model>(mut model: M, docs: &EncodedDocs) -> M {
     train(
         &mut model,
         black_box(docs),
-        &Adam::default(),
-        1,
-        (0.0, 42),
-        0,
-        STEPS,
-        STEPS,
+        &Recipe::microgpt(Adam::default(), 42),
+        (0, STEPS, STEPS),
         |_, _, loss, _| {
             black_box(loss);
         },

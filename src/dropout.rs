@@ -20,13 +20,7 @@
 /// splitmix64's increment (2⁶⁴/φ).
 const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// splitmix64's output function: a bijection of `u64` that mixes every bit into every other.
-#[inline]
-pub fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+use crate::rng::mix64 as mix;
 
 /// The key of step `step` of a run seeded with `seed`.
 pub fn step_key(seed: u64, step: usize) -> u64 {

@@ -195,6 +195,10 @@ struct TrainArgs {
     /// the documents' means (microgpt's)
     #[arg(long, conflicts_with = "resume")]
     token_mean: bool,
+    /// Visit the training documents in a new order every epoch (drawn from --seed), not in
+    /// the same order every time (microgpt's)
+    #[arg(long, conflicts_with = "resume")]
+    reshuffle: bool,
     /// Print the validation loss every N steps (and at the end)
     #[arg(long, value_name = "N", default_value_t = 250, value_parser = positive)]
     eval_every: usize,
@@ -382,12 +386,8 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
     train::train(
         model.as_mut(),
         &data.train,
-        &settings.adam,
-        1,
-        (0.0, settings.seed),
-        0,
-        steps,
-        steps,
+        &settings.recipe(),
+        (0, steps, steps),
         |_, step, loss, _| {
             let s = step + 1;
             if s == 1 || s == steps || s % every == 0 {
@@ -463,6 +463,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
             val_fraction: a.val_fraction,
             dropout: a.dropout,
             token_mean: a.token_mean,
+            reshuffle: a.reshuffle,
         };
         let start = match &a.init {
             Some(p) => Start::Init(Checkpoint::load(p)?),

@@ -161,3 +161,12 @@ impl Rng {
         last
     }
 }
+
+/// splitmix64's output function: a bijection of `u64` that mixes every bit into every other,
+/// for seeds derived from a run's seed and a counter (dropout masks, epoch orders).
+#[inline]
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -64,6 +64,8 @@ pub struct Settings {
     /// A step's loss is the mean over the batch's tokens (makemore's) rather than the mean of
     /// the documents' means (microgpt's).
     pub token_mean: bool,
+    /// A new order of the training documents every epoch (see [`train::Order`]).
+    pub reshuffle: bool,
 }
 
 impl Settings {
@@ -79,6 +81,7 @@ impl Settings {
             val_fraction: 0.0,
             dropout: 0.0,
             token_mean: false,
+            reshuffle: false,
         }
     }
 
@@ -116,6 +119,18 @@ impl Settings {
         Ok(())
     }
 
+    /// What the training loop needs of the settings.
+    pub fn recipe(&self) -> train::Recipe {
+        train::Recipe {
+            adam: self.adam,
+            batch_size: self.batch_size,
+            dropout: self.dropout,
+            token_mean: self.token_mean,
+            reshuffle: self.reshuffle,
+            seed: self.seed,
+        }
+    }
+
     /// Records the settings in a checkpoint's metadata.
     pub fn write_to(&self, c: &mut Checkpoint) {
         c.set("seed", self.seed);
@@ -134,6 +149,7 @@ impl Settings {
         c.set("val_fraction", self.val_fraction);
         c.set("dropout", self.dropout);
         c.set("token_mean", self.token_mean);
+        c.set("reshuffle", self.reshuffle);
     }
 
     /// The settings a checkpoint recorded.
@@ -165,6 +181,10 @@ impl Settings {
             },
             token_mean: match c.get("token_mean") {
                 Ok(_) => c.parse("token_mean")?,
+                Err(_) => false,
+            },
+            reshuffle: match c.get("reshuffle") {
+                Ok(_) => c.parse("reshuffle")?,
                 Err(_) => false,
             },
         })
@@ -459,7 +479,6 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     model.set_threads(threads.min(settings.batch_size))?;
-    model.set_token_mean(settings.token_mean);
     let last = opts.stop_at.min(settings.total_steps);
     if last <= first_step {
         bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");
@@ -497,12 +516,8 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
     train::train(
         model.as_mut(),
         &data.train,
-        &settings.adam,
-        settings.batch_size,
-        (settings.dropout, settings.seed),
-        first_step,
-        last,
-        total,
+        &settings.recipe(),
+        (first_step, last, total),
         |model, step, loss, tokens| {
             let s = step + 1;
             tokens_done += tokens;

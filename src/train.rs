@@ -7,6 +7,7 @@ use crate::data::EncodedDocs;
 use crate::dropout::Dropout;
 use crate::error::Result;
 use crate::optim::{Adam, AdamStep};
+use crate::rng::{Rng, mix64};
 use crate::sample::Forward;
 
 /// A trainable model: either engine, any compiled configuration.
@@ -83,33 +84,99 @@ pub fn evaluate<M: Model + ?Sized>(model: &mut M, docs: &EncodedDocs) -> (f64, u
     (sum, n)
 }
 
-/// Runs steps `first..last` of a schedule of `total` steps, `batch_size` documents per step
-/// (documents `step·batch_size + i` modulo the list), with dropout `dropout` (0: none) whose
-/// masks are drawn from `seed` and the step, and calls `on_step(step, loss, tokens)` after
-/// each with the number of positions trained on.
-#[allow(clippy::too_many_arguments)]
+/// How a run trains, besides its model and data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recipe {
+    pub adam: Adam,
+    /// Documents per step.
+    pub batch_size: usize,
+    /// Dropout probability (0: none, as microgpt).
+    pub dropout: f64,
+    /// A step's loss is the mean over its tokens rather than over its documents.
+    pub token_mean: bool,
+    /// Visit the documents in a new order every epoch rather than in the same order.
+    pub reshuffle: bool,
+    /// Seed of the dropout masks and of the epochs' orders.
+    pub seed: u64,
+}
+
+impl Recipe {
+    /// microgpt's: Adam as given, one document per step, nothing else.
+    pub fn microgpt(adam: Adam, seed: u64) -> Recipe {
+        Recipe {
+            adam,
+            batch_size: 1,
+            dropout: 0.0,
+            token_mean: false,
+            reshuffle: false,
+            seed,
+        }
+    }
+}
+
+/// The order documents are visited in: the `k`-th document of the run is
+/// `order[k mod n]` of epoch `⌊k / n⌋`. Without reshuffling every epoch is the list's own
+/// order (microgpt's `docs[step % len(docs)]`); with it, epoch 0 is too and each later epoch
+/// `e` is a permutation drawn from the run's seed and `e` alone, so that a resumed run visits
+/// the same documents.
+pub struct Order {
+    reshuffle: Option<u64>,
+    epoch: usize,
+    perm: Vec<usize>,
+}
+
+impl Order {
+    pub fn new(num_docs: usize, reshuffle: bool, seed: u64) -> Order {
+        Order {
+            reshuffle: reshuffle.then_some(seed),
+            epoch: 0,
+            perm: (0..num_docs).collect(),
+        }
+    }
+
+    /// The index of the run's `k`-th document.
+    pub fn doc(&mut self, k: usize) -> usize {
+        let n = self.perm.len();
+        let Some(seed) = self.reshuffle else {
+            return k % n;
+        };
+        let epoch = k / n;
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.perm.iter_mut().enumerate().for_each(|(i, p)| *p = i);
+            if epoch > 0 {
+                let key = mix64(mix64(seed) ^ mix64(epoch as u64));
+                Rng::pcg(key).shuffle(&mut self.perm);
+            }
+        }
+        self.perm[k % n]
+    }
+}
+
+/// Runs steps `first..last` of a schedule of `total` steps, `recipe.batch_size` documents
+/// per step (the run's documents `step·batch_size + i`, see [`Order`]), and calls
+/// `on_step(step, loss, tokens)` after each with the number of positions trained on.
 pub fn train<M: Model + ?Sized>(
     model: &mut M,
     docs: &EncodedDocs,
-    adam: &Adam,
-    batch_size: usize,
-    (dropout, seed): (f64, u64),
-    first: usize,
-    last: usize,
-    total: usize,
+    recipe: &Recipe,
+    (first, last, total): (usize, usize, usize),
     mut on_step: impl FnMut(&mut M, usize, f64, usize),
 ) {
     let t = model.shape().block_size;
+    let (adam, batch_size) = (&recipe.adam, recipe.batch_size);
+    model.set_token_mean(recipe.token_mean);
+    let mut order = Order::new(docs.len(), recipe.reshuffle, recipe.seed);
     let mut batch: Vec<&[usize]> = Vec::with_capacity(batch_size);
     for step in first..last {
         batch.clear();
         let mut tokens = 0;
         for i in 0..batch_size {
-            let doc = docs.get((step * batch_size + i) % docs.len());
+            let doc = docs.get(order.doc(step * batch_size + i));
             tokens += positions(doc, t);
             batch.push(doc);
         }
-        model.set_dropout(Dropout::at(dropout, seed, step));
+        model.set_dropout(Dropout::at(recipe.dropout, recipe.seed, step));
         let loss = model.train_batch(&batch, &adam.at(step, total));
         on_step(model, step, loss, tokens);
     }
@@ -203,3 +270,49 @@ macro_rules! static_model {
 }
 
 static_model!(crate::model::MicroGpt, crate::model::SmallGpt);
+
+#[cfg(test)]
+mod tests {
+    use super::Order;
+
+    #[test]
+    fn without_reshuffle_the_documents_cycle_in_order() {
+        let mut o = Order::new(5, false, 1);
+        let seen: Vec<usize> = (0..12).map(|k| o.doc(k)).collect();
+        assert_eq!(seen, [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]);
+    }
+
+    #[test]
+    fn reshuffled_epochs_are_fresh_permutations_that_a_resume_redraws() {
+        let n = 50;
+        let mut o = Order::new(n, true, 7);
+        let epochs: Vec<Vec<usize>> = (0..4)
+            .map(|e| (0..n).map(|i| o.doc(e * n + i)).collect())
+            .collect();
+        // epoch 0 is the list's own order, as without reshuffling
+        assert_eq!(epochs[0], (0..n).collect::<Vec<_>>());
+        for e in 1..4 {
+            let mut sorted = epochs[e].clone();
+            sorted.sort();
+            assert_eq!(
+                sorted,
+                (0..n).collect::<Vec<_>>(),
+                "epoch {e} is a permutation"
+            );
+            assert_ne!(
+                epochs[e],
+                epochs[e - 1],
+                "epoch {e} differs from the one before"
+            );
+        }
+        // a run resumed in the middle of epoch 2 (a fresh Order) visits the same documents
+        let mut resumed = Order::new(n, true, 7);
+        let tail: Vec<usize> = (2 * n + 17..4 * n).map(|k| resumed.doc(k)).collect();
+        let expected: Vec<usize> = epochs[2][17..].iter().chain(&epochs[3]).copied().collect();
+        assert_eq!(tail, expected);
+        // and another seed gives other orders
+        let mut other = Order::new(n, true, 8);
+        let e1: Vec<usize> = (n..2 * n).map(|k| other.doc(k)).collect();
+        assert_ne!(e1, epochs[1]);
+    }
+}
