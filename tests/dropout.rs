@@ -6,7 +6,9 @@
 //! derivatives in f64 in different summation orders, so per tensor the normwise relative
 //! difference `max|static − reference| / max|reference|` must be ≤ 1e-10 (seen: ~1e-15).
 
-use microgpt::config::Shape;
+mod common;
+
+use common::max_rel;
 use microgpt::dropout::{self, Dropout};
 use microgpt::model::Gpt;
 use microgpt::optim::Adam;
@@ -29,23 +31,6 @@ fn docs(n: usize) -> Vec<Vec<usize>> {
                 .collect()
         })
         .collect()
-}
-
-fn max_rel(shape: &Shape, a: &[f64], b: &[f64]) -> f64 {
-    let mut off = 0;
-    let mut worst: f64 = 0.0;
-    for (_, r, c) in shape.tensors() {
-        let (x, y) = (&a[off..off + r * c], &b[off..off + r * c]);
-        let diff = x
-            .iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f64::max);
-        let scale = y.iter().map(|q| q.abs()).fold(0.0, f64::max);
-        worst = worst.max(if scale > 0.0 { diff / scale } else { diff });
-        off += r * c;
-    }
-    worst
 }
 
 #[test]

@@ -9,9 +9,11 @@
 //! Per tensor the normwise relative difference `max|static − reference| / max|reference|` must
 //! be ≤ 1e-10; what is seen is ~1e-15.
 
+mod common;
+
 use std::sync::Mutex;
 
-use microgpt::config::Shape;
+use common::{assert_tensors_close, max_rel};
 use microgpt::model::{Gpt, num_groups};
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
@@ -46,41 +48,6 @@ fn docs(n: usize) -> Vec<Vec<usize>> {
     (0..n).map(|i| doc([1, 4, 7, 12, 3, 5][i % 6], i)).collect()
 }
 
-/// Per tensor of `shape`: (name, largest |a − b|, that divided by the largest |b|).
-fn per_tensor(shape: &Shape, a: &[f64], b: &[f64]) -> Vec<(String, f64, f64)> {
-    assert_eq!(a.len(), b.len());
-    let mut off = 0;
-    let mut out = Vec::new();
-    for (name, r, c) in shape.tensors() {
-        let (x, y) = (&a[off..off + r * c], &b[off..off + r * c]);
-        let diff = x
-            .iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f64::max);
-        let scale = y.iter().map(|q| q.abs()).fold(0.0, f64::max);
-        out.push((name, diff, if scale > 0.0 { diff / scale } else { diff }));
-        off += r * c;
-    }
-    assert_eq!(off, a.len());
-    out
-}
-
-fn report(rows: &[(String, f64, f64)]) -> String {
-    rows.iter()
-        .map(|(n, d, r)| format!("{n}: max |Δ| {d:.2e} (relative {r:.2e})"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Asserts every tensor within `REL`, naming the worst per tensor.
-fn assert_tensors_close(what: &str, shape: &Shape, a: &[f64], b: &[f64]) {
-    let rows = per_tensor(shape, a, b);
-    println!("{what}: {}", report(&rows));
-    let bad: Vec<_> = rows.iter().filter(|r| r.2.is_nan() || r.2 > REL).collect();
-    assert!(bad.is_empty(), "{what}: per tensor: {}", report(&rows));
-}
-
 #[test]
 fn batch_gradient_is_the_mean_of_the_documents_gradients() {
     let _s = serial();
@@ -109,6 +76,7 @@ fn batch_gradient_is_the_mean_of_the_documents_gradients() {
             &shape,
             &g_batch,
             rf.grads(),
+            REL,
         );
 
         // against the mean of the static engine's own single-document gradients
@@ -133,6 +101,7 @@ fn batch_gradient_is_the_mean_of_the_documents_gradients() {
             &shape,
             &g_batch,
             &mean,
+            REL,
         );
     }
 }
@@ -167,6 +136,7 @@ fn batched_training_follows_the_reference() {
         &shape,
         &st.params_flat(),
         rf.params(),
+        REL,
     );
 }
 
@@ -348,6 +318,7 @@ fn token_mean_gradient_equals_the_reference_and_weighs_tokens_alike() {
             &shape,
             &st.grads_flat(),
             rf.grads(),
+            REL,
         );
         // the loss is Σ cross-entropies / N: each document's mean weighted by n/N, which
         // differs from the mean of the means on documents of different lengths
@@ -361,10 +332,7 @@ fn token_mean_gradient_equals_the_reference_and_weighs_tokens_alike() {
         let g_token = st.grads_flat();
         st.set_token_mean(false);
         let per_doc = st.loss_and_grad_batch(&batch);
-        let worst = per_tensor(&shape, &g_token, &st.grads_flat())
-            .iter()
-            .map(|r| r.2)
-            .fold(0.0, f64::max);
+        let worst = max_rel(&shape, &g_token, &st.grads_flat());
         println!("mean of document means {per_doc:.6}, token mean {ls:.6}; gradients {worst:.2e}");
         assert!((per_doc - ls).abs() > 1e-4, "{per_doc} vs {ls}");
         assert!(worst > 1e-2, "gradients differ by {worst:.2e} only");

@@ -2,6 +2,9 @@
 //! vocabulary buckets against the exact-vocab model, the constructor's checks, and a large
 //! configuration on a test thread's 2 MiB stack.
 
+mod common;
+
+use common::{per_tensor, report};
 use microgpt::config::{Micro, Micro64, Micro256, Shape};
 use microgpt::model::{Gpt, MicroGpt};
 use microgpt::optim::Adam;
@@ -10,24 +13,6 @@ use microgpt::rng::Rng;
 /// A second shape: 2 layers, everything different from microgpt's.
 type Small = Gpt<7, 4, 8, 2, 4, 32, 2>;
 const _: () = Small::CHECK;
-
-/// Largest |a − b| per tensor of `shape`, with the tensor's name, for assertion messages.
-fn per_tensor_diffs(shape: &Shape, a: &[f64], b: &[f64]) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    for (name, r, c) in shape.tensors() {
-        let n = r * c;
-        let d = a[off..off + n]
-            .iter()
-            .zip(&b[off..off + n])
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max);
-        out.push((name, d));
-        off += n;
-    }
-    assert_eq!(off, a.len());
-    out
-}
 
 /// The model's gradient against central differences of its loss, for every parameter.
 ///
@@ -64,10 +49,13 @@ fn small_model_gradient_matches_finite_differences() {
             })
             .collect();
         m.set_params_flat(&p0).unwrap();
-        let diffs = per_tensor_diffs(&shape, &analytic, &numeric);
-        let worst = diffs.iter().map(|d| d.1).fold(0.0, f64::max);
-        println!("doc {doc:?}: loss {loss:.6}, largest |analytic − numeric| per tensor: {diffs:?}");
-        assert!(worst < 1e-8, "doc {doc:?}: per tensor {diffs:?}");
+        let diffs = per_tensor(&shape, &analytic, &numeric);
+        let worst = diffs.iter().map(|d| d.abs).fold(0.0, f64::max);
+        println!(
+            "doc {doc:?}: loss {loss:.6}, analytic vs numeric: {}",
+            report(&diffs)
+        );
+        assert!(worst < 1e-8, "doc {doc:?}: per tensor {}", report(&diffs));
         // and the gradient is not trivially zero where it must not be
         let norm: f64 = analytic.iter().map(|g| g * g).sum::<f64>().sqrt();
         assert!(norm > 0.1, "gradient norm {norm}");

@@ -7,6 +7,9 @@
 //! the normwise relative difference `max|static − reference| / max|reference|` must be
 //! ≤ 1e-10; the largest seen is ~1e-15.
 
+mod common;
+
+use common::{per_tensor, report, within};
 use microgpt::config::{Micro, Micro64, Shape};
 use microgpt::data::{self, EncodedDocs, Tokenizer};
 use microgpt::model::Gpt;
@@ -19,33 +22,6 @@ type Second = Gpt<11, 8, 8, 2, 4, 32, 2>;
 const _: () = Second::CHECK;
 
 const REL: f64 = 1e-10;
-
-/// Per tensor of `shape`: (name, largest |a − b|, that divided by the largest |b|).
-fn per_tensor(shape: &Shape, a: &[f64], b: &[f64]) -> Vec<(String, f64, f64)> {
-    assert_eq!(a.len(), b.len());
-    let mut off = 0;
-    let mut out = Vec::new();
-    for (name, r, c) in shape.tensors() {
-        let (x, y) = (&a[off..off + r * c], &b[off..off + r * c]);
-        let diff = x
-            .iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f64::max);
-        let scale = y.iter().map(|q| q.abs()).fold(0.0, f64::max);
-        out.push((name, diff, if scale > 0.0 { diff / scale } else { diff }));
-        off += r * c;
-    }
-    assert_eq!(off, a.len());
-    out
-}
-
-fn report(rows: &[(String, f64, f64)]) -> String {
-    rows.iter()
-        .map(|(n, d, r)| format!("{n}: max |Δ| {d:.2e} (relative {r:.2e})"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Builds both engines from the same seed and compares loss and gradients on each document.
 fn compare<
@@ -79,9 +55,8 @@ fn compare<
             (ls - lr).abs() <= REL * lr.abs(),
             "doc {doc:?}: loss {ls} vs reference {lr}"
         );
-        let bad: Vec<_> = rows.iter().filter(|r| r.2.is_nan() || r.2 > REL).collect();
         assert!(
-            bad.is_empty(),
+            within(&rows, REL),
             "doc {doc:?}: gradients differ; per tensor: {}",
             report(&rows)
         );
