@@ -13,9 +13,9 @@
 //! m_i  = 0 if u_i < p·2⁶⁴ else 1/(1−p)
 //! ```
 //!
-//! Sites: 0 is the embedding (after its rmsnorm), `1 + 2l` the attention output of layer `l`
-//! (after `attn_wo`) and `2 + 2l` its MLP output (after `mlp_fc2`), each before it is added
-//! to the residual stream.
+//! Sites: `2l` is the attention output of layer `l` (after `attn_wo`) and `2l + 1` its MLP
+//! output (after `mlp_fc2`), each before it is added to the residual stream (GPT-2's residual
+//! dropout). The embedding and the attention weights are not dropped.
 
 /// splitmix64's increment (2⁶⁴/φ).
 const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -33,17 +33,14 @@ pub fn row_seed(key: u64, doc: usize, pos: usize) -> u64 {
     mix(key ^ mix(((doc as u64) << 32) | pos as u64))
 }
 
-/// The embedding's site.
-pub const EMBED_SITE: usize = 0;
-
 /// The site of layer `layer`'s attention output.
 pub const fn attn_site(layer: usize) -> usize {
-    1 + 2 * layer
+    2 * layer
 }
 
 /// The site of layer `layer`'s MLP output.
 pub const fn mlp_site(layer: usize) -> usize {
-    2 + 2 * layer
+    2 * layer + 1
 }
 
 /// Dropout during a training step: the probability and the step's key.

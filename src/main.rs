@@ -182,7 +182,7 @@ struct TrainArgs {
     /// Share of the documents held out for validation (the last ones after the seeded shuffle)
     #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
     val_fraction: f64,
-    /// Dropout probability on the embedding and on each block's attention and MLP outputs
+    /// Dropout probability on each block's attention and MLP outputs
     /// during training (0 = none, as microgpt)
     #[arg(
         long,

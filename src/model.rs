@@ -402,8 +402,6 @@ struct Acts<
     /// rmsnorm of the embedding (the first block's input) and its reciprocal
     xn0: Vec<[f64; E]>,
     r0: Vec<f64>,
-    /// its dropout mask (only with dropout)
-    m0: Vec<[f64; E]>,
     layers: [LayerActs<T, E, H, F>; L],
     /// residual stream after the last block (the input of `lm_head`)
     x_out: Vec<[f64; E]>,
@@ -507,7 +505,6 @@ impl<
             a: Acts {
                 xn0: rows(n),
                 r0: rows(n),
-                m0: rows(n),
                 layers: std::array::from_fn(|_| layer()),
                 x_out: rows(n),
                 logits: rows(n),
@@ -534,8 +531,8 @@ impl<
 
     /// Forward of `rows` into buffer rows `start..start + rows.len()`, one op at a time over
     /// all of them, given the KV cache of the earlier rows of their documents; fills the
-    /// activation cache and the logits. With `dropout`, the embedding and every block's
-    /// attention and MLP outputs are masked ([`crate::dropout`]) and the masks kept.
+    /// activation cache and the logits. With `dropout`, every block's attention and MLP
+    /// outputs are masked ([`crate::dropout`]) and the masks kept.
     fn forward(
         &mut self,
         p: &Params<'_, V, T, E, F, L>,
@@ -552,10 +549,6 @@ impl<
             ops::embedding_forward(&mut emb, row.token, row.pos, &w.wte, &w.wpe);
             a.r0[r] = ops::rmsnorm_forward(&mut a.xn0[r], &emb);
             s.x[r] = a.xn0[r];
-            if let Some(d) = dropout {
-                d.fill(&mut a.m0[r], row.seed, dropout::EMBED_SITE);
-                ops::dropout_forward(&mut s.x[r], &a.m0[r]);
-            }
         }
         let blocks = p.blocks.iter().zip(a.layers.iter_mut()).enumerate();
         for (l, (bp, la)) in blocks {
@@ -755,13 +748,9 @@ impl<
                 ops::rmsnorm_backward(&mut s.dx[r], &s.dxn[r], &la.xn1[r], la.r1[r]);
             }
         }
-        // x = drop(rmsnorm(wte[token] + wpe[pos]))
+        // x = rmsnorm(wte[token] + wpe[pos])
         let ge = &mut **g.embed;
         for (r, row) in rows.iter().enumerate() {
-            if dropout {
-                let dx = s.dx[r];
-                ops::dropout_backward(&mut s.dx[r], &dx, &a.m0[r]);
-            }
             let mut demb = [0.0; E];
             ops::rmsnorm_backward(&mut demb, &s.dx[r], &a.xn0[r], a.r0[r]);
             ops::embedding_backward(&mut ge.wte, &mut ge.wpe, &demb, row.token, row.pos);

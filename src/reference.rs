@@ -309,9 +309,9 @@ impl Reference {
         self.gpt_dropped(token_id, pos_id, None)
     }
 
-    /// [`Reference::gpt`], with the dropout of the position whose row seed is given: the
-    /// normalized embedding and each block's attention and MLP outputs are multiplied by
-    /// their masks (as constants) before they join the residual stream.
+    /// [`Reference::gpt`], with the dropout of the position whose row seed is given: each
+    /// block's attention and MLP outputs are multiplied by their masks (as constants) before
+    /// they join the residual stream.
     fn gpt_dropped(
         &mut self,
         token_id: usize,
@@ -333,8 +333,7 @@ impl Reference {
         let tok_emb = self.wte.row(token_id);
         let pos_emb = self.wpe.row(pos_id);
         let x: Vec<Var> = tok_emb.zip(pos_emb).map(|(a, b)| t.add(a, b)).collect();
-        let x = rmsnorm(t, &x);
-        let mut x = drop(t, x, dropout::EMBED_SITE);
+        let mut x = rmsnorm(t, &x);
 
         for (li, layer) in self.layers.iter().enumerate() {
             // 1) multi-head attention block
