@@ -51,15 +51,19 @@ fn dropout_gradient_equals_the_reference_at_any_thread_count() {
         assert!((ls - lr).abs() <= REL * lr, "loss {ls} vs reference {lr}");
         assert!(rel <= REL, "gradient relative difference {rel:.2e}");
 
-        // and dropout really changed the step: without it, loss and gradient differ
+        // and dropout really changed the step: without it, loss and gradient differ (at
+        // initial weights the residual branches are small beside the normalized embedding,
+        // so the loss moves by ~4e-4 only; the gradient, by tens of percent)
         let g_drop = st.grads_flat();
         st.set_dropout(None);
         let l0 = st.loss_and_grad_batch(&batch);
+        let moved = max_rel(&st.shape(), &g_drop, &st.grads_flat());
+        println!("without dropout: loss {l0:.6}, gradient relative difference {moved:.2e}");
         assert!(
-            (l0 - ls).abs() > 1e-3,
+            (l0 - ls).abs() > 1e-4,
             "loss {l0} with and {ls} without dropout"
         );
-        assert!(max_rel(&st.shape(), &g_drop, &st.grads_flat()) > 1e-2);
+        assert!(moved > 1e-1, "gradient moved by {moved:.2e} only");
     }
 }
 
@@ -69,7 +73,7 @@ fn dropout_gradient_matches_central_differences() {
     // fixed the dropped-out loss is an ordinary function of the weights: its central
     // difference (f(w+h) − f(w−h))/2h has truncation error ~h²·f'''/6 ≈ 1e-11 at h = 1e-5
     // and rounding error ~ε·|f|/h ≈ 2e-16·2.4/1e-5 ≈ 5e-11; a ReLU kink inside [w−h, w+h]
-    // would break it (the worst difference seen, 3.6e-10, says none is crossed here).
+    // would break it (the worst difference seen, 2.6e-10, says none is crossed here).
     // Tolerance 1e-8 absolute, ~100× what those two bounds allow.
     let docs = docs(4);
     let batch: Vec<&[usize]> = docs.iter().map(Vec::as_slice).collect();
