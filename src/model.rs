@@ -661,14 +661,7 @@ impl<
             // residual hands dx to both branches, so dx is the MLP output's gradient as it
             // stands (through its mask, with dropout) and becomes dx_mid once the rmsnorm's
             // share is added into it.
-            let dy = if dropout {
-                for r in 0..n {
-                    ops::dropout_backward(&mut s.dy[r], &s.dx[r], &la.m_mlp[r]);
-                }
-                &s.dy[..n]
-            } else {
-                &s.dx[..n]
-            };
+            let dy = through_mask(&mut s.dy[..n], &s.dx[..n], &la.m_mlp[..n], dropout);
             s.dh[..n].fill([0.0; F]);
             ops::linear_backward(&mut s.dh[..n], &mut lg.mlp_fc2, dy, &la.h[..n], &lw.mlp_fc2);
             for r in 0..n {
@@ -688,14 +681,7 @@ impl<
             }
             // attention: x_mid = drop(Wo·ctx) + x_in with ctx from xn1 = rmsnorm(x_in),
             // likewise
-            let dy = if dropout {
-                for r in 0..n {
-                    ops::dropout_backward(&mut s.dy[r], &s.dx[r], &la.m_attn[r]);
-                }
-                &s.dy[..n]
-            } else {
-                &s.dx[..n]
-            };
+            let dy = through_mask(&mut s.dy[..n], &s.dx[..n], &la.m_attn[..n], dropout);
             s.dctx[..n].fill([0.0; E]);
             ops::linear_backward(
                 &mut s.dctx[..n],
@@ -756,6 +742,23 @@ impl<
             ops::embedding_backward(&mut ge.wte, &mut ge.wpe, &demb, row.token, row.pos);
         }
     }
+}
+
+/// The gradient of a branch output before its dropout mask: `dx ⊙ mask` into `dy` when the
+/// forward dropped out, else `dx` itself (no copy).
+fn through_mask<'a, const E: usize>(
+    dy: &'a mut [[f64; E]],
+    dx: &'a [[f64; E]],
+    masks: &[[f64; E]],
+    dropout: bool,
+) -> &'a [[f64; E]] {
+    if !dropout {
+        return dx;
+    }
+    for ((d, g), m) in dy.iter_mut().zip(dx).zip(masks) {
+        ops::dropout_backward(d, g, m);
+    }
+    dy
 }
 
 // ------------------------------------------------------------------------------------------
