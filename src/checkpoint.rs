@@ -121,6 +121,15 @@ impl Checkpoint {
         }
     }
 
+    /// [`Checkpoint::parse`], or `default` when the key is missing (a setting that older
+    /// checkpoints do not record because it did not exist yet).
+    pub fn parse_or<T: FromStr>(&self, key: &str, default: T) -> Result<T> {
+        match self.meta.get(key) {
+            Some(_) => self.parse(key),
+            None => Ok(default),
+        }
+    }
+
     /// One run-state value parsed as `T`; missing or unparsable is an error that names the key
     /// and quotes the value.
     pub fn parse<T: FromStr>(&self, key: &str) -> Result<T> {

@@ -175,18 +175,9 @@ impl Settings {
             total_steps: c.parse("total_steps")?,
             val_fraction: c.parse("val_fraction")?,
             // checkpoints from before these options existed trained without them
-            dropout: match c.get("dropout") {
-                Ok(_) => c.parse("dropout")?,
-                Err(_) => 0.0,
-            },
-            token_mean: match c.get("token_mean") {
-                Ok(_) => c.parse("token_mean")?,
-                Err(_) => false,
-            },
-            reshuffle: match c.get("reshuffle") {
-                Ok(_) => c.parse("reshuffle")?,
-                Err(_) => false,
-            },
+            dropout: c.parse_or("dropout", 0.0)?,
+            token_mean: c.parse_or("token_mean", false)?,
+            reshuffle: c.parse_or("reshuffle", false)?,
         })
     }
 }

@@ -614,3 +614,28 @@ fn write_the_python_check_file() {
     c.save(&path).unwrap();
     println!("wrote {}", path.display());
 }
+
+#[test]
+fn settings_added_later_default_when_an_older_checkpoint_lacks_them() {
+    use microgpt::session::Settings;
+    let mut c = micro();
+    let mut s = Settings::microgpt();
+    s.dropout = 0.25;
+    s.token_mean = true;
+    s.reshuffle = true;
+    s.write_to(&mut c);
+    assert_eq!(Settings::read_from(&c).unwrap(), s);
+    // a checkpoint written before --dropout, --token-mean and --reshuffle existed
+    for key in ["dropout", "token_mean", "reshuffle"] {
+        c.meta.remove(key);
+    }
+    let old = Settings::read_from(&c).unwrap();
+    assert_eq!(
+        (old.dropout, old.token_mean, old.reshuffle),
+        (0.0, false, false)
+    );
+    // present but unparsable is still an error that names the key
+    c.set("reshuffle", "maybe");
+    let err = Settings::read_from(&c).unwrap_err().to_string();
+    assert!(err.contains("reshuffle") && err.contains("maybe"), "{err}");
+}

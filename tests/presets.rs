@@ -10,24 +10,16 @@
 
 use std::time::Instant;
 
+mod common;
+use common::names;
+
 use microgpt::config::{self, PRESETS, Shape, Small};
-use microgpt::data::{self, EncodedDocs, Tokenizer};
+use microgpt::data::EncodedDocs;
 use microgpt::model::{MicroGpt, SmallGpt};
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
 use microgpt::session::{Engine, build_model};
-
-/// names.txt, shuffled by `rng` as microgpt.py does, with its tokenizer.
-fn names(rng: &mut Rng) -> (Tokenizer, EncodedDocs) {
-    let path = data::default_data_path()
-        .unwrap_or_else(|_| std::path::PathBuf::from("/work/shared/data/names.txt"));
-    let mut docs = data::load_docs(&path).unwrap();
-    rng.shuffle(&mut docs);
-    let tok = Tokenizer::from_docs(&docs);
-    let enc = EncodedDocs::new(&tok, &docs).unwrap();
-    (tok, enc)
-}
 
 #[test]
 fn small_on_names_has_201_088_parameters() {

@@ -9,9 +9,8 @@
 
 mod common;
 
-use common::{per_tensor, report, within};
+use common::{names, per_tensor, report, within};
 use microgpt::config::{Micro, Micro64, Shape};
-use microgpt::data::{self, EncodedDocs, Tokenizer};
 use microgpt::model::Gpt;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
@@ -108,21 +107,6 @@ fn vocab_bucket_64_equals_the_reference_on_27_tokens() {
     // Micro64 is that type
     let m = Micro64::new(27, &mut Rng::pcg(11)).unwrap();
     assert_eq!(m.shape(), Shape::micro(27));
-}
-
-/// names.txt, shuffled by `rng` as microgpt.py does.
-fn names(rng: &mut Rng) -> (Tokenizer, EncodedDocs) {
-    let path = data::default_data_path()
-        .or_else(|_| {
-            let p = std::path::PathBuf::from("/work/shared/data/names.txt");
-            if p.is_file() { Ok(p) } else { Err(()) }
-        })
-        .expect("names.txt (see README: Data)");
-    let mut docs = data::load_docs(&path).unwrap();
-    rng.shuffle(&mut docs);
-    let tok = Tokenizer::from_docs(&docs);
-    let enc = EncodedDocs::new(&tok, &docs).unwrap();
-    (tok, enc)
 }
 
 #[test]

@@ -1,11 +1,25 @@
-//! Per-tensor gradient comparisons shared by the integration tests: the difference of two flat
-//! vectors laid out as `shape.tensors()`, tensor by tensor, with the largest difference of each
-//! printed by name before a test says whether it is within tolerance.
+//! What several integration tests share: names.txt as microgpt.py shuffles it, and per-tensor
+//! gradient comparisons (the difference of two flat vectors laid out as `shape.tensors()`,
+//! tensor by tensor, with the largest difference of each printed by name before a test says
+//! whether it is within tolerance).
 
 // Each test binary compiles its own copy of this module and uses only some of it.
 #![allow(dead_code)]
 
 use microgpt::config::Shape;
+use microgpt::data::{self, EncodedDocs, Tokenizer};
+use microgpt::rng::Rng;
+
+/// names.txt (where the binary looks for it, see README: Data), shuffled by `rng` as
+/// microgpt.py does, with its tokenizer.
+pub fn names(rng: &mut Rng) -> (Tokenizer, EncodedDocs) {
+    let path = data::default_data_path().expect("names.txt (see README: Data)");
+    let mut docs = data::load_docs(&path).unwrap();
+    rng.shuffle(&mut docs);
+    let tok = Tokenizer::from_docs(&docs);
+    let enc = EncodedDocs::new(&tok, &docs).unwrap();
+    (tok, enc)
+}
 
 /// One tensor of a comparison of `a` against `b`.
 #[derive(Debug)]
