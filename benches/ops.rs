@@ -71,7 +71,15 @@ fn linear(c: &mut Criterion) {
             let (x, w, wt) = (black_box(&x), black_box(&w), black_box(&wt));
             ops::linear_forward(&mut y, std::slice::from_ref(x), wt);
             let dy = std::slice::from_ref(black_box(&dy));
-            ops::linear_backward(&mut dx, &mut dw, dy, std::slice::from_ref(x), w);
+            ops::linear_backward(
+                &mut dx,
+                &mut dw,
+                dy,
+                std::slice::from_ref(x),
+                w,
+                ops::Write::Add,
+                ops::Write::Add,
+            );
             black_box((&y, &dx, &dw));
         })
     });

@@ -39,7 +39,7 @@ use crate::bail;
 use crate::config::Shape;
 use crate::dropout::{self, Dropout};
 use crate::error::{Error, Result};
-use crate::ops;
+use crate::ops::{self, Write::Add, Write::Set};
 use crate::optim::AdamStep;
 use crate::parallel::{Crew, Job};
 use crate::rng::Rng;
@@ -327,27 +327,21 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     }
 }
 
-impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
-    GradGuard<'_, V, T, E, F, L>
-{
-    fn zero(&mut self) {
-        // a memset in place (never a zero value built and copied)
-        bytemuck::fill_zeroes(std::slice::from_mut(&mut **self.embed));
-        for l in &mut self.layers {
-            bytemuck::fill_zeroes(std::slice::from_mut(&mut ***l));
-        }
+impl<const V: usize, const T: usize, const E: usize> Embed<V, T, E> {
+    /// Zeroes the gradients a backward adds into, the embedding tables: every other gradient
+    /// tensor (`lm_head` and the blocks' matrices) it writes over ([`ops::Write::Set`]), so
+    /// they need no zeroing between steps.
+    fn zero_tables(&mut self) {
+        self.wte.as_flattened_mut().fill(0.0);
+        self.wpe.as_flattened_mut().fill(0.0);
     }
 }
 
-/// `dst += src` and `src = 0` in one pass (while `src` is in cache), tensor by tensor.
-fn add_and_zero<'a>(
-    dst: impl IntoIterator<Item = &'a mut [f64]>,
-    src: impl IntoIterator<Item = &'a mut [f64]>,
-) {
+/// `dst += src`, tensor by tensor.
+fn add<'a>(dst: impl IntoIterator<Item = &'a mut [f64]>, src: impl IntoIterator<Item = &'a [f64]>) {
     for (a, b) in dst.into_iter().zip(src) {
         for (x, y) in a.iter_mut().zip(b) {
             *x += *y;
-            *y = 0.0;
         }
     }
 }
@@ -621,8 +615,9 @@ impl<
         }
     }
 
-    /// Backward of `Σ_rows dloss·cross-entropy` over rows `0..rows.len()` into `g` (zeroed by
-    /// the caller): the ops in reverse, each over all rows. The attention backward of every
+    /// Backward of `Σ_rows dloss·cross-entropy` over rows `0..rows.len()` into `g`, whose
+    /// embedding tables the caller zeroed (the other tensors are written over, see
+    /// [`Embed::zero_tables`]): the ops in reverse, each over all rows. The attention backward of every
     /// query adds into the gradients of the keys and values it saw (earlier rows of its
     /// document) before those reach `attn_wk` and `attn_wv`. `dropout`: whether the forward
     /// dropped out (its masks are in the activation cache).
@@ -646,13 +641,14 @@ impl<
                 row.dloss,
             );
         }
-        s.dx[..n].fill([0.0; E]);
         ops::linear_backward(
             &mut s.dx[..n],
             &mut g.embed.lm_head,
             &s.dlogits[..n],
             &a.x_out[..n],
             &p.embed.w.lm_head,
+            Set,
+            Set,
         );
         let blocks = p.blocks.iter().zip(&mut g.layers).zip(&a.layers);
         for ((bp, lg), la) in blocks.rev() {
@@ -662,19 +658,27 @@ impl<
             // stands (through its mask, with dropout) and becomes dx_mid once the rmsnorm's
             // share is added into it.
             let dy = through_mask(&mut s.dy[..n], &s.dx[..n], &la.m_mlp[..n], dropout);
-            s.dh[..n].fill([0.0; F]);
-            ops::linear_backward(&mut s.dh[..n], &mut lg.mlp_fc2, dy, &la.h[..n], &lw.mlp_fc2);
+            ops::linear_backward(
+                &mut s.dh[..n],
+                &mut lg.mlp_fc2,
+                dy,
+                &la.h[..n],
+                &lw.mlp_fc2,
+                Set,
+                Set,
+            );
             for r in 0..n {
                 s.dpre[r] = [0.0; F];
                 ops::relu_backward(&mut s.dpre[r], &s.dh[r], &la.h[r]);
             }
-            s.dxn[..n].fill([0.0; E]);
             ops::linear_backward(
                 &mut s.dxn[..n],
                 &mut lg.mlp_fc1,
                 &s.dpre[..n],
                 &la.xn2[..n],
                 &lw.mlp_fc1,
+                Set,
+                Set,
             );
             for r in 0..n {
                 ops::rmsnorm_backward(&mut s.dx[r], &s.dxn[r], &la.xn2[r], la.r2[r]);
@@ -682,13 +686,14 @@ impl<
             // attention: x_mid = drop(Wo·ctx) + x_in with ctx from xn1 = rmsnorm(x_in),
             // likewise
             let dy = through_mask(&mut s.dy[..n], &s.dx[..n], &la.m_attn[..n], dropout);
-            s.dctx[..n].fill([0.0; E]);
             ops::linear_backward(
                 &mut s.dctx[..n],
                 &mut lg.attn_wo,
                 dy,
                 &la.ctx[..n],
                 &lw.attn_wo,
+                Set,
+                Set,
             );
             s.dq[..n].fill([0.0; E]);
             s.dk[..n].fill([0.0; E]);
@@ -707,7 +712,7 @@ impl<
                     row.pos,
                 );
             }
-            s.dxn[..n].fill([0.0; E]);
+            // dxn: the three projections' shares, the first written, the others added
             let xn1 = &la.xn1[..n];
             ops::linear_backward(
                 &mut s.dxn[..n],
@@ -715,6 +720,8 @@ impl<
                 &s.dq[..n],
                 xn1,
                 &lw.attn_wq,
+                Set,
+                Set,
             );
             ops::linear_backward(
                 &mut s.dxn[..n],
@@ -722,6 +729,8 @@ impl<
                 &s.dk[..n],
                 xn1,
                 &lw.attn_wk,
+                Add,
+                Set,
             );
             ops::linear_backward(
                 &mut s.dxn[..n],
@@ -729,6 +738,8 @@ impl<
                 &s.dv[..n],
                 xn1,
                 &lw.attn_wv,
+                Add,
+                Set,
             );
             for r in 0..n {
                 ops::rmsnorm_backward(&mut s.dx[r], &s.dxn[r], &la.xn1[r], la.r1[r]);
@@ -772,9 +783,10 @@ struct Batch<const V: usize, const T: usize, const E: usize, const F: usize, con
     docs: Vec<Range<usize>>,
     /// the documents of each group (possibly none)
     groups: Vec<Range<usize>>,
-    /// the gradient of group `g ≥ 1` is `slots[g − 1]`, all zero between steps (allocated
-    /// zeroed, zeroed again as they are added); group 0's goes straight into the step's
-    /// gradient, which is zeroed first
+    /// the gradient of group `g ≥ 1` is `slots[g − 1]`, whose embedding tables are zero
+    /// between steps (allocated zeroed, zeroed again as they are added; the backward writes
+    /// over every other tensor); group 0's goes straight into the step's gradient, whose
+    /// tables are zeroed first
     slots: Vec<Grad<V, T, E, F, L>>,
     /// whether the groups run backward (else only the forward and the losses)
     backward: bool,
@@ -860,10 +872,10 @@ impl<
                     // forward only: no gradient to compute or add
                 } else if g == 0 {
                     let mut grad = self.grad.lock();
-                    grad.zero();
+                    grad.embed.zero_tables();
                     buf.backward(&p, &mut grad, rows, self.vocab, dropout.is_some());
                 } else {
-                    // zero: each slot is zeroed as it is added (in phase 1)
+                    // its tables were zeroed as they were added (in phase 1)
                     let mut slot = job.slots[g - 1].lock();
                     buf.backward(&p, &mut slot, rows, self.vocab, dropout.is_some());
                 }
@@ -892,7 +904,7 @@ impl<
             if part < L {
                 let mut g = lock(&self.grad.layers[part]);
                 for slot in slots() {
-                    add_and_zero(g.tensors_mut(), lock(&slot.layers[part]).tensors_mut());
+                    add(g.tensors_mut(), lock(&slot.layers[part]).tensors());
                 }
                 if let Some(adam) = &job.adam {
                     write(&self.blocks[part]).adam(&g, adam);
@@ -900,7 +912,9 @@ impl<
             } else if part == L {
                 let mut g = lock(&self.grad.embed);
                 for slot in slots() {
-                    add_and_zero(g.tensors_mut(vocab), lock(&slot.embed).tensors_mut(vocab));
+                    let mut slot = lock(&slot.embed);
+                    add(g.tensors_mut(vocab), slot.tensors(vocab));
+                    slot.zero_tables();
                 }
                 if let Some(adam) = &job.adam {
                     write(&self.embed).adam(&g, vocab, adam);

@@ -210,10 +210,10 @@ fn matmul_cols<const R: usize, const K: usize, const N: usize, const ACC: bool>(
     }
 }
 
-/// `dw_o += Σ_t dy_t,o·x_t` (`dW += dYᵀ X`), `TILE_ROWS` rows of `dw` at a time, each row
-/// summing over t in order.
+/// `dw_o (+)= Σ_t dy_t,o·x_t` (`dW (+)= dYᵀ X`) — overwriting `dw` or, with `ACC`, adding
+/// into it — `TILE_ROWS` rows of `dw` at a time, each row summing over t in order.
 #[inline(always)]
-fn matmul_tn<const IN: usize, const OUT: usize>(
+fn matmul_tn<const IN: usize, const OUT: usize, const ACC: bool>(
     dw: &mut [[f64; IN]; OUT], // (OUT, IN)
     dy: &[[f64; OUT]],         // (n, OUT)
     x: &[[f64; IN]],           // (n, IN)
@@ -222,33 +222,33 @@ fn matmul_tn<const IN: usize, const OUT: usize>(
     let mut o0 = 0;
     for d in &mut chunks {
         let d: &mut [[f64; IN]; TILE_ROWS] = d.try_into().unwrap();
-        matmul_tn_tile::<TILE_ROWS, IN, OUT>(d, dy, x, o0);
+        matmul_tn_tile::<TILE_ROWS, IN, OUT, ACC>(d, dy, x, o0);
         o0 += TILE_ROWS;
     }
     for d in chunks.into_remainder() {
-        matmul_tn_tile::<1, IN, OUT>(std::array::from_mut(d), dy, x, o0);
+        matmul_tn_tile::<1, IN, OUT, ACC>(std::array::from_mut(d), dy, x, o0);
         o0 += 1;
     }
 }
 
 #[inline(always)]
-fn matmul_tn_tile<const R: usize, const IN: usize, const OUT: usize>(
+fn matmul_tn_tile<const R: usize, const IN: usize, const OUT: usize, const ACC: bool>(
     dw: &mut [[f64; IN]; R],
     dy: &[[f64; OUT]],
     x: &[[f64; IN]],
     o0: usize,
 ) {
     for c in 0..IN / TILE_COLS {
-        matmul_tn_cols::<R, IN, OUT>(dw, dy, x, o0, c * TILE_COLS, TILE_COLS);
+        matmul_tn_cols::<R, IN, OUT, ACC>(dw, dy, x, o0, c * TILE_COLS, TILE_COLS);
     }
     if IN % TILE_COLS != 0 {
-        matmul_tn_cols::<R, IN, OUT>(dw, dy, x, o0, IN - IN % TILE_COLS, IN % TILE_COLS);
+        matmul_tn_cols::<R, IN, OUT, ACC>(dw, dy, x, o0, IN - IN % TILE_COLS, IN % TILE_COLS);
     }
 }
 
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn matmul_tn_cols<const R: usize, const IN: usize, const OUT: usize>(
+fn matmul_tn_cols<const R: usize, const IN: usize, const OUT: usize, const ACC: bool>(
     dw: &mut [[f64; IN]; R],
     dy: &[[f64; OUT]],
     x: &[[f64; IN]],
@@ -257,9 +257,11 @@ fn matmul_tn_cols<const R: usize, const IN: usize, const OUT: usize>(
     w: usize,
 ) {
     let mut acc = [[0.0; TILE_COLS]; R];
-    for r in 0..R {
-        for j in 0..w {
-            acc[r][j] = dw[r][c0 + j];
+    if ACC {
+        for r in 0..R {
+            for j in 0..w {
+                acc[r][j] = dw[r][c0 + j];
+            }
         }
     }
     for (dyt, xt) in dy.iter().zip(x) {
@@ -288,18 +290,36 @@ pub fn linear_forward<const IN: usize, const OUT: usize>(
     matmul::<IN, OUT, false>(out, x, wt);
 }
 
+/// How a backward puts a gradient into its buffer: added to what is there (`Add`, llm.c's
+/// `+=`, for a buffer that other ops add into as well or that was zeroed), or written over it
+/// (`Set`, for the first or only contribution: the buffer then needs no zeroing, one pass
+/// fewer over it). `Set` gives the same bits as `Add` into zeros: each sum starts from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    Add,
+    Set,
+}
+
 // y_t = W x_t  ⇒  dx_t += Wᵀ dy_t (a sum of rows dy_t,o·W[o]),  dW += Σ_t dy_t x_tᵀ
-// (row o: dW[o] += Σ_t dy_t,o·x_t)
+// (row o: dW[o] += Σ_t dy_t,o·x_t); `+=` or `=` as `into_dx` and `into_dw` say
 pub fn linear_backward<const IN: usize, const OUT: usize>(
     dx: &mut [[f64; IN]],      // (n, IN)
     dw: &mut [[f64; IN]; OUT], // (OUT, IN)
     dout: &[[f64; OUT]],       // (n, OUT)
     x: &[[f64; IN]],           // (n, IN)
     w: &[[f64; IN]; OUT],      // (OUT, IN)
+    into_dx: Write,
+    into_dw: Write,
 ) {
     debug_assert!(dx.len() == dout.len() && x.len() == dout.len());
-    matmul::<OUT, IN, true>(dx, dout, w);
-    matmul_tn(dw, dout, x);
+    match into_dx {
+        Write::Add => matmul::<OUT, IN, true>(dx, dout, w),
+        Write::Set => matmul::<OUT, IN, false>(dx, dout, w),
+    }
+    match into_dw {
+        Write::Add => matmul_tn::<IN, OUT, true>(dw, dout, x),
+        Write::Set => matmul_tn::<IN, OUT, false>(dw, dout, x),
+    }
 }
 
 /// `wt = wᵀ`: the layout [`linear_forward`] reads. In 8×8 blocks, so that the strided side

@@ -153,6 +153,8 @@ fn linear_grad<const IN: usize, const OUT: usize>(
         &rows::<OUT>(c),
         &rows::<IN>(x),
         &mat::<OUT, IN>(w),
+        ops::Write::Add,
+        ops::Write::Add,
     );
     dx.copy_from_slice(dxr.as_flattened());
 }
@@ -207,6 +209,43 @@ fn linear_backward_matches_finite_differences() {
     case::<64, 16>(6, 2);
     case::<5, 3>(7, 4);
     case::<13, 27>(8, 5);
+}
+
+/// `Write::Set` writes the gradient over whatever the buffers hold and gives the bits `Add`
+/// gives into zeroed buffers; mixed, each buffer follows its own mode.
+#[test]
+fn linear_backward_set_overwrites_with_the_bits_of_add_into_zeros() {
+    fn case<const IN: usize, const OUT: usize>(seed: u64, n: usize) {
+        let mut rng = Rng::pcg(seed);
+        let x: Vec<[f64; IN]> = (0..n).map(|_| arr(&randn(&mut rng, IN))).collect();
+        let dy: Vec<[f64; OUT]> = (0..n).map(|_| arr(&randn(&mut rng, OUT))).collect();
+        let w = mat::<OUT, IN>(&randn(&mut rng, OUT * IN));
+        let old_dx: Vec<[f64; IN]> = (0..n).map(|_| arr(&randn(&mut rng, IN))).collect();
+        let old_dw = mat::<OUT, IN>(&randn(&mut rng, OUT * IN));
+        let run = |dx0: &[[f64; IN]], dw0: &[[f64; IN]; OUT], into_dx, into_dw| {
+            let (mut dx, mut dw) = (dx0.to_vec(), *dw0);
+            ops::linear_backward(&mut dx, &mut dw, &dy, &x, &w, into_dx, into_dw);
+            (dx, dw)
+        };
+        let zeros = vec![[0.0; IN]; n];
+        let (add_dx, add_dw) = run(&zeros, &[[0.0; IN]; OUT], ops::Write::Add, ops::Write::Add);
+        let (set_dx, set_dw) = run(&old_dx, &old_dw, ops::Write::Set, ops::Write::Set);
+        let bits = |a: &[f64]| a.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+        assert_eq!(bits(set_dx.as_flattened()), bits(add_dx.as_flattened()));
+        assert_eq!(bits(set_dw.as_flattened()), bits(add_dw.as_flattened()));
+        // Add keeps what was there, Set replaces it: dx added, dW written over
+        let (mixed_dx, mixed_dw) = run(&old_dx, &old_dw, ops::Write::Add, ops::Write::Set);
+        assert_eq!(bits(mixed_dw.as_flattened()), bits(add_dw.as_flattened()));
+        let sum: Vec<f64> = (old_dx.as_flattened().iter())
+            .zip(add_dx.as_flattened())
+            .map(|(a, b)| a + b)
+            .collect();
+        assert_relative_eq!(mixed_dx.as_flattened()[..], sum[..], max_relative = 1e-12);
+        assert!(mixed_dx != add_dx, "Add dropped what dx held");
+    }
+    case::<16, 64>(11, 3);
+    case::<64, 16>(12, 5);
+    case::<13, 27>(13, 1);
 }
 
 #[test]
