@@ -16,7 +16,7 @@ use microgpt::optim::{Adam, Schedule};
 use microgpt::rng::{Rng, RngKind};
 use microgpt::sample::{self, Sampling};
 use microgpt::session::{self, Dataset, Engine, Settings, Start, TrainOptions};
-use microgpt::train;
+use microgpt::train::{self, Recipe};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum EngineArg {
@@ -349,13 +349,13 @@ fn check_temperature(t: f64) -> Result<()> {
 
 /// The classic run: microgpt.py's output, line for line.
 fn run_demo(a: &DemoArgs) -> Result<()> {
+    let adam = Adam {
+        lr: a.lr,
+        ..Adam::default()
+    };
     let settings = Settings {
-        seed: a.seed,
         rng: a.rng.into(),
-        adam: Adam {
-            lr: a.lr,
-            ..Adam::default()
-        },
+        recipe: Recipe::microgpt(adam, a.seed),
         total_steps: a.steps,
         ..Settings::microgpt()
     };
@@ -366,7 +366,7 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
         top_k: None,
     };
     let path = session::data_path(a.data.as_deref())?;
-    let mut rng = Rng::new(settings.rng, settings.seed);
+    let mut rng = Rng::new(settings.rng, settings.recipe.seed);
     let data = Dataset::load(&path, &mut rng, 0.0, None)?;
     println!("num docs: {}", data.num_docs);
     println!("vocab size: {}", data.tok.vocab_size());
@@ -386,7 +386,7 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
     train::train(
         model.as_mut(),
         &data.train,
-        &settings.recipe(),
+        &settings.recipe,
         (0, steps, steps),
         |_, step, loss, _| {
             let s = step + 1;
@@ -442,28 +442,30 @@ fn run_train(a: TrainArgs) -> Result<()> {
             bail!("--total-steps {total} is shorter than --steps {steps}");
         }
         let s = Settings {
-            seed: a.seed,
             rng: a.rng.into(),
             preset: a.model.clone(),
-            adam: Adam {
-                lr: a.lr,
-                beta1: a.beta1,
-                beta2: a.beta2,
-                eps: Adam::default().eps,
-                weight_decay: a.weight_decay,
-                warmup: a.warmup,
-                schedule: match a.schedule {
-                    ScheduleArg::Linear => Schedule::Linear,
-                    ScheduleArg::Cosine => Schedule::Cosine,
+            recipe: Recipe {
+                seed: a.seed,
+                adam: Adam {
+                    lr: a.lr,
+                    beta1: a.beta1,
+                    beta2: a.beta2,
+                    eps: Adam::default().eps,
+                    weight_decay: a.weight_decay,
+                    warmup: a.warmup,
+                    schedule: match a.schedule {
+                        ScheduleArg::Linear => Schedule::Linear,
+                        ScheduleArg::Cosine => Schedule::Cosine,
+                    },
+                    min_lr_fraction: a.min_lr_fraction,
                 },
-                min_lr_fraction: a.min_lr_fraction,
+                batch_size: a.batch_size,
+                dropout: a.dropout,
+                token_mean: a.token_mean,
+                reshuffle: a.reshuffle,
             },
-            batch_size: a.batch_size,
             total_steps: total,
             val_fraction: a.val_fraction,
-            dropout: a.dropout,
-            token_mean: a.token_mean,
-            reshuffle: a.reshuffle,
         };
         let start = match &a.init {
             Some(p) => Start::Init(Checkpoint::load(p)?),

@@ -50,43 +50,32 @@ impl Engine {
 /// Everything that defines a run's numbers. A checkpoint records all of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    pub seed: u64,
     pub rng: RngKind,
     pub preset: String,
-    pub adam: Adam,
-    pub batch_size: usize,
+    /// How the model trains: Adam, batch size, dropout, loss weighting, document order, and
+    /// the seed (which also draws the shuffle, the split and the initial weights).
+    pub recipe: train::Recipe,
     /// Length of the learning-rate schedule (`lr · (1 − step/total_steps)`).
     pub total_steps: usize,
     /// Share of the documents held out for validation (the last ones after the shuffle).
     pub val_fraction: f64,
-    /// Dropout probability during training (see [`crate::dropout`]); 0 is microgpt's.
-    pub dropout: f64,
-    /// A step's loss is the mean over the batch's tokens (makemore's) rather than the mean of
-    /// the documents' means (microgpt's).
-    pub token_mean: bool,
-    /// A new order of the training documents every epoch (see [`train::Order`]).
-    pub reshuffle: bool,
 }
 
 impl Settings {
     /// microgpt.py's run: seed 42, micro, one document per step, 1,000 steps, no validation.
     pub fn microgpt() -> Settings {
         Settings {
-            seed: 42,
             rng: RngKind::Pcg,
             preset: "micro".into(),
-            adam: Adam::default(),
-            batch_size: 1,
+            recipe: train::Recipe::microgpt(Adam::default(), 42),
             total_steps: 1000,
             val_fraction: 0.0,
-            dropout: 0.0,
-            token_mean: false,
-            reshuffle: false,
         }
     }
 
     pub fn validate(&self) -> Result<()> {
-        let a = &self.adam;
+        let r = &self.recipe;
+        let a = &r.adam;
         if !(a.lr > 0.0 && a.lr.is_finite()) {
             bail!("--lr must be a positive number, got {}", a.lr);
         }
@@ -103,10 +92,10 @@ impl Settings {
                 self.val_fraction
             );
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            bail!("--dropout must be in [0, 1), got {}", self.dropout);
+        if !(0.0..1.0).contains(&r.dropout) {
+            bail!("--dropout must be in [0, 1), got {}", r.dropout);
         }
-        if self.batch_size == 0 || self.total_steps == 0 {
+        if r.batch_size == 0 || self.total_steps == 0 {
             bail!("the batch size and the number of steps must be at least 1");
         }
         if config::preset_shape(&self.preset, 0).is_none() {
@@ -119,65 +108,56 @@ impl Settings {
         Ok(())
     }
 
-    /// What the training loop needs of the settings.
-    pub fn recipe(&self) -> train::Recipe {
-        train::Recipe {
-            adam: self.adam,
-            batch_size: self.batch_size,
-            dropout: self.dropout,
-            token_mean: self.token_mean,
-            reshuffle: self.reshuffle,
-            seed: self.seed,
-        }
-    }
-
     /// Records the settings in a checkpoint's metadata.
     pub fn write_to(&self, c: &mut Checkpoint) {
-        c.set("seed", self.seed);
+        let (r, a) = (&self.recipe, &self.recipe.adam);
+        c.set("seed", r.seed);
         c.set("rng", self.rng.name());
         c.set("model", &self.preset);
-        c.set("lr", self.adam.lr);
-        c.set("beta1", self.adam.beta1);
-        c.set("beta2", self.adam.beta2);
-        c.set("eps", self.adam.eps);
-        c.set("weight_decay", self.adam.weight_decay);
-        c.set("warmup", self.adam.warmup);
-        c.set("schedule", self.adam.schedule.name());
-        c.set("min_lr_fraction", self.adam.min_lr_fraction);
-        c.set("batch_size", self.batch_size);
+        c.set("lr", a.lr);
+        c.set("beta1", a.beta1);
+        c.set("beta2", a.beta2);
+        c.set("eps", a.eps);
+        c.set("weight_decay", a.weight_decay);
+        c.set("warmup", a.warmup);
+        c.set("schedule", a.schedule.name());
+        c.set("min_lr_fraction", a.min_lr_fraction);
+        c.set("batch_size", r.batch_size);
         c.set("total_steps", self.total_steps);
         c.set("val_fraction", self.val_fraction);
-        c.set("dropout", self.dropout);
-        c.set("token_mean", self.token_mean);
-        c.set("reshuffle", self.reshuffle);
+        c.set("dropout", r.dropout);
+        c.set("token_mean", r.token_mean);
+        c.set("reshuffle", r.reshuffle);
     }
 
     /// The settings a checkpoint recorded.
     pub fn read_from(c: &Checkpoint) -> Result<Settings> {
         Ok(Settings {
-            seed: c.seed()?,
             rng: c.rng()?,
             preset: c.model()?.to_string(),
-            adam: Adam {
-                lr: c.parse("lr")?,
-                beta1: c.parse("beta1")?,
-                beta2: c.parse("beta2")?,
-                eps: c.parse("eps")?,
-                weight_decay: c.parse("weight_decay")?,
-                warmup: c.parse("warmup")?,
-                schedule: match Schedule::from_name(c.get("schedule")?) {
-                    Some(s) => s,
-                    None => bail!("metadata `schedule` is not linear or cosine"),
+            recipe: train::Recipe {
+                seed: c.seed()?,
+                adam: Adam {
+                    lr: c.parse("lr")?,
+                    beta1: c.parse("beta1")?,
+                    beta2: c.parse("beta2")?,
+                    eps: c.parse("eps")?,
+                    weight_decay: c.parse("weight_decay")?,
+                    warmup: c.parse("warmup")?,
+                    schedule: match Schedule::from_name(c.get("schedule")?) {
+                        Some(s) => s,
+                        None => bail!("metadata `schedule` is not linear or cosine"),
+                    },
+                    min_lr_fraction: c.parse("min_lr_fraction")?,
                 },
-                min_lr_fraction: c.parse("min_lr_fraction")?,
+                batch_size: c.parse("batch_size")?,
+                // checkpoints from before these options existed trained without them
+                dropout: c.parse_or("dropout", 0.0)?,
+                token_mean: c.parse_or("token_mean", false)?,
+                reshuffle: c.parse_or("reshuffle", false)?,
             },
-            batch_size: c.parse("batch_size")?,
             total_steps: c.parse("total_steps")?,
             val_fraction: c.parse("val_fraction")?,
-            // checkpoints from before these options existed trained without them
-            dropout: c.parse_or("dropout", 0.0)?,
-            token_mean: c.parse_or("token_mean", false)?,
-            reshuffle: c.parse_or("reshuffle", false)?,
         })
     }
 }
@@ -346,7 +326,7 @@ pub fn checkpoint_of(
         tok.chars().to_vec(),
         model.params_flat(),
         step,
-        settings.seed,
+        settings.recipe.seed,
         settings.rng,
         &settings.preset,
     );
@@ -445,7 +425,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             );
         }
     }
-    let mut rng = Rng::new(settings.rng, settings.seed);
+    let mut rng = Rng::new(settings.rng, settings.recipe.seed);
     let data = raw.split(&mut rng, settings.val_fraction, tok)?;
     let mut model = build_model(
         opts.engine,
@@ -469,7 +449,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
     let threads = opts
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    model.set_threads(threads.min(settings.batch_size))?;
+    model.set_threads(threads.min(settings.recipe.batch_size))?;
     let last = opts.stop_at.min(settings.total_steps);
     if last <= first_step {
         bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");
@@ -484,7 +464,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         opts.engine.name(),
         data.train.len(),
         data.val.len(),
-        settings.batch_size
+        settings.recipe.batch_size
     );
     if first_step > 0 {
         println!("resuming at step {first_step}");
@@ -507,7 +487,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
     train::train(
         model.as_mut(),
         &data.train,
-        &settings.recipe(),
+        &settings.recipe,
         (first_step, last, total),
         |model, step, loss, tokens| {
             let s = step + 1;
@@ -655,7 +635,7 @@ pub fn training_docs(c: &Checkpoint, data: Option<&Path>) -> Result<HashSet<Stri
     };
     let raw = RawDocs::read(&path)?;
     raw.check_against(c)?;
-    let mut rng = Rng::new(settings.rng, settings.seed);
+    let mut rng = Rng::new(settings.rng, settings.recipe.seed);
     let d = raw.split(&mut rng, settings.val_fraction, Some(c.tokenizer()?))?;
     Ok(d.train.iter().map(|t| d.tok.decode(t)).collect())
 }

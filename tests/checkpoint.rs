@@ -620,16 +620,16 @@ fn settings_added_later_default_when_an_older_checkpoint_lacks_them() {
     use microgpt::session::Settings;
     let mut c = micro();
     let mut s = Settings::microgpt();
-    s.dropout = 0.25;
-    s.token_mean = true;
-    s.reshuffle = true;
+    s.recipe.dropout = 0.25;
+    s.recipe.token_mean = true;
+    s.recipe.reshuffle = true;
     s.write_to(&mut c);
     assert_eq!(Settings::read_from(&c).unwrap(), s);
     // a checkpoint written before --dropout, --token-mean and --reshuffle existed
     for key in ["dropout", "token_mean", "reshuffle"] {
         c.meta.remove(key);
     }
-    let old = Settings::read_from(&c).unwrap();
+    let old = Settings::read_from(&c).unwrap().recipe;
     assert_eq!(
         (old.dropout, old.token_mean, old.reshuffle),
         (0.0, false, false)
