@@ -17,9 +17,10 @@
 //! In Python: `safetensors.numpy.load_file(path)` gives the tensors and
 //! `safetensors.safe_open(path, "np").metadata()` the metadata.
 //!
-//! The order of the metadata keys in the header is not fixed (the `safetensors` crate writes
-//! them from a `HashMap`), so two saves of one checkpoint hold the same tensors and metadata but
-//! need not be byte-identical.
+//! The header's keys are written sorted (the `safetensors` crate writes the metadata from a
+//! `HashMap`, in an order that changes from process to process; [`sorted_header`] rewrites
+//! it), so a checkpoint's bytes are a function of its contents: the same run saves the same
+//! file.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
@@ -292,8 +293,9 @@ impl Checkpoint {
             }
         }
         // (the crate's map type: `hashbrown`'s, as safetensors is built without `std`)
-        safetensors::serialize(views, Some(info.into_iter().collect()))
-            .map_err(|e| Error(format!("cannot serialize the checkpoint: {e}")))
+        let bytes = safetensors::serialize(views, Some(info.into_iter().collect()))
+            .map_err(|e| Error(format!("cannot serialize the checkpoint: {e}")))?;
+        Ok(sorted_header(bytes))
     }
 
     /// Parses and validates a checkpoint file's bytes: every tensor present with dtype F64 and
@@ -501,6 +503,34 @@ fn checked_num_params(s: &Shape) -> Option<usize> {
         .checked_mul(4)?
         .checked_add(f.checked_mul(e)?.checked_mul(2)?)?;
     embed.checked_add(layer.checked_mul(s.n_layer)?)
+}
+
+/// A serialized safetensors file with its JSON header's object keys sorted (the metadata's,
+/// the tensors' names, each tensor's fields), padded with spaces to its old length as the
+/// format allows: the same file with bytes that do not depend on a map's order. The
+/// tensors' bytes are untouched. Sorting cannot lengthen the header; should it not parse or
+/// fit, the bytes are returned as they were.
+fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
+        return bytes;
+    };
+    let n = u64::from_le_bytes(*len) as usize;
+    let Some(header) = rest.get(..n) else {
+        return bytes;
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return bytes;
+    };
+    value.sort_all_objects();
+    let Ok(sorted) = serde_json::to_vec(&value) else {
+        return bytes;
+    };
+    debug_assert!(sorted.len() <= n, "a sorted header is no longer");
+    if sorted.len() <= n {
+        bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+        bytes[8 + sorted.len()..8 + n].fill(b' ');
+    }
+    bytes
 }
 
 /// Checks the header before handing the bytes to `safetensors`: the header length against

@@ -59,6 +59,29 @@ const TRAIN: [&str; 6] = [
 ];
 
 #[test]
+fn the_same_run_saves_the_same_bytes() {
+    // two processes (the metadata map's order differs from process to process), one command:
+    // the checkpoint header's keys are sorted, so the files are identical
+    let (a, b) = (tmp("same-a.safetensors"), tmp("same-b.safetensors"));
+    ok(&[&TRAIN[..], &["--steps", "20", "--out", s(&a)]].concat());
+    ok(&[&TRAIN[..], &["--steps", "20", "--out", s(&b)]].concat());
+    let (ba, bb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(ba == bb, "two saves of the same run differ");
+    // the metadata keys stand in sorted order in the header
+    let n = u64::from_le_bytes(ba[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&ba[8..8 + n]).unwrap();
+    let meta = &header[header.find("\"__metadata__\":{").unwrap()..];
+    let meta = &meta[..meta.find('}').unwrap()];
+    let keys: Vec<&str> = meta
+        .split("\",\"")
+        .map(|kv| kv.split("\":\"").next().unwrap())
+        .collect();
+    assert!(keys.len() > 20, "{keys:?}");
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+    assert_eq!(Checkpoint::load(&a).unwrap().step().unwrap(), 20);
+}
+
+#[test]
 fn resume_is_exact() {
     // one run of 200 steps, and the same run split at step 100 and resumed: every step's loss
     // and the final weights and Adam moments are identical, bit for bit
