@@ -33,6 +33,19 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The checkpoints of an uninterrupted run and of its resumed twin.
+fn load_both(whole: &Path, resumed: &Path) -> (Checkpoint, Checkpoint) {
+    (
+        Checkpoint::load(whole).unwrap(),
+        Checkpoint::load(resumed).unwrap(),
+    )
+}
+
+/// The bit patterns of `v`, for comparisons that must be exact.
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 /// The `step N / T | loss X` lines of a run's output.
 fn loss_lines(out: &str) -> Vec<String> {
     out.lines()
@@ -99,11 +112,7 @@ fn resume_is_exact() {
     let (la, lb) = (loss_lines(&a), [loss_lines(&b1), loss_lines(&b2)].concat());
     assert_eq!(la.len(), 200);
     assert_eq!(la, lb);
-    let (ca, cb) = (
-        Checkpoint::load(&whole).unwrap(),
-        Checkpoint::load(&resumed).unwrap(),
-    );
-    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let (ca, cb) = load_both(&whole, &resumed);
     assert_eq!(bits(&ca.params), bits(&cb.params));
     let (ma, mb) = (ca.adam.as_ref().unwrap(), cb.adam.as_ref().unwrap());
     assert_eq!(bits(&ma.m), bits(&mb.m));
@@ -153,11 +162,7 @@ fn resume_is_exact_with_dropout_token_mean_and_reshuffled_epochs() {
     let (la, lb) = (loss_lines(&a), [loss_lines(&b1), loss_lines(&b2)].concat());
     assert_eq!(la.len(), 60);
     assert_eq!(la, lb);
-    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    let (ca, cb) = (
-        Checkpoint::load(&whole).unwrap(),
-        Checkpoint::load(&resumed).unwrap(),
-    );
+    let (ca, cb) = load_both(&whole, &resumed);
     assert_eq!(bits(&ca.params), bits(&cb.params));
     assert_eq!(ca.get("reshuffle").unwrap(), "true");
     assert_eq!(ca.get("token_mean").unwrap(), "true");

@@ -1,22 +1,15 @@
 //! The reference (dynamic-graph) GPT: its gradients against finite differences, its size and
 //! behaviour on names.txt, and determinism.
 
+mod common;
+
+use common::names;
 use microgpt::config::Shape;
-use microgpt::data::{self, EncodedDocs, Tokenizer};
+use microgpt::data;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
 use microgpt::sample::{self, Sampling};
-
-/// names.txt, shuffled by `rng` as microgpt.py does, with its tokenizer.
-fn names(rng: &mut Rng) -> (Tokenizer, EncodedDocs) {
-    let path = data::default_data_path().expect("names.txt (see README: Data)");
-    let mut docs = data::load_docs(&path).unwrap();
-    rng.shuffle(&mut docs);
-    let tok = Tokenizer::from_docs(&docs);
-    let enc = EncodedDocs::new(&tok, &docs).unwrap();
-    (tok, enc)
-}
 
 /// A small shape with two layers and two heads, so that every code path is exercised.
 const TINY: Shape = Shape {
