@@ -19,11 +19,13 @@
 //! [`GROUP_ROWS`] rows (a function of the batch alone, never of the thread count). Each group
 //! is one forward and backward — its linear layers multiply all of its rows at once — into
 //! its own gradient buffer, each document's loss scaled by `1/B`. Then, parameter block by
-//! parameter block (the embeddings and head, each layer), the group gradients are summed in
-//! group order — the gradient is the mean of the documents' gradients — and Adam updates the
-//! block. Groups and blocks are
-//! claimed by the caller and the worker threads ([`Gpt::set_threads`]) from atomic counters;
-//! since every sum has a fixed order, the result is bit-identical for any number of threads.
+//! parameter block (each layer, the last first, then the embeddings and head), the group
+//! gradients are summed in group order — the gradient is the mean of the documents'
+//! gradients — and Adam updates the block. Groups and blocks are claimed by the caller and
+//! the worker threads ([`Gpt::set_threads`]) from atomic counters, in one phase: a thread
+//! that runs out of groups goes on to the blocks that every group's backward has left while
+//! the last groups are still running below them. Since every sum has a fixed order, the
+//! result is bit-identical for any number of threads.
 //!
 //! `V` is a bucket: the real vocabulary `vocab ≤ V` is a run-time value. Only the first `vocab`
 //! rows of `wte` and `lm_head` are ever drawn, trained or read, and only the first `vocab`
