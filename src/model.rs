@@ -168,21 +168,10 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     }
 }
 
-/// One block's weights transposed (`[[f64; OUT]; IN]`), the layout the forward reads (see
-/// [`ops::linear_forward`]).
-#[derive(Zeroable)]
-pub struct LayerT<const E: usize, const F: usize> {
-    pub attn_wq: [[f64; E]; E],
-    pub attn_wk: [[f64; E]; E],
-    pub attn_wv: [[f64; E]; E],
-    pub attn_wo: [[f64; E]; E],
-    pub mlp_fc1: [[f64; F]; E],
-    pub mlp_fc2: [[f64; E]; F],
-}
-
 // ------------------------------------------------------------------------------------------
-// The parameter blocks: each holds its weights and all the optimizer keeps for them, behind
-// its own lock, so that Adam can update the blocks on different threads.
+// The parameter parts: each holds its weights and all the optimizer keeps for them, behind
+// its own lock, so that Adam can update different parts on different threads, and a part as
+// soon as every backward has left it.
 
 /// The embeddings and the head: weights, `lm_head`'s transpose (kept in step with it) and
 /// Adam's moments.
@@ -211,45 +200,124 @@ impl<const V: usize, const T: usize, const E: usize> EmbedPart<V, T, E> {
     }
 }
 
-/// One transformer block: weights, their transposes (kept in step) and Adam's moments.
+/// One weight matrix `[[f64; I]; O]`: its weights, their transpose (what the forward reads,
+/// kept in step) and Adam's moments.
 #[derive(Zeroable)]
-struct BlockPart<const E: usize, const F: usize> {
-    w: Layer<E, F>,
-    t: LayerT<E, F>,
-    m: Layer<E, F>,
-    v: Layer<E, F>,
+struct Param<const I: usize, const O: usize> {
+    w: [[f64; I]; O],
+    t: [[f64; O]; I],
+    m: [[f64; I]; O],
+    v: [[f64; I]; O],
 }
 
-impl<const E: usize, const F: usize> BlockPart<E, F> {
+impl<const I: usize, const O: usize> Param<I, O> {
     fn refresh(&mut self) {
-        let (t, w) = (&mut self.t, &self.w);
-        ops::transpose(&mut t.attn_wq, &w.attn_wq);
-        ops::transpose(&mut t.attn_wk, &w.attn_wk);
-        ops::transpose(&mut t.attn_wv, &w.attn_wv);
-        ops::transpose(&mut t.attn_wo, &w.attn_wo);
-        ops::transpose(&mut t.mlp_fc1, &w.mlp_fc1);
-        ops::transpose(&mut t.mlp_fc2, &w.mlp_fc2);
+        ops::transpose(&mut self.t, &self.w);
     }
 
-    fn adam(&mut self, g: &Layer<E, F>, adam: &AdamStep) {
-        let tensors = (self.w.tensors_mut().into_iter())
-            .zip(g.tensors())
-            .zip(self.m.tensors_mut())
-            .zip(self.v.tensors_mut());
-        for (((p, g), m), v) in tensors {
-            adam.update(p, g, m, v);
+    /// The per-parameter array `which`, flattened.
+    fn get(&self, which: Which) -> &[f64] {
+        match which {
+            Which::Params => self.w.as_flattened(),
+            Which::AdamM => self.m.as_flattened(),
+            Which::AdamV => self.v.as_flattened(),
         }
+    }
+
+    /// Overwrites the per-parameter array `which` with the next values of `src`, which
+    /// advances; the transpose follows.
+    fn set_from(&mut self, which: Which, src: &mut &[f64]) {
+        let dst = match which {
+            Which::Params => self.w.as_flattened_mut(),
+            Which::AdamM => self.m.as_flattened_mut(),
+            Which::AdamV => self.v.as_flattened_mut(),
+        };
+        let (head, tail) = src.split_at(dst.len());
+        dst.copy_from_slice(head);
+        *src = tail;
+        self.refresh();
+    }
+
+    /// One Adam update from the gradient `g`; the transpose follows.
+    fn adam(&mut self, g: &[[f64; I]; O], adam: &AdamStep) {
+        let (w, m, v) = (&mut self.w, &mut self.m, &mut self.v);
+        adam.update(
+            w.as_flattened_mut(),
+            g.as_flattened(),
+            m.as_flattened_mut(),
+            v.as_flattened_mut(),
+        );
         self.refresh();
     }
 }
 
-/// Shared views of all parameter blocks, what the forward and backward read.
-struct Params<'a, const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
-    embed: &'a EmbedPart<V, T, E>,
-    blocks: [&'a BlockPart<E, F>; L],
+/// The attention's matrices, in microgpt's order: `attn[WQ]` … `attn[WO]`.
+const WQ: usize = 0;
+const WK: usize = 1;
+const WV: usize = 2;
+const WO: usize = 3;
+
+/// One transformer block's parameters in the three parts that its backward finishes one
+/// after the other, of `4·E²` numbers each (`F = 4·E`): `mlp_fc2`, `mlp_fc1`, then the
+/// attention's four matrices. [`part`] numbers them.
+struct Block<const E: usize, const F: usize> {
+    fc2: RwLock<Box<Param<F, E>>>,
+    fc1: RwLock<Box<Param<E, F>>>,
+    attn: RwLock<Box<[Param<E, E>; 4]>>,
 }
 
-/// Read locks on all parameter blocks.
+/// A block's parts, read-locked: what the forward and backward read.
+struct BlockRead<'a, const E: usize, const F: usize> {
+    fc2: RwLockReadGuard<'a, Box<Param<F, E>>>,
+    fc1: RwLockReadGuard<'a, Box<Param<E, F>>>,
+    attn: RwLockReadGuard<'a, Box<[Param<E, E>; 4]>>,
+}
+
+impl<const E: usize, const F: usize> Block<E, F> {
+    fn new() -> Result<Self> {
+        Ok(Block {
+            fc2: RwLock::new(zeroed_box()?),
+            fc1: RwLock::new(zeroed_box()?),
+            attn: RwLock::new(zeroed_box()?),
+        })
+    }
+
+    fn read(&self) -> BlockRead<'_, E, F> {
+        BlockRead {
+            fc2: read(&self.fc2),
+            fc1: read(&self.fc1),
+            attn: read(&self.attn),
+        }
+    }
+
+    /// Overwrites the per-parameter array `which` of each matrix, in [`Shape::tensors`]
+    /// order, with the next values of `src`, which advances; the transposes follow.
+    fn set_from(&self, which: Which, src: &mut &[f64]) {
+        for p in write(&self.attn).iter_mut() {
+            p.set_from(which, src);
+        }
+        write(&self.fc1).set_from(which, src);
+        write(&self.fc2).set_from(which, src);
+    }
+}
+
+impl<const E: usize, const F: usize> BlockRead<'_, E, F> {
+    /// The per-parameter array `which` of each matrix, in [`Shape::tensors`] order.
+    fn tensors(&self, which: Which) -> [&[f64]; 6] {
+        let a = &self.attn;
+        [
+            a[WQ].get(which),
+            a[WK].get(which),
+            a[WV].get(which),
+            a[WO].get(which),
+            self.fc1.get(which),
+            self.fc2.get(which),
+        ]
+    }
+}
+
+/// Read locks on every parameter part: what the forward reads, and what the backward
+/// releases part by part.
 struct ParamsGuard<
     'a,
     const V: usize,
@@ -259,18 +327,7 @@ struct ParamsGuard<
     const L: usize,
 > {
     embed: RwLockReadGuard<'a, Box<EmbedPart<V, T, E>>>,
-    blocks: [RwLockReadGuard<'a, Box<BlockPart<E, F>>>; L],
-}
-
-impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
-    ParamsGuard<'_, V, T, E, F, L>
-{
-    fn get(&self) -> Params<'_, V, T, E, F, L> {
-        Params {
-            embed: &self.embed,
-            blocks: std::array::from_fn(|l| &**self.blocks[l]),
-        }
-    }
+    blocks: [BlockRead<'a, E, F>; L],
 }
 
 // A panic inside a locked section is a bug that the caller re-raises (see `parallel`); the
@@ -285,22 +342,75 @@ fn lock<X>(l: &Mutex<X>) -> MutexGuard<'_, X> {
     l.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The parts of a step's update, in the order the threads claim them: `3·l + k` is part `k`
+/// of block `l` (`k` = [`FC2`], [`FC1`] or [`ATTN`]), claimed from the last block down, as
+/// the backward leaves them; `3·L` is the embeddings and head, which the backward leaves
+/// last.
+fn part<const L: usize>(claim: usize) -> usize {
+    if claim < 3 * L {
+        3 * (L - 1 - claim / 3) + claim % 3
+    } else {
+        claim
+    }
+}
+const FC2: usize = 0;
+const FC1: usize = 1;
+const ATTN: usize = 2;
+
 // ------------------------------------------------------------------------------------------
 // Gradients
 
+/// One block's gradient, in the parts of [`Block`].
+struct BlockGrad<const E: usize, const F: usize> {
+    fc2: Mutex<Box<[[f64; F]; E]>>,
+    fc1: Mutex<Box<[[f64; E]; F]>>,
+    attn: Mutex<Box<[[[f64; E]; E]; 4]>>,
+}
+
+/// A block's gradient, locked: what a backward writes, and releases part by part.
+struct BlockGradGuard<'a, const E: usize, const F: usize> {
+    fc2: MutexGuard<'a, Box<[[f64; F]; E]>>,
+    fc1: MutexGuard<'a, Box<[[f64; E]; F]>>,
+    attn: MutexGuard<'a, Box<[[[f64; E]; E]; 4]>>,
+}
+
+impl<const E: usize, const F: usize> BlockGrad<E, F> {
+    fn lock(&self) -> BlockGradGuard<'_, E, F> {
+        BlockGradGuard {
+            fc2: lock(&self.fc2),
+            fc1: lock(&self.fc1),
+            attn: lock(&self.attn),
+        }
+    }
+}
+
+impl<const E: usize, const F: usize> BlockGradGuard<'_, E, F> {
+    /// Each matrix, flattened, in [`Shape::tensors`] order.
+    fn tensors(&self) -> [&[f64]; 6] {
+        let a = &self.attn;
+        [
+            a[WQ].as_flattened(),
+            a[WK].as_flattened(),
+            a[WV].as_flattened(),
+            a[WO].as_flattened(),
+            self.fc1.as_flattened(),
+            self.fc2.as_flattened(),
+        ]
+    }
+}
+
 /// A gradient (the layout of [`Weights`]) in parts that different threads can hold at once:
-/// the embeddings and head, and each block. The threads of a step's reduction each take
-/// whole parts.
+/// the embeddings and head, and the parts of each block.
 struct Grad<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
     embed: Mutex<Box<Embed<V, T, E>>>,
-    layers: [Mutex<Box<Layer<E, F>>>; L],
+    layers: [BlockGrad<E, F>; L],
 }
 
 /// All parts of a [`Grad`], locked: what a backward writes.
 struct GradGuard<'a, const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
 {
     embed: MutexGuard<'a, Box<Embed<V, T, E>>>,
-    layers: [MutexGuard<'a, Box<Layer<E, F>>>; L],
+    layers: [BlockGradGuard<'a, E, F>; L],
 }
 
 impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
@@ -310,7 +420,11 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     fn new() -> Result<Self> {
         let mut layers = Vec::with_capacity(L);
         for _ in 0..L {
-            layers.push(Mutex::new(zeroed_box()?));
+            layers.push(BlockGrad {
+                fc2: Mutex::new(zeroed_box()?),
+                fc1: Mutex::new(zeroed_box()?),
+                attn: Mutex::new(zeroed_box()?),
+            });
         }
         let Ok(layers) = <[_; L]>::try_from(layers) else {
             unreachable!("L layers")
@@ -324,7 +438,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     fn lock(&self) -> GradGuard<'_, V, T, E, F, L> {
         GradGuard {
             embed: lock(&self.embed),
-            layers: std::array::from_fn(|l| lock(&self.layers[l])),
+            layers: std::array::from_fn(|l| self.layers[l].lock()),
         }
     }
 }
@@ -339,12 +453,47 @@ impl<const V: usize, const T: usize, const E: usize> Embed<V, T, E> {
     }
 }
 
-/// `dst += src`, tensor by tensor.
-fn add<'a>(dst: impl IntoIterator<Item = &'a mut [f64]>, src: impl IntoIterator<Item = &'a [f64]>) {
-    for (a, b) in dst.into_iter().zip(src) {
-        for (x, y) in a.iter_mut().zip(b) {
-            *x += *y;
-        }
+/// A gradient part as one slice.
+trait Flat {
+    fn flat(&self) -> &[f64];
+    fn flat_mut(&mut self) -> &mut [f64];
+}
+
+impl<const I: usize, const O: usize> Flat for [[f64; I]; O] {
+    fn flat(&self) -> &[f64] {
+        self.as_flattened()
+    }
+    fn flat_mut(&mut self) -> &mut [f64] {
+        self.as_flattened_mut()
+    }
+}
+
+impl<const E: usize> Flat for [[[f64; E]; E]; 4] {
+    fn flat(&self) -> &[f64] {
+        self.as_flattened().as_flattened()
+    }
+    fn flat_mut(&mut self) -> &mut [f64] {
+        self.as_flattened_mut().as_flattened_mut()
+    }
+}
+
+/// The step's gradient of one part, `sum` (group 0's), locked, with the other groups'
+/// added into it in group order.
+fn sum_part<'a, G: Flat>(
+    sum: &'a Mutex<Box<G>>,
+    slots: impl Iterator<Item = &'a Mutex<Box<G>>>,
+) -> MutexGuard<'a, Box<G>> {
+    let mut g = lock(sum);
+    for slot in slots {
+        add(g.flat_mut(), lock(slot).flat());
+    }
+    g
+}
+
+/// `dst += src`, element by element.
+fn add(dst: &mut [f64], src: &[f64]) {
+    for (x, y) in dst.iter_mut().zip(src) {
+        *x += *y;
     }
 }
 
@@ -531,7 +680,7 @@ impl<
     /// outputs are masked ([`crate::dropout`]) and the masks kept.
     fn forward(
         &mut self,
-        p: &Params<'_, V, T, E, F, L>,
+        p: &ParamsGuard<'_, V, T, E, F, L>,
         rows: &[Row],
         start: usize,
         dropout: Option<&Dropout>,
@@ -548,15 +697,15 @@ impl<
         }
         let blocks = p.blocks.iter().zip(a.layers.iter_mut()).enumerate();
         for (l, (bp, la)) in blocks {
-            let lw = &bp.t;
+            let (attn, fc1, fc2) = (&bp.attn, &bp.fc1, &bp.fc2);
             // attention: x = Wo·attn(rmsnorm(x)) + x
             for r in start..end {
                 la.r1[r] = ops::rmsnorm_forward(&mut la.xn1[r], &s.x[r]);
             }
             let xn1 = &la.xn1[start..end];
-            ops::linear_forward(&mut la.q[start..end], xn1, &lw.attn_wq);
-            ops::linear_forward(&mut la.k[start..end], xn1, &lw.attn_wk);
-            ops::linear_forward(&mut la.v[start..end], xn1, &lw.attn_wv);
+            ops::linear_forward(&mut la.q[start..end], xn1, &attn[WQ].t);
+            ops::linear_forward(&mut la.k[start..end], xn1, &attn[WK].t);
+            ops::linear_forward(&mut la.v[start..end], xn1, &attn[WV].t);
             for (r, row) in (start..end).zip(rows) {
                 let first = r - row.pos;
                 ops::attention_forward::<T, E, H, D>(
@@ -568,7 +717,7 @@ impl<
                     row.pos,
                 );
             }
-            ops::linear_forward(&mut s.y[start..end], &la.ctx[start..end], &lw.attn_wo);
+            ops::linear_forward(&mut s.y[start..end], &la.ctx[start..end], &attn[WO].t);
             if let Some(d) = dropout {
                 for (r, row) in (start..end).zip(rows) {
                     d.fill(&mut la.m_attn[r], row.seed, dropout::attn_site(l));
@@ -583,11 +732,11 @@ impl<
             for r in start..end {
                 la.r2[r] = ops::rmsnorm_forward(&mut la.xn2[r], &s.x[r]);
             }
-            ops::linear_forward(&mut s.pre[start..end], &la.xn2[start..end], &lw.mlp_fc1);
+            ops::linear_forward(&mut s.pre[start..end], &la.xn2[start..end], &fc1.t);
             for r in start..end {
                 ops::relu_forward(&mut la.h[r], &s.pre[r]);
             }
-            ops::linear_forward(&mut s.y[start..end], &la.h[start..end], &lw.mlp_fc2);
+            ops::linear_forward(&mut s.y[start..end], &la.h[start..end], &fc2.t);
             if let Some(d) = dropout {
                 for (r, row) in (start..end).zip(rows) {
                     d.fill(&mut la.m_mlp[r], row.seed, dropout::mlp_site(l));
@@ -624,11 +773,11 @@ impl<
     /// its document) before those reach `attn_wk` and `attn_wv`. `dropout`: whether the
     /// forward dropped out (its masks are in the activation cache).
     ///
-    /// The locks are taken by value and released part by part as the backward leaves it —
-    /// each block's weights and gradient once its layer is done (the last block first), the
-    /// embeddings and head at the end — calling `done(part)` after each (part `l < L` a
-    /// block, `L` the embeddings and head), so that other threads can sum and update a part
-    /// while this backward goes on below it.
+    /// The locks are taken by value and released part by part as the backward leaves them —
+    /// each part of a block ([`Block`]: `mlp_fc2`, `mlp_fc1`, the attention) once its
+    /// matrices' gradients are written, from the last block down, the embeddings and head
+    /// at the end — calling `done(part)` after each (numbered as in [`part`]), so that other
+    /// threads can sum and update a part while this backward goes on below it.
     fn backward(
         &mut self,
         p: ParamsGuard<'_, V, T, E, F, L>,
@@ -665,35 +814,36 @@ impl<
             Set,
         );
         let blocks = blocks.into_iter().zip(layers).zip(&a.layers).enumerate();
-        for (l, ((bp, mut lg), la)) in blocks.rev() {
-            let lw = &bp.w;
+        for (l, ((bp, lg), la)) in blocks.rev() {
+            let BlockRead { fc2, fc1, attn } = bp;
+            let BlockGradGuard {
+                fc2: mut g2,
+                fc1: mut g1,
+                attn: mut ga,
+            } = lg;
             // MLP: x_out = drop(fc2·relu(fc1·xn2)) + x_mid with xn2 = rmsnorm(x_mid). The
             // residual hands dx to both branches, so dx is the MLP output's gradient as it
             // stands (through its mask, with dropout) and becomes dx_mid once the rmsnorm's
             // share is added into it.
             let dy = through_mask(&mut s.dy[..n], &s.dx[..n], &la.m_mlp[..n], dropout);
-            ops::linear_backward(
-                &mut s.dh[..n],
-                &mut lg.mlp_fc2,
-                dy,
-                &la.h[..n],
-                &lw.mlp_fc2,
-                Set,
-                Set,
-            );
+            ops::linear_backward(&mut s.dh[..n], &mut g2, dy, &la.h[..n], &fc2.w, Set, Set);
+            drop((fc2, g2));
+            done(3 * l + FC2);
             for r in 0..n {
                 s.dpre[r] = [0.0; F];
                 ops::relu_backward(&mut s.dpre[r], &s.dh[r], &la.h[r]);
             }
             ops::linear_backward(
                 &mut s.dxn[..n],
-                &mut lg.mlp_fc1,
+                &mut g1,
                 &s.dpre[..n],
                 &la.xn2[..n],
-                &lw.mlp_fc1,
+                &fc1.w,
                 Set,
                 Set,
             );
+            drop((fc1, g1));
+            done(3 * l + FC1);
             for r in 0..n {
                 ops::rmsnorm_backward(&mut s.dx[r], &s.dxn[r], &la.xn2[r], la.r2[r]);
             }
@@ -702,10 +852,10 @@ impl<
             let dy = through_mask(&mut s.dy[..n], &s.dx[..n], &la.m_attn[..n], dropout);
             ops::linear_backward(
                 &mut s.dctx[..n],
-                &mut lg.attn_wo,
+                &mut ga[WO],
                 dy,
                 &la.ctx[..n],
-                &lw.attn_wo,
+                &attn[WO].w,
                 Set,
                 Set,
             );
@@ -730,36 +880,36 @@ impl<
             let xn1 = &la.xn1[..n];
             ops::linear_backward(
                 &mut s.dxn[..n],
-                &mut lg.attn_wq,
+                &mut ga[WQ],
                 &s.dq[..n],
                 xn1,
-                &lw.attn_wq,
+                &attn[WQ].w,
                 Set,
                 Set,
             );
             ops::linear_backward(
                 &mut s.dxn[..n],
-                &mut lg.attn_wk,
+                &mut ga[WK],
                 &s.dk[..n],
                 xn1,
-                &lw.attn_wk,
+                &attn[WK].w,
                 Add,
                 Set,
             );
             ops::linear_backward(
                 &mut s.dxn[..n],
-                &mut lg.attn_wv,
+                &mut ga[WV],
                 &s.dv[..n],
                 xn1,
-                &lw.attn_wv,
+                &attn[WV].w,
                 Add,
                 Set,
             );
             for r in 0..n {
                 ops::rmsnorm_backward(&mut s.dx[r], &s.dxn[r], &la.xn1[r], la.r1[r]);
             }
-            drop((bp, lg));
-            done(l);
+            drop((attn, ga));
+            done(3 * l + ATTN);
         }
         // x = rmsnorm(wte[token] + wpe[pos])
         let ge_tables = &mut **ge;
@@ -775,7 +925,7 @@ impl<
             );
         }
         drop((pe, ge));
-        done(L);
+        done(3 * L);
     }
 }
 
@@ -841,18 +991,17 @@ struct State<
 > {
     vocab: usize,
     embed: RwLock<Box<EmbedPart<V, T, E>>>,
-    blocks: [RwLock<Box<BlockPart<E, F>>>; L],
+    blocks: [Block<E, F>; L],
     /// the mean gradient of the last step
     grad: Grad<V, T, E, F, L>,
     batch: RwLock<Batch<V, T, E, F, L>>,
     /// the loss of each document of the batch
     doc_loss: Mutex<Vec<f64>>,
-    /// the next group to claim (an index into `claims`), and the next parameter block (the
-    /// `k`-th claimed is layer `L − 1 − k` for `k < L`, then the embeddings and head)
+    /// the next group to claim (an index into `claims`), and the next parameter part to
+    /// claim (see [`part`])
     next_group: AtomicUsize,
     next_part: AtomicUsize,
-    /// per part (layer `l < L`, or `L`: the embeddings and head), the groups whose backward
-    /// has left it
+    /// per part (numbered as in [`part`]), the groups whose backward has left it
     done: Box<[AtomicUsize]>,
     /// a thread panicked during the step (see [`AbortOnPanic`])
     abort: AtomicBool,
@@ -871,7 +1020,7 @@ impl<
     fn read_params(&self) -> ParamsGuard<'_, V, T, E, F, L> {
         ParamsGuard {
             embed: read(&self.embed),
-            blocks: std::array::from_fn(|l| read(&self.blocks[l])),
+            blocks: std::array::from_fn(|l| self.blocks[l].read()),
         }
     }
 
@@ -895,7 +1044,7 @@ impl<
             let rows = &job.rows[first..job.docs[docs.end - 1].end];
             let dropout = job.dropout.filter(|_| job.backward);
             let params = self.read_params();
-            buf.forward(&params.get(), rows, 0, dropout.as_ref());
+            buf.forward(&params, rows, 0, dropout.as_ref());
             buf.cross_entropy(rows, self.vocab);
             {
                 let mut losses = lock(&self.doc_loss);
@@ -931,7 +1080,7 @@ impl<
     /// Adam updates the block. A thread that runs out of groups thus updates the top blocks
     /// while the last groups are still below them, instead of waiting for them.
     fn work_parts(&self) {
-        if self.next_part.load(Ordering::Relaxed) > L {
+        if self.next_part.load(Ordering::Relaxed) > 3 * L {
             return;
         }
         let job = read(&self.batch);
@@ -941,33 +1090,53 @@ impl<
             let filled = groups.filter(|(_, d)| job.backward && !d.is_empty());
             filled.map(|(g, _)| &job.slots[g - 1])
         };
-        let vocab = self.vocab;
+        let (vocab, adam) = (self.vocab, job.adam.as_ref());
         loop {
-            let k = self.next_part.fetch_add(1, Ordering::Relaxed);
-            if k > L {
+            let claim = self.next_part.fetch_add(1, Ordering::Relaxed);
+            if claim > 3 * L {
                 break;
             }
-            let part = if k < L { L - 1 - k } else { L };
+            let part = part::<L>(claim);
             if !self.wait_done(part, job.filled) {
                 return;
             }
-            if part < L {
-                let mut g = lock(&self.grad.layers[part]);
-                for slot in slots() {
-                    add(g.tensors_mut(), lock(&slot.layers[part]).tensors());
-                }
-                if let Some(adam) = &job.adam {
-                    write(&self.blocks[part]).adam(&g, adam);
-                }
-            } else {
+            if part == 3 * L {
                 let mut g = lock(&self.grad.embed);
                 for slot in slots() {
                     let mut slot = lock(&slot.embed);
-                    add(g.tensors_mut(vocab), slot.tensors(vocab));
+                    for (dst, src) in g.tensors_mut(vocab).into_iter().zip(slot.tensors(vocab)) {
+                        add(dst, src);
+                    }
                     slot.zero_tables();
                 }
-                if let Some(adam) = &job.adam {
+                if let Some(adam) = adam {
                     write(&self.embed).adam(&g, vocab, adam);
+                }
+                continue;
+            }
+            let l = part / 3;
+            let (block, grad) = (&self.blocks[l], &self.grad.layers[l]);
+            let slots = slots().map(|s| &s.layers[l]);
+            match part % 3 {
+                FC2 => {
+                    let g = sum_part(&grad.fc2, slots.map(|s| &s.fc2));
+                    if let Some(adam) = adam {
+                        write(&block.fc2).adam(&g, adam);
+                    }
+                }
+                FC1 => {
+                    let g = sum_part(&grad.fc1, slots.map(|s| &s.fc1));
+                    if let Some(adam) = adam {
+                        write(&block.fc1).adam(&g, adam);
+                    }
+                }
+                _ => {
+                    let g = sum_part(&grad.attn, slots.map(|s| &s.attn));
+                    if let Some(adam) = adam {
+                        for (p, g) in write(&block.attn).iter_mut().zip(g.iter()) {
+                            p.adam(g, adam);
+                        }
+                    }
                 }
             }
         }
@@ -1128,31 +1297,29 @@ impl<
             bail!("the vocabulary is empty (it needs at least the BOS token)");
         }
         let mut embed: Box<EmbedPart<V, T, E>> = zeroed_box()?;
-        let mut blocks = Vec::with_capacity(L);
-        for _ in 0..L {
-            blocks.push(zeroed_box::<BlockPart<E, F>>()?);
-        }
         for t in embed.w.tensors_mut(vocab) {
             for p in t {
                 *p = rng.gauss(0.0, INIT_STD);
             }
         }
-        for b in &mut blocks {
-            for t in b.w.tensors_mut() {
-                for p in t {
-                    *p = rng.gauss(0.0, INIT_STD);
-                }
-            }
-            b.refresh();
-        }
         embed.refresh();
-        let Ok(blocks) = <[Box<BlockPart<E, F>>; L]>::try_from(blocks) else {
+        let mut blocks = Vec::with_capacity(L);
+        let mut draws = vec![0.0; 4 * E * E + 2 * E * F];
+        for _ in 0..L {
+            for p in &mut draws {
+                *p = rng.gauss(0.0, INIT_STD);
+            }
+            let block = Block::new()?;
+            block.set_from(Which::Params, &mut &draws[..]);
+            blocks.push(block);
+        }
+        let Ok(blocks) = <[Block<E, F>; L]>::try_from(blocks) else {
             unreachable!("L blocks")
         };
         let state = State {
             vocab,
             embed: RwLock::new(embed),
-            blocks: blocks.map(RwLock::new),
+            blocks,
             grad: Grad::new()?,
             // room for one document, so that microgpt's steps never allocate
             batch: RwLock::new(Batch {
@@ -1169,7 +1336,7 @@ impl<
             doc_loss: Mutex::new(Vec::with_capacity(1)),
             next_group: AtomicUsize::new(0),
             next_part: AtomicUsize::new(0),
-            done: (0..=L).map(|_| AtomicUsize::new(0)).collect(),
+            done: (0..=3 * L).map(|_| AtomicUsize::new(0)).collect(),
             abort: AtomicBool::new(false),
         };
         Ok(Gpt {
@@ -1344,7 +1511,7 @@ impl<
         let first_part = if adam.is_some() || (backward && groups > 1) {
             0
         } else {
-            L + 1
+            3 * L + 1
         };
         st.next_part.store(first_part, Ordering::Relaxed);
     }
@@ -1442,7 +1609,7 @@ impl<
             };
         }
         let guard = self.state.read_params();
-        self.own.forward(&guard.get(), &rows[..n], 0, None);
+        self.own.forward(&guard, &rows[..n], 0, None);
         self.own.cross_entropy(&rows[..n], vocab);
         let total: f64 = self.own.a.ce[..n].iter().sum();
         (1.0 / n as f64) * total
@@ -1463,7 +1630,7 @@ impl<
             ..Row::default()
         };
         let guard = self.state.read_params();
-        self.own.forward(&guard.get(), &[row], pos, None);
+        self.own.forward(&guard, &[row], pos, None);
         &self.own.a.logits[pos][..vocab]
     }
 
@@ -1482,12 +1649,7 @@ impl<
             out.extend_from_slice(t);
         }
         for b in &guard.blocks {
-            let layer = match which {
-                Which::Params => &b.w,
-                Which::AdamM => &b.m,
-                Which::AdamV => &b.v,
-            };
-            for t in layer.tensors() {
+            for t in b.tensors(which) {
                 out.extend_from_slice(t);
             }
         }
@@ -1499,28 +1661,20 @@ impl<
     fn set_flat(&mut self, which: Which, flat: &[f64]) {
         let vocab = self.vocab();
         let mut rest = flat;
-        let mut copy = |t: &mut [f64]| {
-            let (head, tail) = rest.split_at(t.len());
-            t.copy_from_slice(head);
-            rest = tail;
-        };
         let mut e = write(&self.state.embed);
         let embed = match which {
             Which::Params => &mut e.w,
             Which::AdamM => &mut e.m,
             Which::AdamV => &mut e.v,
         };
-        embed.tensors_mut(vocab).into_iter().for_each(&mut copy);
+        for t in embed.tensors_mut(vocab) {
+            let (head, tail) = rest.split_at(t.len());
+            t.copy_from_slice(head);
+            rest = tail;
+        }
         e.refresh();
         for b in &self.state.blocks {
-            let mut b = write(b);
-            let layer = match which {
-                Which::Params => &mut b.w,
-                Which::AdamM => &mut b.m,
-                Which::AdamV => &mut b.v,
-            };
-            layer.tensors_mut().into_iter().for_each(&mut copy);
-            b.refresh();
+            b.set_from(which, &mut rest);
         }
     }
 
@@ -1558,7 +1712,7 @@ impl<
             .as_flattened_mut()
             .copy_from_slice(e.wpe.as_flattened());
         for (l, b) in w.layers.iter_mut().zip(&guard.blocks) {
-            for (dst, src) in l.tensors_mut().into_iter().zip(b.w.tensors()) {
+            for (dst, src) in l.tensors_mut().into_iter().zip(b.tensors(Which::Params)) {
                 dst.copy_from_slice(src);
             }
         }
