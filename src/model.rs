@@ -18,14 +18,14 @@
 //! A minibatch step: the documents are cut into groups of consecutive documents of about
 //! [`GROUP_ROWS`] rows (a function of the batch alone, never of the thread count). Each group
 //! is one forward and backward — its linear layers multiply all of its rows at once — into
-//! its own gradient buffer, each document's loss scaled by `1/B`. Then, parameter block by
-//! parameter block (each layer, the last first, then the embeddings and head), the group
-//! gradients are summed in group order — the gradient is the mean of the documents'
-//! gradients — and Adam updates the block. Groups and blocks are claimed by the caller and
-//! the worker threads ([`Gpt::set_threads`]) from atomic counters, in one phase: a thread
-//! that runs out of groups goes on to the blocks that every group's backward has left while
-//! the last groups are still running below them. Since every sum has a fixed order, the
-//! result is bit-identical for any number of threads.
+//! its own gradient buffer, each document's loss scaled by `1/B`. Then, part by part (three
+//! per block — `mlp_fc2`, `mlp_fc1`, the attention — from the last block down, then the
+//! embeddings and head), the group gradients are summed in group order — the gradient is the
+//! mean of the documents' gradients — and Adam updates the part. Groups and parts are
+//! claimed by the caller and the worker threads ([`Gpt::set_threads`]) from atomic
+//! counters, in one phase: a thread that runs out of groups goes on to the parts that every
+//! group's backward has left while the last groups are still running below them. Since
+//! every sum has a fixed order, the result is bit-identical for any number of threads.
 //!
 //! `V` is a bucket: the real vocabulary `vocab ≤ V` is a run-time value. Only the first `vocab`
 //! rows of `wte` and `lm_head` are ever drawn, trained or read, and only the first `vocab`
@@ -1073,12 +1073,12 @@ impl<
         }
     }
 
-    /// Claims parameter blocks until none is left: the last layer first, as the backward
-    /// finishes them, down to layer 0, then the embeddings and head. For each, waits until
-    /// every group's backward has left it, adds the groups' gradients into the step's in
-    /// group order (each element's sum in the same order, whichever thread adds it), then
-    /// Adam updates the block. A thread that runs out of groups thus updates the top blocks
-    /// while the last groups are still below them, instead of waiting for them.
+    /// Claims parameter parts until none is left, in the order the backward finishes them
+    /// ([`part`]). For each, waits until every group's backward has left it, adds the
+    /// groups' gradients into the step's in group order (each element's sum in the same
+    /// order, whichever thread adds it), then Adam updates the part. A thread that runs out
+    /// of groups thus updates the top parts while the last groups are still below them,
+    /// instead of waiting for them.
     fn work_parts(&self) {
         if self.next_part.load(Ordering::Relaxed) > 3 * L {
             return;
@@ -1189,7 +1189,7 @@ impl<
 > Job for State<V, T, E, H, D, F, L>
 {
     type Local = Buffers<V, T, E, H, D, F, L>;
-    /// one phase: the groups, then the parameter blocks, each waiting only for what it needs
+    /// one phase: the groups, then the parameter parts, each waiting only for what it needs
     const PHASES: usize = 1;
 
     fn phase(&self, _phase: usize, local: &mut Self::Local) {
@@ -1370,7 +1370,7 @@ impl<
         2 * self.vocab() * E + T * E + L * (4 * E * E + 2 * E * F)
     }
 
-    /// Spreads the groups of a batch (and the Adam update's blocks) over `n` threads: the
+    /// Spreads the groups of a batch (and the Adam update's parts) over `n` threads: the
     /// caller and `n − 1` workers, spawned now and parked between steps. `n = 1` runs
     /// everything on the caller and spawns nothing. The results do not depend on `n`.
     pub fn set_threads(&mut self, n: usize) -> Result<()> {
