@@ -211,7 +211,7 @@ impl Tape {
         self.unary(y, a, y)
     }
 
-    /// `max(0, a)`: ∂/∂a = [a > 0]
+    /// `max(0, a)`: ∂/∂a = `[a > 0]` (1 if a > 0, else 0)
     pub fn relu(&mut self, a: Var) -> Var {
         let x = self.data(a);
         self.unary(x.max(0.0), a, if x > 0.0 { 1.0 } else { 0.0 })

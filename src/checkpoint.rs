@@ -2,10 +2,10 @@
 //! PyTorch, numpy and candle load as is.
 //!
 //! The file holds one F64 tensor per weight matrix, named as in microgpt.py's `state_dict`
-//! ([`Shape::tensors`]: `wte` [V,E], `wpe` [T,E], `lm_head` [V,E], `layer{i}.attn_wq/wk/wv/wo`
-//! [E,E], `layer{i}.mlp_fc1` [F,E], `layer{i}.mlp_fc2` [E,F]), row-major [out, in], with only the
-//! real vocabulary rows. Optionally, for an exact resume, Adam's moments as tensors of the same
-//! shapes named `adam.m.<name>` and `adam.v.<name>`.
+//! ([`Shape::tensors`]: `wte` `[V,E]`, `wpe` `[T,E]`, `lm_head` `[V,E]`,
+//! `layer{i}.attn_wq/wk/wv/wo` `[E,E]`, `layer{i}.mlp_fc1` `[F,E]`, `layer{i}.mlp_fc2` `[E,F]`),
+//! row-major `[out, in]`, with only the real vocabulary rows. Optionally, for an exact resume,
+//! Adam's moments as tensors of the same shapes named `adam.m.<name>` and `adam.v.<name>`.
 //!
 //! The header metadata (string → string) holds the configuration, written from
 //! [`Checkpoint::shape`] and [`Checkpoint::chars`]: `format` ([`FORMAT`]), `vocab` (the
@@ -18,7 +18,7 @@
 //! `safetensors.safe_open(path, "np").metadata()` the metadata.
 //!
 //! The header's keys are written sorted (the `safetensors` crate writes the metadata from a
-//! `HashMap`, in an order that changes from process to process; [`sorted_header`] rewrites
+//! `HashMap`, in an order that changes from process to process; `sorted_header` rewrites
 //! it), so a checkpoint's bytes are a function of its contents: the same run saves the same
 //! file.
 

@@ -1,7 +1,7 @@
 //! microgpt: Karpathy's microgpt.py as a Rust crate, twice over.
 //!
 //! - The **reference** (dynamic) engine is a faithful port: a scalar autograd tape
-//!   ([`autograd`]) and the GPT written on it line by line ([`reference`]).
+//!   ([`autograd`]) and the GPT written on it line by line ([`reference`](mod@reference)).
 //! - The **static** engine has the model's dimensions as const generics ([`config`]), forward
 //!   and backward as explicit pairs of functions over fixed-size arrays ([`ops`]), a model that
 //!   allocates nothing per step ([`model`]) and Adam ([`optim`]). Every hand-written derivative
