@@ -1915,6 +1915,17 @@ mod tests {
 
     type Micro = Gpt<27, 16, 16, 4, 4, 64, 1>;
 
+    /// Every part is claimed exactly once, in the order the backward leaves them: block by
+    /// block from the last, `mlp_fc2`, `mlp_fc1`, the attention, then the embeddings and head.
+    #[test]
+    fn the_parts_are_claimed_in_the_order_the_backward_leaves_them() {
+        let claims: Vec<usize> = (0..=3 * 4).map(part::<4>).collect();
+        let expected = [9, 10, 11, 6, 7, 8, 3, 4, 5, 0, 1, 2, 12];
+        assert_eq!(claims, expected);
+        let one: Vec<usize> = (0..=3).map(part::<1>).collect();
+        assert_eq!(one, [0, 1, 2, 3]);
+    }
+
     /// A thread whose group panics never marks its parts done; the threads waiting for them
     /// must give up the step (and the crew re-raise the panic) instead of waiting forever.
     #[test]
