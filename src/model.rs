@@ -342,10 +342,10 @@ fn lock<X>(l: &Mutex<X>) -> MutexGuard<'_, X> {
     l.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The parts of a step's update, in the order the threads claim them: `3·l + k` is part `k`
-/// of block `l` (`k` = [`FC2`], [`FC1`] or [`ATTN`]), claimed from the last block down, as
-/// the backward leaves them; `3·L` is the embeddings and head, which the backward leaves
-/// last.
+/// The part of a step's update that the `claim`-th claim gets. Part `3·l + k` is part `k` of
+/// block `l` (`k` = [`FC2`], [`FC1`] or [`ATTN`]) and part `3·L` the embeddings and head.
+/// Claims go in the order the backward leaves the parts: from the last block down, each
+/// block's `mlp_fc2`, `mlp_fc1`, attention, then the embeddings and head.
 fn part<const L: usize>(claim: usize) -> usize {
     if claim < 3 * L {
         3 * (L - 1 - claim / 3) + claim % 3
@@ -1150,7 +1150,7 @@ impl<
             if self.abort.load(Ordering::Relaxed) {
                 return false;
             }
-            spins += 1;
+            spins = spins.saturating_add(1);
             if spins < WAIT_SPINS {
                 std::hint::spin_loop();
             } else {
