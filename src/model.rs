@@ -228,13 +228,11 @@ impl<const I: usize, const O: usize> Param<I, O> {
     /// advances; the transpose follows.
     fn set_from(&mut self, which: Which, src: &mut &[f64]) {
         let dst = match which {
-            Which::Params => self.w.as_flattened_mut(),
-            Which::AdamM => self.m.as_flattened_mut(),
-            Which::AdamV => self.v.as_flattened_mut(),
+            Which::Params => &mut self.w,
+            Which::AdamM => &mut self.m,
+            Which::AdamV => &mut self.v,
         };
-        let (head, tail) = src.split_at(dst.len());
-        dst.copy_from_slice(head);
-        *src = tail;
+        take(dst.as_flattened_mut(), src);
         self.refresh();
     }
 
@@ -249,6 +247,13 @@ impl<const I: usize, const O: usize> Param<I, O> {
         );
         self.refresh();
     }
+}
+
+/// Overwrites `dst` with the next `dst.len()` values of `src`, which advances past them.
+fn take(dst: &mut [f64], src: &mut &[f64]) {
+    let (head, tail) = src.split_at(dst.len());
+    dst.copy_from_slice(head);
+    *src = tail;
 }
 
 /// The attention's matrices, in microgpt's order: `attn[WQ]` … `attn[WO]`.
@@ -375,6 +380,15 @@ struct BlockGradGuard<'a, const E: usize, const F: usize> {
 }
 
 impl<const E: usize, const F: usize> BlockGrad<E, F> {
+    /// A zero gradient.
+    fn new() -> Result<Self> {
+        Ok(BlockGrad {
+            fc2: Mutex::new(zeroed_box()?),
+            fc1: Mutex::new(zeroed_box()?),
+            attn: Mutex::new(zeroed_box()?),
+        })
+    }
+
     fn lock(&self) -> BlockGradGuard<'_, E, F> {
         BlockGradGuard {
             fc2: lock(&self.fc2),
@@ -420,11 +434,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     fn new() -> Result<Self> {
         let mut layers = Vec::with_capacity(L);
         for _ in 0..L {
-            layers.push(BlockGrad {
-                fc2: Mutex::new(zeroed_box()?),
-                fc1: Mutex::new(zeroed_box()?),
-                attn: Mutex::new(zeroed_box()?),
-            });
+            layers.push(BlockGrad::new()?);
         }
         let Ok(layers) = <[_; L]>::try_from(layers) else {
             unreachable!("L layers")
@@ -477,17 +487,43 @@ impl<const E: usize> Flat for [[[f64; E]; E]; 4] {
     }
 }
 
-/// The step's gradient of one part, `sum` (group 0's), locked, with the other groups'
-/// added into it in group order.
-fn sum_part<'a, G: Flat>(
-    sum: &'a Mutex<Box<G>>,
-    slots: impl Iterator<Item = &'a Mutex<Box<G>>>,
-) -> MutexGuard<'a, Box<G>> {
+/// A part of a block ([`Block`]): what Adam updates from a gradient of type `Grad`.
+trait BlockPart {
+    type Grad: Flat;
+    fn adam(&mut self, g: &Self::Grad, adam: &AdamStep);
+}
+
+impl<const I: usize, const O: usize> BlockPart for Param<I, O> {
+    type Grad = [[f64; I]; O];
+    fn adam(&mut self, g: &Self::Grad, adam: &AdamStep) {
+        Param::adam(self, g, adam);
+    }
+}
+
+impl<const E: usize> BlockPart for [Param<E, E>; 4] {
+    type Grad = [[[f64; E]; E]; 4];
+    fn adam(&mut self, g: &Self::Grad, adam: &AdamStep) {
+        for (p, g) in self.iter_mut().zip(g) {
+            p.adam(g, adam);
+        }
+    }
+}
+
+/// A block part's step: the groups' gradients `slots` added into the step's, `sum` (group
+/// 0's), in group order, then (with `adam`) the update of `param`.
+fn update_part<'a, P: BlockPart>(
+    param: &RwLock<Box<P>>,
+    sum: &'a Mutex<Box<P::Grad>>,
+    slots: impl Iterator<Item = &'a Mutex<Box<P::Grad>>>,
+    adam: Option<&AdamStep>,
+) {
     let mut g = lock(sum);
     for slot in slots {
         add(g.flat_mut(), lock(slot).flat());
     }
-    g
+    if let Some(adam) = adam {
+        write(param).adam(&g, adam);
+    }
 }
 
 /// `dst += src`, element by element.
@@ -1118,26 +1154,9 @@ impl<
             let (block, grad) = (&self.blocks[l], &self.grad.layers[l]);
             let slots = slots().map(|s| &s.layers[l]);
             match part % 3 {
-                FC2 => {
-                    let g = sum_part(&grad.fc2, slots.map(|s| &s.fc2));
-                    if let Some(adam) = adam {
-                        write(&block.fc2).adam(&g, adam);
-                    }
-                }
-                FC1 => {
-                    let g = sum_part(&grad.fc1, slots.map(|s| &s.fc1));
-                    if let Some(adam) = adam {
-                        write(&block.fc1).adam(&g, adam);
-                    }
-                }
-                _ => {
-                    let g = sum_part(&grad.attn, slots.map(|s| &s.attn));
-                    if let Some(adam) = adam {
-                        for (p, g) in write(&block.attn).iter_mut().zip(g.iter()) {
-                            p.adam(g, adam);
-                        }
-                    }
-                }
+                FC2 => update_part(&block.fc2, &grad.fc2, slots.map(|s| &s.fc2), adam),
+                FC1 => update_part(&block.fc1, &grad.fc1, slots.map(|s| &s.fc1), adam),
+                _ => update_part(&block.attn, &grad.attn, slots.map(|s| &s.attn), adam),
             }
         }
     }
@@ -1668,9 +1687,7 @@ impl<
             Which::AdamV => &mut e.v,
         };
         for t in embed.tensors_mut(vocab) {
-            let (head, tail) = rest.split_at(t.len());
-            t.copy_from_slice(head);
-            rest = tail;
+            take(t, &mut rest);
         }
         e.refresh();
         for b in &self.state.blocks {
