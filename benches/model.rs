@@ -254,8 +254,10 @@ fn run<M: Model>(mut model: M, docs: &EncodedDocs) -> M {
         (0, STEPS, STEPS),
         |_, _, loss, _| {
             black_box(loss);
+            std::ops::ControlFlow::Continue(())
         },
-    );
+    )
+    .expect("a finite run");
     model
 }
 

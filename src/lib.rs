@@ -16,6 +16,8 @@ pub mod curve;
 pub mod data;
 pub mod dropout;
 pub mod error;
+pub mod interrupt;
+pub mod limits;
 pub mod model;
 pub mod ops;
 pub mod optim;

@@ -393,8 +393,9 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
             if s == 1 || s == steps || s % every == 0 {
                 let _ = writeln!(out, "step {s:4} / {steps:4} | loss {loss:.4}");
             }
+            std::ops::ControlFlow::Continue(())
         },
-    );
+    )?;
     let elapsed = start.elapsed().as_secs_f64();
     let _ = writeln!(
         out,

@@ -516,8 +516,9 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             if eval_now || save_now {
                 lap = Instant::now();
             }
+            std::ops::ControlFlow::Continue(())
         },
-    );
+    )?;
     train_time += lap.elapsed().as_secs_f64();
     progress.finish();
     if let Some(e) = save_error {

@@ -2,6 +2,9 @@
 //! by both engines: `batch_size` documents per step (microgpt: one), cycling through the
 //! shuffled list, Adam with microgpt's linear decay.
 
+use std::ops::ControlFlow;
+
+use crate::bail;
 use crate::config::Shape;
 use crate::data::EncodedDocs;
 use crate::dropout::Dropout;
@@ -155,19 +158,27 @@ impl Order {
 
 /// Runs steps `first..last` of a schedule of `total` steps, `recipe.batch_size` documents
 /// per step (the run's documents `step·batch_size + i`, see [`Order`]), and calls
-/// `on_step(step, loss, tokens)` after each with the number of positions trained on.
+/// `on_step(step, loss, tokens)` after each with the number of positions trained on; when it
+/// returns [`ControlFlow::Break`] the run stops there (e.g. on Ctrl-C, see
+/// [`crate::interrupt`]). Returns the number of steps the model has done, `last` unless it
+/// was stopped.
+///
+/// A step whose loss is not finite ends the run with an error that names it, before `on_step`
+/// sees it, and so does a run that ends with weights that are not finite (a step's update can
+/// overflow before any loss does): the model is then garbage and must not be saved.
 pub fn train<M: Model + ?Sized>(
     model: &mut M,
     docs: &EncodedDocs,
     recipe: &Recipe,
     (first, last, total): (usize, usize, usize),
-    mut on_step: impl FnMut(&mut M, usize, f64, usize),
-) {
+    mut on_step: impl FnMut(&mut M, usize, f64, usize) -> ControlFlow<()>,
+) -> Result<usize> {
     let t = model.shape().block_size;
     let (adam, batch_size) = (&recipe.adam, recipe.batch_size);
     model.set_token_mean(recipe.token_mean);
     let mut order = Order::new(docs.len(), recipe.reshuffle, recipe.seed);
     let mut batch: Vec<&[usize]> = Vec::with_capacity(batch_size);
+    let mut done = first;
     for step in first..last {
         batch.clear();
         let mut tokens = 0;
@@ -178,8 +189,22 @@ pub fn train<M: Model + ?Sized>(
         }
         model.set_dropout(Dropout::at(recipe.dropout, recipe.seed, step));
         let loss = model.train_batch(&batch, &adam.at(step, total));
-        on_step(model, step, loss, tokens);
+        done = step + 1;
+        if !loss.is_finite() {
+            bail!(
+                "step {done}: the loss is {loss}: training diverged (try a lower --lr); nothing was saved from this step on"
+            );
+        }
+        if on_step(model, step, loss, tokens).is_break() {
+            break;
+        }
     }
+    if model.params_flat().iter().any(|x| !x.is_finite()) {
+        bail!(
+            "step {done}: the weights are no longer finite: training diverged (try a lower --lr); nothing was saved from this step on"
+        );
+    }
+    Ok(done)
 }
 
 impl Model for crate::reference::Reference {
