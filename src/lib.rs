@@ -12,6 +12,7 @@ pub mod autograd;
 pub mod bigram;
 pub mod checkpoint;
 pub mod config;
+pub mod console;
 pub mod curve;
 pub mod data;
 pub mod dropout;
