@@ -213,6 +213,33 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// The files of one command, checked before any work: no output (`(what, path)`, e.g.
+/// `("--out", …)`) may be the same file ([`same_file`]) as another output or as an input, since
+/// writing it would destroy the other.
+pub fn check_distinct(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> Result<()> {
+    for (i, (what, out)) in outputs.iter().enumerate() {
+        for (other, p) in &outputs[i + 1..] {
+            if same_file(out, p) {
+                bail!(
+                    "{what} {} and {other} {} are the same file; give them different paths",
+                    out.display(),
+                    p.display()
+                );
+            }
+        }
+        for (input, p) in inputs {
+            if same_file(out, p) {
+                bail!(
+                    "{what} {} is the same file as {input} {}, which writing it would destroy; give another path",
+                    out.display(),
+                    p.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An absolute path for `p`, which need not exist: the canonical path if it does, else its
 /// directory's canonical path joined with its name (a dangling link: its target's).
 fn canonical(p: &Path) -> Option<PathBuf> {

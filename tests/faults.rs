@@ -186,6 +186,48 @@ fn a_symlink_as_out_replaces_its_target_and_stays_a_link() {
     }
 }
 
+// ---- path identity ----
+
+/// Two names of one file are one file: the same path spelled differently, a symbolic link, a
+/// hard link; a file and a path that does not exist yet in the same place, too.
+#[cfg(unix)]
+#[test]
+fn same_file_sees_through_spellings_and_links() {
+    use microgpt::atomic::{check_distinct, same_file};
+    let dir = scratch("same_file");
+    let a = dir.join("a.txt");
+    fs::write(&a, b"a").unwrap();
+    fs::create_dir(dir.join("sub")).unwrap();
+    let spelled = dir.join("sub").join("..").join("a.txt");
+    let soft = dir.join("soft.txt");
+    std::os::unix::fs::symlink("a.txt", &soft).unwrap();
+    let hard = dir.join("hard.txt");
+    fs::hard_link(&a, &hard).unwrap();
+    for b in [&spelled, &soft, &hard, &a] {
+        assert!(same_file(&a, b), "{}", b.display());
+    }
+    let other = dir.join("b.txt");
+    fs::write(&other, b"b").unwrap();
+    assert!(!same_file(&a, &other));
+    // not yet existing: by resolved path
+    let new = dir.join("new.csv");
+    assert!(same_file(&new, &dir.join("sub").join("..").join("new.csv")));
+    assert!(!same_file(&new, &dir.join("new.svg")));
+    let dangling = dir.join("dangling");
+    std::os::unix::fs::symlink("new.csv", &dangling).unwrap();
+    assert!(same_file(&new, &dangling));
+
+    let err = check_distinct(&[("--out", &soft), ("--log", &other)], &[("--data", &a)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--out") && err.contains("--data"), "{err}");
+    let err = check_distinct(&[("--log", &new), ("the plot", &dangling)], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the same file"), "{err}");
+    assert!(check_distinct(&[("--out", &new), ("--log", &other)], &[("--data", &a)]).is_ok());
+}
+
 // ---- checkpoint integrity ----
 
 /// A good checkpoint of a 3-step run, written into `dir`.
