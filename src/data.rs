@@ -36,13 +36,11 @@ pub fn parse_docs(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Reads a UTF-8 file of documents, in file order. Errors (missing, unreadable, not UTF-8, no
+/// Reads a UTF-8 file of documents, in file order. Errors (missing, unreadable, not a regular
+/// file, larger than [`MAX_DATA_BYTES`](crate::limits::MAX_DATA_BYTES), not UTF-8, no
 /// documents) are one line that names the file.
 pub fn load_docs(path: &Path) -> Result<Vec<String>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => bail!("cannot read dataset {}: {}", path.display(), e),
-    };
+    let bytes = crate::atomic::read_input(path, crate::limits::MAX_DATA_BYTES, "dataset")?;
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => bail!(

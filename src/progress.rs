@@ -110,6 +110,14 @@ impl Progress {
         }
     }
 
+    /// Runs `f` (e.g. a warning on stderr) with the bar cleared, then redraws the bar.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
     /// Draws the last reported state and leaves the bar on screen; later `println`s go straight
     /// to stdout.
     pub fn finish(&mut self) {

@@ -14,13 +14,15 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::bail;
+use crate::atomic::{check_distinct, check_output};
 use crate::bigram::Bigram;
+use crate::{bail, console, interrupt, say};
 use crate::checkpoint::{AdamMoments, Checkpoint};
 use crate::config::{self, Shape};
 use crate::curve::Curve;
 use crate::data::{self, EncodedDocs, Tokenizer};
 use crate::error::Result;
+use crate::limits;
 use crate::model::{MicroGpt, SmallGpt};
 use crate::optim::{Adam, Schedule};
 use crate::progress::Progress;
@@ -73,19 +75,19 @@ impl Settings {
         }
     }
 
+    /// Every number of a run checked in one place, for settings from the command line and from
+    /// a checkpoint alike: each finite and in its range ([`crate::limits`] for the counts that
+    /// drive memory), and consistent with the others ([`Adam::validate`]).
     pub fn validate(&self) -> Result<()> {
         let r = &self.recipe;
-        let a = &r.adam;
-        if !(a.lr > 0.0 && a.lr.is_finite()) {
-            bail!("--lr must be a positive number, got {}", a.lr);
-        }
-        if !(0.0..1.0).contains(&a.beta1) || !(0.0..1.0).contains(&a.beta2) {
+        if self.total_steps == 0 || self.total_steps > limits::MAX_STEPS {
             bail!(
-                "Adam's betas must be in [0, 1), got {} and {}",
-                a.beta1,
-                a.beta2
+                "the number of steps must be between 1 and {}, got {}",
+                limits::MAX_STEPS,
+                self.total_steps
             );
         }
+        r.adam.validate(self.total_steps)?;
         if !(self.val_fraction >= 0.0 && self.val_fraction < 1.0) {
             bail!(
                 "--val-fraction must be in [0, 1), got {}",
@@ -95,8 +97,12 @@ impl Settings {
         if !(0.0..1.0).contains(&r.dropout) {
             bail!("--dropout must be in [0, 1), got {}", r.dropout);
         }
-        if r.batch_size == 0 || self.total_steps == 0 {
-            bail!("the batch size and the number of steps must be at least 1");
+        if r.batch_size == 0 || r.batch_size > limits::MAX_BATCH_SIZE {
+            bail!(
+                "--batch-size must be between 1 and {}, got {}",
+                limits::MAX_BATCH_SIZE,
+                r.batch_size
+            );
         }
         if config::preset_shape(&self.preset, 0).is_none() {
             bail!(
@@ -130,9 +136,10 @@ impl Settings {
         c.set("reshuffle", r.reshuffle);
     }
 
-    /// The settings a checkpoint recorded.
+    /// The settings a checkpoint recorded, checked as the command line's are
+    /// ([`Settings::validate`]).
     pub fn read_from(c: &Checkpoint) -> Result<Settings> {
-        Ok(Settings {
+        let s = Settings {
             rng: c.rng()?,
             preset: c.model()?.to_string(),
             recipe: train::Recipe {
@@ -158,7 +165,11 @@ impl Settings {
             },
             total_steps: c.parse("total_steps")?,
             val_fraction: c.parse("val_fraction")?,
-        })
+        };
+        if let Err(e) = s.validate() {
+            bail!("the checkpoint's settings are out of range: {e}");
+        }
+        Ok(s)
     }
 }
 
@@ -263,6 +274,10 @@ impl RawDocs {
             Some(t) => t,
             None => Tokenizer::from_docs(&docs),
         };
+        // the same rule for both engines and the checkpoint, before any work is done with it
+        if let Err(e) = limits::check_vocab(tok.chars()) {
+            bail!("dataset {}: {e}", path.display());
+        }
         let (train_docs, val_docs) = docs.split_at(num_docs - n_val);
         let encode = |d: &[String]| match EncodedDocs::new(&tok, d) {
             Ok(e) => Ok(e),
@@ -364,6 +379,9 @@ pub struct TrainOptions {
     pub log: Option<PathBuf>,
     /// Worker threads for a step's documents (`None`: all cores).
     pub threads: Option<usize>,
+    /// The checkpoint file `--init` or `--resume` read, if any: no output may overwrite it
+    /// (but `--out` may continue a resumed run in place).
+    pub start_file: Option<PathBuf>,
 }
 
 /// The shape of a checkpoint's model must be the compiled shape of its preset.
@@ -385,17 +403,45 @@ fn check_checkpoint_shape(c: &Checkpoint) -> Result<Shape> {
     Ok(expected)
 }
 
+/// Before any work: every output of a run can be written ([`check_output`]), and no two of the
+/// run's files are one (an output over the dataset, a checkpoint read, or another output).
+/// `--out` may be the `--resume` checkpoint: the run continues in place, and the atomic save
+/// replaces the old file only with a complete later one.
+fn check_files(opts: &TrainOptions, start: &Start, data: &Path) -> Result<()> {
+    let svg = opts.log.as_ref().map(|l| l.with_extension("svg"));
+    let mut outputs: Vec<(&str, &Path)> = Vec::new();
+    if let Some(out) = &opts.out {
+        check_output(out, "checkpoint")?;
+        outputs.push(("--out", out));
+    }
+    if let (Some(log), Some(svg)) = (&opts.log, &svg) {
+        check_output(log, "loss curve")?;
+        check_output(svg, "plot")?;
+        outputs.push(("--log", log));
+        outputs.push(("the plot beside --log", svg));
+    }
+    let mut inputs: Vec<(&str, &Path)> = vec![("--data", data)];
+    let start_file = opts.start_file.as_deref();
+    if let (Start::Init(_), Some(p)) = (start, start_file) {
+        inputs.push(("--init", p));
+    }
+    check_distinct(&outputs, &inputs)?;
+    if let (Start::Resume(_), Some(p)) = (start, start_file) {
+        let not_out = outputs.get(usize::from(opts.out.is_some())..).unwrap_or(&[]);
+        check_distinct(not_out, &[("--resume", p)])?;
+    }
+    Ok(())
+}
+
 /// `microgpt train`: returns the final validation loss, if there is a validation set.
 pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Result<Option<f64>> {
     settings.validate()?;
-    if let Some(dir) = opts.out.as_deref().and_then(Path::parent)
-        && !dir.as_os_str().is_empty()
-        && !dir.is_dir()
+    if let Some(n) = opts.threads
+        && !(1..=limits::MAX_THREADS).contains(&n)
     {
         bail!(
-            "cannot write checkpoint {}: directory {} does not exist",
-            opts.out.as_deref().unwrap().display(),
-            dir.display()
+            "--threads must be between 1 and {}, got {n}",
+            limits::MAX_THREADS
         );
     }
     let (path, tok, first_step) = match &start {
@@ -415,6 +461,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             (p, Some(c.tokenizer()?), c.step()?)
         }
     };
+    check_files(opts, &start, &path)?;
     let raw = RawDocs::read(&path)?;
     if let Start::Resume(c) = &start {
         raw.check_against(c)?;
@@ -455,10 +502,10 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");
     }
 
-    println!("num docs: {}", data.num_docs);
-    println!("vocab size: {}", data.tok.vocab_size());
-    println!("num params: {}", model.num_params());
-    println!(
+    say!("num docs: {}", data.num_docs);
+    say!("vocab size: {}", data.tok.vocab_size());
+    say!("num params: {}", model.num_params());
+    say!(
         "model: {} ({} engine), train docs: {}, val docs: {}, batch size: {}",
         settings.preset,
         opts.engine.name(),
@@ -467,14 +514,13 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         settings.recipe.batch_size
     );
     if first_step > 0 {
-        println!("resuming at step {first_step}");
+        say!("resuming at step {first_step}");
     }
 
     let total = settings.total_steps;
     let mut curve = Curve::new(last - first_step);
     let mut progress = Progress::new(last - first_step, opts.progress);
     let mut tokens_done = 0;
-    let mut save_error = None;
     let mut train_time = 0.0;
     let mut lap = Instant::now();
     let validate = |model: &mut dyn Model, step: usize, progress: &Progress| {
@@ -484,7 +530,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         loss
     };
     let mut final_val = None;
-    train::train(
+    let done = train::train(
         model.as_mut(),
         &data.train,
         &settings.recipe,
@@ -509,22 +555,31 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             }
             if save_now && let Some(out) = &opts.out {
                 let c = checkpoint_of(model, &data.tok, settings, s, &data);
+                // a disk full for a moment must not cost the run: the next save may succeed
                 if let Err(e) = c.save(out) {
-                    save_error.get_or_insert(e);
+                    progress.suspend(|| {
+                        console::warn(format!(
+                            "warning: step {s}: {e}; training goes on, the next save will try again"
+                        ))
+                    });
                 }
             }
             if eval_now || save_now {
                 lap = Instant::now();
             }
-            std::ops::ControlFlow::Continue(())
+            // a first Ctrl-C or SIGTERM: stop after this step, then save as at the end
+            if interrupt::requested().is_some() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
         },
     )?;
     train_time += lap.elapsed().as_secs_f64();
     progress.finish();
-    if let Some(e) = save_error {
-        return Err(e);
-    }
-    println!(
+    let interrupted = interrupt::requested().filter(|_| done < last);
+    let last = done;
+    say!(
         "training time: {} ({} steps, {:.0} tokens/s)",
         human_time(train_time),
         last - first_step,
@@ -532,7 +587,21 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
     );
     if let Some(out) = &opts.out {
         checkpoint_of(model.as_ref(), &data.tok, settings, last, &data).save(out)?;
-        println!("saved {} (step {last} of {total})", out.display());
+        say!("saved {} (step {last} of {total})", out.display());
+    }
+    if let Some(sig) = interrupted {
+        console::warn(match &opts.out {
+            Some(out) => format!(
+                "interrupted by {} after step {last} of {total}: saved {}; continue with `microgpt train --resume {}`",
+                sig.name(),
+                out.display(),
+                out.display()
+            ),
+            None => format!(
+                "interrupted by {} after step {last} of {total}: nothing saved (no --out)",
+                sig.name()
+            ),
+        });
     }
     if let Some(log) = &opts.log {
         let bigram = bigram_baseline(&data)?;
@@ -545,7 +614,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             &svg,
             &format!("{} on {}", settings.preset, data.path.display()),
         )?;
-        println!("wrote {} and {}", log.display(), svg.display());
+        say!("wrote {} and {}", log.display(), svg.display());
     }
     Ok(final_val)
 }
@@ -594,6 +663,31 @@ pub fn run_sample(
     rng_kind: RngKind,
     prompt: &str,
 ) -> Result<Vec<String>> {
+    let mut samples = Vec::new();
+    each_sample(c, n, sampling, seed, rng_kind, prompt, |s| {
+        samples.push(s.to_string());
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok(samples)
+}
+
+/// [`run_sample`] streamed: `each` gets every sample as soon as it is drawn (so memory does
+/// not grow with `n`), and stops the drawing by returning [`std::ops::ControlFlow::Break`].
+pub fn each_sample(
+    c: &Checkpoint,
+    n: usize,
+    sampling: &Sampling,
+    seed: u64,
+    rng_kind: RngKind,
+    prompt: &str,
+    mut each: impl FnMut(&str) -> std::ops::ControlFlow<()>,
+) -> Result<()> {
+    if n > limits::MAX_SAMPLES {
+        bail!(
+            "--num-samples must be at most {}, got {n}",
+            limits::MAX_SAMPLES
+        );
+    }
     let (mut model, tok) = load_model(c)?;
     sampling.validate(tok.vocab_size())?;
     let ids = match tok.encode(prompt) {
@@ -610,7 +704,6 @@ pub fn run_sample(
     let mut rng = Rng::new(rng_kind, seed);
     let mut probs = vec![0.0; tok.vocab_size()];
     let mut out = Vec::with_capacity(block);
-    let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         sample::generate(
             model.as_mut(),
@@ -621,9 +714,11 @@ pub fn run_sample(
             &mut probs,
             &mut out,
         );
-        samples.push(tok.decode(&out));
+        if each(&tok.decode(&out)).is_break() {
+            break;
+        }
     }
-    Ok(samples)
+    Ok(())
 }
 
 /// The documents a checkpoint's run trained on: its dataset (`data`, else the path it
