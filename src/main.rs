@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use microgpt::{bail, console, interrupt, limits, say};
 use microgpt::checkpoint::Checkpoint;
 use microgpt::error::Result;
 use microgpt::optim::{Adam, Schedule};
@@ -17,6 +16,7 @@ use microgpt::rng::{Rng, RngKind};
 use microgpt::sample::{self, Sampling};
 use microgpt::session::{self, Dataset, Engine, Settings, Start, TrainOptions};
 use microgpt::train::{self, Recipe};
+use microgpt::{bail, console, interrupt, limits, say};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum EngineArg {
@@ -534,10 +534,7 @@ fn run_sample(a: &SampleArgs) -> Result<()> {
         },
     )?;
     if let Some(set) = &seen {
-        say!(
-            "(* = one of the {} distinct training documents)",
-            set.len()
-        );
+        say!("(* = one of the {} distinct training documents)", set.len());
     }
     Ok(())
 }

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use crate::atomic::{check_distinct, check_output};
 use crate::bigram::Bigram;
-use crate::{bail, console, interrupt, say};
 use crate::checkpoint::{AdamMoments, Checkpoint};
 use crate::config::{self, Shape};
 use crate::curve::Curve;
@@ -30,6 +29,7 @@ use crate::reference::Reference;
 use crate::rng::{Rng, RngKind};
 use crate::sample::{self, Sampling};
 use crate::train::{self, Model};
+use crate::{bail, console, interrupt, say};
 
 /// Which engine computes the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,7 +427,9 @@ fn check_files(opts: &TrainOptions, start: &Start, data: &Path) -> Result<()> {
     }
     check_distinct(&outputs, &inputs)?;
     if let (Start::Resume(_), Some(p)) = (start, start_file) {
-        let not_out = outputs.get(usize::from(opts.out.is_some())..).unwrap_or(&[]);
+        let not_out = outputs
+            .get(usize::from(opts.out.is_some())..)
+            .unwrap_or(&[]);
         check_distinct(not_out, &[("--resume", p)])?;
     }
     Ok(())

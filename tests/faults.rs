@@ -488,3 +488,660 @@ fn a_diverging_run_stops_naming_the_step_and_writes_no_nan() {
     let c = Checkpoint::load(&good).expect("whatever was saved loads");
     assert!(c.params.iter().all(|x| x.is_finite()));
 }
+
+// ---- path collisions and output checks, before any work ----
+
+/// Every pair of a run's files that must differ: a one-line error at once, and every file
+/// as it was.
+#[test]
+fn colliding_paths_are_refused_before_any_work() {
+    let dir = scratch("collide");
+    let data = names(&dir);
+    let ck = good_checkpoint(&dir);
+    let csv = dir.join("c.csv");
+    fs::write(&csv, b"step\n").unwrap();
+    let svg = dir.join("c.svg");
+    let before = |p: &Path| fs::read(p).unwrap();
+    let (data0, ck0, csv0) = (before(&data), before(&ck), before(&csv));
+    let respelled = format!("{}/./names.txt", s(&dir));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--out", s(&data)], "--data"),
+        (vec!["--log", s(&data)], "--data"),
+        (vec!["--out", s(&csv), "--log", s(&csv)], "--log"),
+        (vec!["--log", s(&svg)], "the plot beside --log"),
+        (vec!["--init", s(&ck), "--out", s(&ck)], "--init"),
+        (vec!["--init", s(&ck), "--log", s(&ck)], "--init"),
+        // the same file under another name
+        (vec!["--out", &respelled], "--data"),
+    ];
+    for (extra, words) in cases {
+        let o = train(&data, "1000000000000", &extra);
+        let err = one_line_error(&o);
+        assert!(
+            err.contains(words) && err.contains("same file"),
+            "{extra:?}: {err}"
+        );
+    }
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train", "--resume", s(&ck), "--no-progress"];
+        args.extend_from_slice(extra);
+        microgpt(&args)
+    };
+    let err = one_line_error(&resume(&["--log", s(&ck)]));
+    assert!(err.contains("--resume"), "{err}");
+    assert_eq!(before(&data), data0);
+    assert_eq!(before(&ck), ck0);
+    assert_eq!(before(&csv), csv0);
+    assert!(!svg.exists());
+    // continuing a run in place is allowed: --out may be the --resume checkpoint
+    let part = dir.join("part.safetensors");
+    let o = train(&data, "3", &["--total-steps", "10", "--out", s(&part)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = microgpt(&[
+        "train",
+        "--resume",
+        s(&part),
+        "--steps",
+        "5",
+        "--out",
+        s(&part),
+        "--no-progress",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(Checkpoint::load(&part).unwrap().step().unwrap(), 5);
+}
+
+/// `cmd` must end by itself within `limit` (it is killed and the test fails otherwise): a
+/// check that hangs, not a timing.
+fn finishes_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        // harmless if it has exited (its PID is not reused while we have not waited on it)
+        let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(watchdog);
+    assert!(
+        out.status.code().is_some(),
+        "killed after {limit:?}: the check came too late"
+    );
+    out
+}
+
+/// An output that cannot be written fails a run of 10¹² steps at once, not after it.
+#[test]
+fn unwritable_outputs_fail_before_the_first_step() {
+    let dir = scratch("unwritable");
+    let data = names(&dir);
+    let a_file = dir.join("plain.txt");
+    fs::write(&a_file, b"x").unwrap();
+    let sub = dir.join("sub");
+    fs::create_dir(&sub).unwrap();
+    let missing = dir.join("missing").join("x.safetensors");
+    let under_file = a_file.join("x.csv");
+    let cases: Vec<(&str, &Path, &str)> = vec![
+        ("--out", &missing, "does not exist"),
+        ("--out", &sub, "directory"),
+        ("--log", &missing, "does not exist"),
+        ("--log", &under_file, "not a directory"),
+    ];
+    for (flag, path, words) in cases {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_microgpt"));
+        cmd.args([
+            "train",
+            "--data",
+            s(&data),
+            "--model",
+            "micro",
+            "--no-progress",
+        ])
+        .args(["--steps", "1000000000000", flag, s(path)]);
+        let o = finishes_within(cmd, Duration::from_secs(30));
+        let err = one_line_error(&o);
+        assert!(
+            err.to_lowercase().contains(words),
+            "{flag} {}: {err}",
+            path.display()
+        );
+        assert!(o.stdout.is_empty(), "no training output before the error");
+    }
+    assert!(sub.is_dir());
+    // a read-only directory (root writes anyway, so only where the test is not root)
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = dir.join("ro");
+        fs::create_dir(&ro).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+        if fs::write(ro.join("probe"), b"").is_ok() {
+            eprintln!("skipped the read-only directory: this user writes into it anyway (root)");
+        } else {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_microgpt"));
+            let out = ro.join("x.safetensors");
+            cmd.args(["train", "--data", s(&data), "--no-progress"])
+                .args(["--steps", "1000000000000", "--out", s(&out)]);
+            let err = one_line_error(&finishes_within(cmd, Duration::from_secs(30)));
+            assert!(err.contains("cannot"), "{err}");
+        }
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+// ---- interrupts ----
+
+/// Sends `signal` (`INT`, `TERM`) to a long run once it has printed its first step.
+fn interrupted_run(data: &Path, out: &Path, steps: &str, signal: &str) -> Output {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_microgpt"))
+        .args([
+            "train",
+            "--data",
+            s(data),
+            "--model",
+            "micro",
+            "--no-progress",
+        ])
+        .args([
+            "--steps",
+            steps,
+            "--print-every",
+            "1000000",
+            "--eval-every",
+            "1000000",
+        ])
+        .args(["--out", s(out)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("step    1 /") {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut o = child.wait_with_output().unwrap();
+    o.stdout = (seen + &rest).into_bytes();
+    o
+}
+
+/// A first SIGINT finishes the step, saves, says how to resume and exits 130; resuming from
+/// that checkpoint ends bit-identical to a run that was never interrupted. SIGTERM: 143.
+#[cfg(unix)]
+#[test]
+fn sigint_saves_and_the_resume_is_exact() {
+    let dir = scratch("sigint");
+    let data = names(&dir);
+    let cut = dir.join("cut.safetensors");
+    // far more steps than 200 ms can do, so the signal lands in the middle
+    let steps = "2000000";
+    let o = interrupted_run(&data, &cut, steps, "INT");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("SIGINT") && err.contains("--resume"), "{err}");
+    assert!(err.contains(s(&cut)), "{err}");
+    let c = Checkpoint::load(&cut).unwrap();
+    let k: usize = c.step().unwrap();
+    assert!(k >= 1 && k < 2_000_000, "stopped at step {k}");
+    assert_eq!(temporaries(&dir, "cut.safetensors"), Vec::<String>::new());
+
+    // resume to step k + 300, and compare with an uninterrupted run to the same step of the
+    // same 2,000,000-step schedule
+    let stop = (k + 300).to_string();
+    let resumed = dir.join("resumed.safetensors");
+    let o = microgpt(&[
+        "train",
+        "--resume",
+        s(&cut),
+        "--steps",
+        &stop,
+        "--out",
+        s(&resumed),
+        "--no-progress",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = dir.join("whole.safetensors");
+    let o = train(
+        &data,
+        &stop,
+        &[
+            "--total-steps",
+            steps,
+            "--out",
+            s(&whole),
+            "--eval-every",
+            "1000000",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (
+        Checkpoint::load(&whole).unwrap(),
+        Checkpoint::load(&resumed).unwrap(),
+    );
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(a.step().unwrap(), b.step().unwrap());
+    assert!(
+        bits(&a.params) == bits(&b.params),
+        "weights differ after the resume"
+    );
+    let (ma, mb) = (a.adam.unwrap(), b.adam.unwrap());
+    assert!(
+        bits(&ma.m) == bits(&mb.m) && bits(&ma.v) == bits(&mb.v),
+        "Adam differs"
+    );
+
+    let term = dir.join("term.safetensors");
+    let o = interrupted_run(&data, &term, steps, "TERM");
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert!(Checkpoint::load(&term).is_ok());
+}
+
+/// A periodic save that fails (here: the path is a directory for a while) is a warning; the
+/// run goes on, and the final save, once the path is free again, succeeds.
+#[cfg(unix)]
+#[test]
+fn a_failed_periodic_save_is_a_warning_and_the_final_save_happens() {
+    let dir = scratch("periodic");
+    let data = names(&dir);
+    let out = dir.join("p.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_microgpt"))
+        .args([
+            "train",
+            "--data",
+            s(&data),
+            "--model",
+            "micro",
+            "--no-progress",
+        ])
+        .args(["--steps", "2000000", "--save-every", "50", "--out", s(&out)])
+        .args(["--print-every", "1000000", "--eval-every", "1000000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !out.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    fs::remove_file(&out).unwrap();
+    fs::create_dir(&out).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fs::remove_dir(&out).unwrap();
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("warning: step"), "{err}");
+    assert!(Checkpoint::load(&out).is_ok(), "the final save: {err}");
+}
+
+// ---- stdout closed or full ----
+
+/// `train … | head -1`: the reader goes away after one line; the run still finishes, saves
+/// and succeeds.
+#[test]
+fn a_closed_stdout_stops_the_printing_not_the_run() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("closed");
+    let data = names(&dir);
+    let out = dir.join("c.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_microgpt"))
+        .args([
+            "train",
+            "--data",
+            s(&data),
+            "--model",
+            "micro",
+            "--no-progress",
+        ])
+        .args(["--steps", "3000", "--print-every", "1", "--out", s(&out)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // the reader is dropped here: stdout is a closed pipe
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(Checkpoint::load(&out).unwrap().step().unwrap(), 3000);
+
+    // sample: a closed pipe ends the drawing of a billion samples at once
+    let mut child = Command::new(env!("CARGO_BIN_EXE_microgpt"))
+        .args([
+            "sample",
+            "--checkpoint",
+            s(&out),
+            "--num-samples",
+            "1000000000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let id = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+    });
+    let o = child.wait_with_output().unwrap();
+    drop(watchdog);
+    assert!(o.status.success(), "{:?} {}", o.status, stderr(&o));
+}
+
+/// stdout on a full disk (`/dev/full`): the checkpoint is saved, then one line and exit 1;
+/// `eval` and `sample` fail the same way instead of exiting 0 having written nothing.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_stdout_is_an_error_after_the_checkpoint_is_saved() {
+    let dir = scratch("full");
+    let data = names(&dir);
+    let out = dir.join("f.safetensors");
+    let full = || Stdio::from(fs::File::create("/dev/full").unwrap());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_microgpt"))
+            .args(args)
+            .stdout(full())
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "train",
+        "--data",
+        s(&data),
+        "--model",
+        "micro",
+        "--steps",
+        "20",
+        "--out",
+        s(&out),
+        "--no-progress",
+    ]);
+    let err = one_line_error(&o);
+    assert!(err.contains("stdout"), "{err}");
+    assert_eq!(Checkpoint::load(&out).unwrap().step().unwrap(), 20);
+    for args in [
+        vec!["eval", "--checkpoint", s(&out), "--data", s(&data)],
+        vec!["sample", "--checkpoint", s(&out)],
+        vec!["baseline", "--data", s(&data)],
+    ] {
+        let err = one_line_error(&run(&args));
+        assert!(err.contains("stdout"), "{args:?}: {err}");
+    }
+}
+
+// ---- memory bounded by the work ----
+
+/// `cmd` under an address-space limit of `mib` MiB (prlimit), or `None` where prlimit is
+/// missing.
+fn limited(mib: u64, args: &[&str]) -> Option<Command> {
+    let probe = Command::new("prlimit").arg("--version").output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: prlimit is not available");
+        return None;
+    }
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--as={}", mib << 20))
+        .arg(env!("CARGO_BIN_EXE_microgpt"))
+        .args(args);
+    Some(cmd)
+}
+
+/// Huge counts under a 1 GiB address-space limit: refused with one line where they exceed a
+/// documented maximum, and otherwise run without reserving memory in proportion (an abort
+/// would be "memory allocation of … failed" and a signal, not exit 1 or a clean interrupt).
+#[cfg(unix)]
+#[test]
+fn huge_counts_under_a_memory_limit_are_errors_or_streams_never_aborts() {
+    let dir = scratch("huge");
+    let data = names(&dir);
+    let ck = good_checkpoint(&dir);
+    let refused: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--steps", "18446744073709551615"], "steps"),
+        (vec!["--steps", "1000000000001"], "steps"),
+        (vec!["--batch-size", "1000000000"], "--batch-size"),
+        (vec!["--threads", "1000000"], "--threads"),
+        (
+            vec!["--total-steps", "18446744073709551615", "--steps", "5"],
+            "steps",
+        ),
+    ];
+    for (extra, words) in refused {
+        let mut args = vec!["train", "--data", s(&data), "--no-progress"];
+        args.extend_from_slice(&extra);
+        let Some(cmd) = limited(1024, &args) else {
+            return;
+        };
+        let err = one_line_error(&finishes_within(cmd, Duration::from_secs(30)));
+        assert!(err.contains(words), "{extra:?}: {err}");
+    }
+    let Some(cmd) = limited(
+        1024,
+        &[
+            "sample",
+            "--checkpoint",
+            s(&ck),
+            "--num-samples",
+            "18446744073709551615",
+        ],
+    ) else {
+        return;
+    };
+    one_line_error(&finishes_within(cmd, Duration::from_secs(30)));
+
+    // 10¹² steps are allowed: the run starts (nothing reserved for them) and stops cleanly
+    let out = dir.join("long.safetensors");
+    let Some(mut cmd) = limited(
+        1024,
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--model",
+            "micro",
+            "--no-progress",
+            "--steps",
+            "1000000000000",
+            "--out",
+            s(&out),
+            "--print-every",
+            "1000000000",
+        ],
+    ) else {
+        return;
+    };
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert!(Checkpoint::load(&out).is_ok());
+
+    // a billion samples stream: under the limit, the first lines come and the process is fine
+    let Some(mut cmd) = limited(
+        1024,
+        &[
+            "sample",
+            "--checkpoint",
+            s(&ck),
+            "--num-samples",
+            "1000000000",
+        ],
+    ) else {
+        return;
+    };
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(!line.is_empty(), "a sample came out");
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Datasets that are not regular files, or too large, are refused before they are read.
+#[cfg(unix)]
+#[test]
+fn datasets_that_are_devices_or_too_large_are_refused_unread() {
+    let dir = scratch("datasets");
+    let big = dir.join("big.txt");
+    // sparse: 1 byte over the limit costs no disk
+    let f = fs::File::create(&big).unwrap();
+    f.set_len(microgpt::limits::MAX_DATA_BYTES + 1).unwrap();
+    drop(f);
+    for (path, words) in [
+        ("/dev/zero", "character device"),
+        (s(&dir), "directory"),
+        (s(&big), "bytes"),
+    ] {
+        let Some(cmd) = limited(1024, &["train", "--data", path, "--steps", "1"]) else {
+            return;
+        };
+        let err = one_line_error(&finishes_within(cmd, Duration::from_secs(30)));
+        assert!(err.contains(words), "{path}: {err}");
+        let Some(cmd) = limited(1024, &["baseline", "--data", path]) else {
+            return;
+        };
+        one_line_error(&finishes_within(cmd, Duration::from_secs(30)));
+    }
+}
+
+// ---- vocabularies and numbers ----
+
+/// Both engines take exactly the same vocabularies: 255 characters (+ BOS) train and load on
+/// either; 300 are refused by either before any step, and by `baseline`; a tab in the data is
+/// refused as it would be in a checkpoint.
+#[test]
+fn both_engines_accept_the_same_vocabularies() {
+    let dir = scratch("vocabularies");
+    let text = |n: u32| -> String {
+        (0..n)
+            .map(|i| char::from_u32(0x100 + i).unwrap())
+            .collect::<Vec<_>>()
+            .chunks(5)
+            .map(|c| c.iter().collect::<String>() + "\n")
+            .collect()
+    };
+    let ok = dir.join("ok.txt");
+    fs::write(&ok, text(255)).unwrap();
+    let wide = dir.join("wide.txt");
+    fs::write(&wide, text(300)).unwrap();
+    let tab = dir.join("tab.txt");
+    fs::write(&tab, "ab\tc\nabc\n".repeat(20)).unwrap();
+    for engine in ["static", "dynamic"] {
+        let out = dir.join(format!("{engine}.safetensors"));
+        let o = train(&ok, "2", &["--engine", engine, "--out", s(&out)]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        let o = microgpt(&["sample", "--checkpoint", s(&out), "--num-samples", "2"]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        for bad in [&wide, &tab] {
+            let out = dir.join("no.safetensors");
+            let o = train(
+                bad,
+                "1000000000000",
+                &["--engine", engine, "--out", s(&out)],
+            );
+            let err = one_line_error(&o);
+            assert!(err.contains("vocabulary"), "{engine}: {err}");
+            assert!(!out.exists(), "{engine}: nothing saved");
+        }
+    }
+    let err = one_line_error(&microgpt(&["baseline", "--data", s(&wide)]));
+    assert!(err.contains("vocabulary"), "{err}");
+}
+
+/// Numbers out of range or inconsistent with each other: one line naming the option, for the
+/// command line and for the settings a checkpoint holds alike.
+#[test]
+fn bad_numbers_are_refused_from_the_command_line_and_from_checkpoints() {
+    let dir = scratch("numbers");
+    let data = names(&dir);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--weight-decay", "nan"], "--weight-decay"),
+        (vec!["--weight-decay", "-1"], "--weight-decay"),
+        (
+            vec!["--min-lr-fraction", "-5", "--schedule", "cosine"],
+            "--min-lr-fraction",
+        ),
+        (vec!["--warmup", "20"], "--warmup"),
+        (vec!["--lr", "inf"], "--lr"),
+        (vec!["--lr", "nan"], "--lr"),
+        (vec!["--beta1", "1"], "--beta1"),
+        (vec!["--dropout", "nan"], "--dropout"),
+        (vec!["--val-fraction", "-0.1"], "--val-fraction"),
+    ];
+    for (extra, words) in cases {
+        let err = one_line_error(&train(&data, "10", &extra));
+        assert!(err.contains(words), "{extra:?}: {err}");
+    }
+    let err = one_line_error(&microgpt(&[
+        "--data",
+        s(&data),
+        "--num-samples",
+        "18446744073709551615",
+    ]));
+    assert!(err.contains("--num-samples"), "{err}");
+
+    // a checkpoint whose recorded settings are out of range is refused on --resume
+    let good = good_checkpoint(&dir);
+    for (key, value) in [
+        ("batch_size", "1000000000000"),
+        ("lr", "NaN"),
+        ("warmup", "100000"),
+    ] {
+        let bytes = rewrite(&good, true, |_, m| drop(m.insert(key.into(), value.into())));
+        let bad = dir.join("bad.safetensors");
+        fs::write(&bad, bytes).unwrap();
+        let o = microgpt(&["train", "--resume", s(&bad), "--no-progress"]);
+        let err = one_line_error(&o);
+        assert!(err.contains("out of range"), "{key}: {err}");
+    }
+}
