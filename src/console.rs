@@ -69,7 +69,7 @@ pub fn status() -> Result<()> {
     }
 }
 
-/// `say!("...", args)`: [`line`] of a `format!`.
+/// `say!("...", args)`: [`line()`](crate::console::line) of a `format!`.
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
