@@ -446,6 +446,14 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             limits::MAX_THREADS
         );
     }
+    if opts.engine == Engine::Dynamic && settings.recipe.batch_size > limits::MAX_DYNAMIC_BATCH_SIZE
+    {
+        bail!(
+            "--engine dynamic records one tape per step (about 1 MB per micro document, 60 MB per small one): at most {} documents per step, got --batch-size {}",
+            limits::MAX_DYNAMIC_BATCH_SIZE,
+            settings.recipe.batch_size
+        );
+    }
     let (path, tok, first_step) = match &start {
         Start::Fresh => (data_path(opts.data.as_deref())?, None, 0),
         Start::Init(c) => {

@@ -937,6 +937,10 @@ fn huge_counts_under_a_memory_limit_are_errors_or_streams_never_aborts() {
         (vec!["--batch-size", "1000000000"], "--batch-size"),
         (vec!["--threads", "1000000"], "--threads"),
         (
+            vec!["--engine", "dynamic", "--batch-size", "17"],
+            "--batch-size",
+        ),
+        (
             vec!["--total-steps", "18446744073709551615", "--steps", "5"],
             "steps",
         ),
