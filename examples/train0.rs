@@ -7,7 +7,7 @@
 //! each), so its held-out loss is the floor a model of the previous token alone can reach on
 //! them; `microgpt baseline` fits the same table on all 28,830 training names.
 //!
-//! `cargo run --release --example train0`
+//! `cargo run --release --example train0` (`-- --seed N` for another shuffle and initialization)
 
 use microgpt::bigram::Bigram;
 use microgpt::error::Result;
@@ -39,7 +39,7 @@ pub fn train(data: &Dataset, _rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names()?;
+        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
         let report = train(&data, &mut rng, STEPS)?;
         report.print("train0", "bigram count table (no gradients)");
         Ok(())

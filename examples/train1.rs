@@ -19,7 +19,7 @@
 //! derivative in a comment, from `microgpt::ops`. The gradient is checked against central
 //! finite differences in `tests/ladder.rs`.
 //!
-//! `cargo run --release --example train1`
+//! `cargo run --release --example train1` (`-- --seed N` for another shuffle and initialization)
 
 use microgpt::bail;
 use microgpt::error::Result;
@@ -231,7 +231,7 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names()?;
+        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
         let report = train(&data, &mut rng, STEPS)?;
         report.print("train1", "MLP, hand-written gradients, SGD");
         Ok(())

@@ -5,7 +5,7 @@
 //! 1's to rounding (`tests/ladder.rs` checks the gradients agree), and nothing backward has to
 //! be written again when the model grows.
 //!
-//! `cargo run --release --example train2`
+//! `cargo run --release --example train2` (`-- --seed N` for another shuffle and initialization)
 
 use microgpt::autograd::{Tape, Var};
 use microgpt::error::Result;
@@ -144,7 +144,7 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names()?;
+        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
         let report = train(&data, &mut rng, STEPS)?;
         report.print("train2", "the same MLP on the autograd tape, SGD");
         Ok(())

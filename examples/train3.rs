@@ -14,7 +14,7 @@
 //! With one head and one layer this is exactly `microgpt::reference::Reference` with
 //! `n_head = 1` (`tests/ladder.rs` checks it); step 4 splits the attention into heads.
 //!
-//! `cargo run --release --example train3`
+//! `cargo run --release --example train3` (`-- --seed N` for another shuffle and initialization)
 
 use microgpt::autograd::{Tape, Var};
 use microgpt::config::Shape;
@@ -27,7 +27,7 @@ mod common;
 use common::{BLOCK_SIZE, Log, Report, STEPS};
 
 /// SGD's learning rate before the linear decay (0.1-0.5 do about as well on this budget; 1
-/// diverges: the attention and the norms make the loss steeper than step 1's).
+/// diverges).
 pub const LR: f64 = 0.2;
 
 /// microgpt's shape with a single attention head: V, T 16, E 16, F 64, one layer.
@@ -179,7 +179,7 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names()?;
+        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
         let report = train(&data, &mut rng, STEPS)?;
         report.print(
             "train3",

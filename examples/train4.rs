@@ -10,7 +10,7 @@
 //! That is microgpt.py's model, which the crate has as `microgpt::reference::Reference`, the
 //! scalar-tape port the static engine is checked against; this step trains it with step 3's SGD.
 //!
-//! `cargo run --release --example train4`
+//! `cargo run --release --example train4` (`-- --seed N` for another shuffle and initialization)
 
 use microgpt::config::Shape;
 use microgpt::error::Result;
@@ -56,7 +56,7 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names()?;
+        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
         let report = train(&data, &mut rng, STEPS)?;
         report.print(
             "train4",

@@ -7,7 +7,7 @@
 //! This is `microgpt train --engine dynamic` (same split, same weights, same 1,000 documents),
 //! so the two print the same held-out loss.
 //!
-//! `cargo run --release --example train5`
+//! `cargo run --release --example train5` (`-- --seed N` for another shuffle and initialization)
 
 use microgpt::config::Shape;
 use microgpt::error::Result;
@@ -45,7 +45,7 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names()?;
+        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
         let report = train(&data, &mut rng, STEPS)?;
         report.print("train5", "+ Adam = microgpt");
         Ok(())

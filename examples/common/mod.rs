@@ -12,6 +12,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use microgpt::bail;
 use microgpt::data::{EncodedDocs, default_data_path};
 use microgpt::error::Result;
 use microgpt::rng::Rng;
@@ -19,7 +20,7 @@ use microgpt::session::Dataset;
 
 /// Training documents, one per step: microgpt.py's `num_steps`.
 pub const STEPS: usize = 1000;
-/// The seed of the shuffle (and then of the initial weights).
+/// The seed of the shuffle (and then of the initial weights), unless `--seed N` is given.
 pub const SEED: u64 = 42;
 /// Share of the shuffled documents held out (the last ones).
 pub const VAL_FRACTION: f64 = 0.1;
@@ -29,12 +30,30 @@ pub const BLOCK_SIZE: usize = 16;
 /// `std` of the initial weights, microgpt's `gauss(0, 0.08)`.
 pub const INIT_STD: f64 = 0.08;
 
-/// names.txt split as `microgpt train` splits it, and the stream after the shuffle (which then
-/// draws the initial weights, as in microgpt.py).
-pub fn names() -> Result<(Dataset, Rng)> {
-    let mut rng = Rng::pcg(SEED);
+/// names.txt split as `microgpt train --seed seed` splits it, and the stream after the shuffle
+/// (which then draws the initial weights, as in microgpt.py).
+pub fn names_with_seed(seed: u64) -> Result<(Dataset, Rng)> {
+    let mut rng = Rng::pcg(seed);
     let data = Dataset::load(&default_data_path()?, &mut rng, VAL_FRACTION, None)?;
     Ok((data, rng))
+}
+
+/// [`names_with_seed`] of [`SEED`].
+pub fn names() -> Result<(Dataset, Rng)> {
+    names_with_seed(SEED)
+}
+
+/// The seed a step's command line asks for: nothing ([`SEED`]) or `--seed N`.
+pub fn seed_from_args() -> Result<u64> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match &args[..] {
+        [] => Ok(SEED),
+        [flag, n] if flag == "--seed" => match n.parse() {
+            Ok(seed) => Ok(seed),
+            Err(_) => bail!("--seed wants a non-negative integer, not {n:?}"),
+        },
+        _ => bail!("unexpected arguments {args:?}; the only option is --seed N"),
+    }
 }
 
 /// The training document of `step`.
