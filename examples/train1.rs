@@ -33,8 +33,8 @@ use microgpt::session::Dataset;
 mod common;
 use common::{Log, Report, STEPS};
 
-/// SGD's learning rate before the linear decay (on this budget 0.5-1.5 do about as well; 2
-/// diverges).
+/// SGD's learning rate before the linear decay (on this budget 0.75-1.5 do about as well, 2
+/// diverges; see docs/progression.md).
 pub const LR: f64 = 1.0;
 
 /// The step-1 model on names.txt: V 27, T 16, E 16, F 64 (microgpt's sizes).
@@ -42,7 +42,6 @@ pub type Mlp = MlpOf<27, 16, 16, 64>;
 
 /// `V` vocab, `T` positions per document (microgpt's block size), `E` embedding, `F` hidden.
 /// The gradient of the weights is a value of the same type.
-#[derive(Clone)]
 pub struct MlpOf<const V: usize, const T: usize, const E: usize, const F: usize> {
     pub wte: [[f64; E]; V],
     pub mlp_fc1: [[f64; E]; F],

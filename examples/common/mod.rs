@@ -138,7 +138,7 @@ impl Report {
     /// The two lines every step ends with, in one format.
     pub fn print(&self, name: &str, what: &str) {
         println!(
-            "{name}: {what} | {} params | {} steps | training {:.2} s",
+            "{name}: {what} | {} params | {} steps | training {:.3} s",
             self.params, self.steps, self.seconds
         );
         println!(
