@@ -147,11 +147,14 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize> MlpOf<V, T,
         let loss = loss / n as f64;
 
         let Some(g) = grad else { return loss };
-        // backward, the ops in reverse order; loss = (1/n)·Σ_t loss_t ⇒ dloss_t = 1/n
+        // backward: the ops in reverse order, each under the derivative of its forward op;
+        // weight gradients accumulate (`Write::Add`), activation gradients are written (`Set`)
+        // loss = (1/n)·Σ_t −ln p_t[target_t]  ⇒  dlogits_t = (p_t − onehot(target_t)) / n
         let mut dlogits = [[0.0; V]; T];
         for t in 0..n {
             cross_entropy_backward(&mut dlogits[t], &probs[t], targets[t], V, 1.0 / n as f64);
         }
+        // logits_t = lm_head·y_t  ⇒  dy_t = lm_headᵀ·dlogits_t, dlm_head += Σ_t dlogits_t·y_tᵀ
         let mut dy = [[0.0; E]; T];
         linear_backward(
             &mut dy[..n],
@@ -162,6 +165,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize> MlpOf<V, T,
             Write::Set,
             Write::Add,
         );
+        // y_t = mlp_fc2·h_t  ⇒  dh_t = mlp_fc2ᵀ·dy_t, dmlp_fc2 += Σ_t dy_t·h_tᵀ
         let mut dh = [[0.0; F]; T];
         linear_backward(
             &mut dh[..n],
@@ -172,10 +176,12 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize> MlpOf<V, T,
             Write::Set,
             Write::Add,
         );
+        // h = relu(pre)  ⇒  dpre = dh·[h > 0]
         let mut dpre = [[0.0; F]; T];
         for t in 0..n {
             relu_backward(&mut dpre[t], &dh[t], &h[t]);
         }
+        // pre_t = mlp_fc1·x_t  ⇒  dx_t = mlp_fc1ᵀ·dpre_t, dmlp_fc1 += Σ_t dpre_t·x_tᵀ
         let mut dx = [[0.0; E]; T];
         linear_backward(
             &mut dx[..n],
