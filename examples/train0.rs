@@ -7,7 +7,8 @@
 //! each), so its held-out loss is the floor a model of the previous token alone can reach on
 //! them; `microgpt baseline` fits the same table on all 28,830 training names.
 //!
-//! `cargo run --release --example train0` (`-- --seed N` for another shuffle and initialization)
+//! `cargo run --release --example train0` (`-- --seed N` for another shuffle and
+//! initialization, `--steps N` for another budget)
 
 use microgpt::bigram::Bigram;
 use microgpt::error::Result;
@@ -15,7 +16,7 @@ use microgpt::rng::Rng;
 use microgpt::session::Dataset;
 
 mod common;
-use common::{Report, STEPS};
+use common::Report;
 
 /// Counts the pairs of the first `steps` training documents; scores every held-out position.
 pub fn train(data: &Dataset, _rng: &mut Rng, steps: usize) -> Result<Report> {
@@ -39,8 +40,9 @@ pub fn train(data: &Dataset, _rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
-        let report = train(&data, &mut rng, STEPS)?;
+        let args = common::args()?;
+        let (data, mut rng) = common::names_with_seed(args.seed)?;
+        let report = train(&data, &mut rng, args.steps)?;
         report.print("train0", "bigram count table (no gradients)");
         Ok(())
     })

@@ -5,7 +5,8 @@
 //! 1's to rounding (`tests/ladder.rs` checks the gradients agree), and nothing backward has to
 //! be written again when the model grows.
 //!
-//! `cargo run --release --example train2` (`-- --seed N` for another shuffle and initialization)
+//! `cargo run --release --example train2` (`-- --seed N` for another shuffle and
+//! initialization, `--steps N` for another budget)
 
 use microgpt::autograd::{Tape, Var};
 use microgpt::error::Result;
@@ -14,21 +15,21 @@ use microgpt::rng::Rng;
 use microgpt::session::Dataset;
 
 mod common;
-use common::{BLOCK_SIZE, Log, Report, STEPS};
+use common::{BLOCK_SIZE, Log, Report};
 
 /// SGD's learning rate before the linear decay: step 1's.
 pub const LR: f64 = 1.0;
-/// microgpt's embedding and MLP widths.
+/// Step 1's sizes: tokens of context, embedding width, hidden units.
+const CONTEXT: usize = 3;
 const N_EMBD: usize = 16;
 const MLP: usize = 64;
 
-/// The MLP's weights as the first leaves of a tape (`wte, mlp_fc1, mlp_fc2, lm_head`, row-major:
-/// step 1's flat layout); each step builds its graph after them.
+/// The MLP's weights as the first leaves of a tape (`wte, mlp_fc1, lm_head`, row-major: step
+/// 1's flat layout); each step builds its graph after them.
 pub struct Mlp {
     tape: Tape,
     wte: Mat,
     mlp_fc1: Mat,
-    mlp_fc2: Mat,
     lm_head: Mat,
     num_params: usize,
 }
@@ -36,7 +37,7 @@ pub struct Mlp {
 impl Mlp {
     /// Weights drawn from `gauss(0, 0.08)` in step 1's order, so both steps start alike.
     pub fn new(vocab: usize, rng: &mut Rng) -> Mlp {
-        let n = 2 * vocab * N_EMBD + 2 * MLP * N_EMBD;
+        let n = vocab * N_EMBD + MLP * CONTEXT * N_EMBD + vocab * MLP;
         let flat: Vec<f64> = (0..n).map(|_| rng.gauss(0.0, common::INIT_STD)).collect();
         Mlp::from_flat(vocab, &flat)
     }
@@ -49,15 +50,15 @@ impl Mlp {
             rest = tail;
             Mat::leaves(&mut tape, rows, cols, head)
         };
-        let (wte, mlp_fc1) = (mat(vocab, N_EMBD), mat(MLP, N_EMBD));
-        let (mlp_fc2, lm_head) = (mat(N_EMBD, MLP), mat(vocab, N_EMBD));
+        let wte = mat(vocab, N_EMBD);
+        let mlp_fc1 = mat(MLP, CONTEXT * N_EMBD);
+        let lm_head = mat(vocab, MLP);
         assert!(rest.is_empty(), "{} parameters too many", rest.len());
         Mlp {
             num_params: tape.len() - 1,
             tape,
             wte,
             mlp_fc1,
-            mlp_fc2,
             lm_head,
         }
     }
@@ -83,11 +84,16 @@ impl Mlp {
         let n = common::positions(tokens, BLOCK_SIZE);
         let mut losses = Vec::with_capacity(n);
         for pos in 0..n {
-            let x: Vec<Var> = self.wte.row(tokens[pos]).collect();
+            // the embeddings of tokens pos+1−C ..= pos, BOS (tokens[0]) before the start
+            let x: Vec<Var> = (pos + 1..pos + 1 + CONTEXT)
+                .flat_map(|i| {
+                    let id = i.checked_sub(CONTEXT).map_or(tokens[0], |j| tokens[j]);
+                    self.wte.row(id)
+                })
+                .collect();
             let h = linear(t, &x, &self.mlp_fc1);
             let h: Vec<Var> = h.iter().map(|&hi| t.relu(hi)).collect();
-            let y = linear(t, &h, &self.mlp_fc2);
-            let logits = linear(t, &y, &self.lm_head);
+            let logits = linear(t, &h, &self.lm_head);
             losses.push(cross_entropy(t, &logits, tokens[pos + 1]));
         }
         let total = t.sum(&losses);
@@ -144,8 +150,9 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
-        let report = train(&data, &mut rng, STEPS)?;
+        let args = common::args()?;
+        let (data, mut rng) = common::names_with_seed(args.seed)?;
+        let report = train(&data, &mut rng, args.steps)?;
         report.print("train2", "the same MLP on the autograd tape, SGD");
         Ok(())
     })

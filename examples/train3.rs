@@ -1,20 +1,22 @@
-//! Step 3 of the ladder: the MLP of step 2 becomes one transformer block. Four things are
-//! added, all on the same autograd tape:
+//! Step 3 of the ladder: a transformer's attention instead of step 2's MLP. Four things, all
+//! on the same autograd tape:
 //!
 //! - **position embeddings** `wpe`: the input is `wte[token] + wpe[pos]`, so the model knows
 //!   where in the name it is;
 //! - **single-head causal attention**: each position's query is compared with the keys of
 //!   itself and every earlier position (`q·k_s / √E`), the softmax of those scores weighs their
-//!   values; this is what lets a prediction see more than the current token;
-//! - **rmsnorm** before each part, `x·(mean(x²) + 1e-5)^−½`, which keeps the scale of the
-//!   vectors steady;
-//! - **residuals**: each part's output is added to its input (`x ← x + f(x)`), so that the
-//!   gradient reaches the embeddings through the sums unchanged.
+//!   values; a prediction can now draw on every earlier letter, not a fixed window of three;
+//! - **rmsnorm**, `x·(mean(x²) + 1e-5)^−½`, of the embedding and again before the attention
+//!   (microgpt's places), which keeps the scale of the vectors steady;
+//! - a **residual**: the attention's output is added to its input (`x ← x + attn(x)`), so that
+//!   the gradient reaches the embeddings through the sum unchanged.
 //!
-//! With one head and one layer this is exactly `microgpt::reference::Reference` with
-//! `n_head = 1` (`tests/ladder.rs` checks it); step 4 splits the attention into heads.
+//! No MLP yet (step 4 adds it): between the embeddings and `lm_head` the only non-linearities
+//! are the attention's softmax and the rmsnorms. This is `microgpt::reference::Reference` with
+//! one head and its MLP switched off (`tests/ladder.rs` checks it).
 //!
-//! `cargo run --release --example train3` (`-- --seed N` for another shuffle and initialization)
+//! `cargo run --release --example train3` (`-- --seed N` for another shuffle and
+//! initialization, `--steps N` for another budget)
 
 use microgpt::autograd::{Tape, Var};
 use microgpt::config::Shape;
@@ -24,13 +26,14 @@ use microgpt::rng::Rng;
 use microgpt::session::Dataset;
 
 mod common;
-use common::{BLOCK_SIZE, Log, Report, STEPS};
+use common::{BLOCK_SIZE, Log, Report};
 
-/// SGD's learning rate before the linear decay (on this budget 0.1-0.7 do about as well, 1
-/// diverges; see docs/progression.md).
+/// SGD's learning rate before the linear decay: step 4's (on this budget 0.1-0.7 do about as
+/// well, 1 diverges; see docs/progression.md).
 pub const LR: f64 = 0.2;
 
-/// microgpt's shape with a single attention head: V, T 16, E 16, F 64, one layer.
+/// microgpt's shape with a single attention head: V, T 16, E 16, one layer (its MLP, F 64,
+/// is not used here).
 pub fn shape(vocab: usize) -> Shape {
     Shape {
         n_head: 1,
@@ -38,8 +41,16 @@ pub fn shape(vocab: usize) -> Shape {
     }
 }
 
-/// The weights as the first leaves of a tape, in `Shape::tensors` order (`wte, wpe,
-/// lm_head, attn_wq, attn_wk, attn_wv, attn_wo, mlp_fc1, mlp_fc2`).
+/// This step's tensors as `(name, rows, cols)`: [`shape`]'s without the MLP, in microgpt's
+/// order (`wte, wpe, lm_head, attn_wq, attn_wk, attn_wv, attn_wo`), which puts the MLP last,
+/// so the weights drawn here are the first ones step 4 draws.
+pub fn tensors(vocab: usize) -> Vec<(String, usize, usize)> {
+    let mut t = shape(vocab).tensors();
+    t.retain(|(name, _, _)| !name.contains("mlp_"));
+    t
+}
+
+/// The weights as the first leaves of a tape, in [`tensors`] order.
 pub struct Block {
     tape: Tape,
     m: Vec<Mat>,
@@ -49,7 +60,7 @@ pub struct Block {
 impl Block {
     /// Weights drawn from `gauss(0, 0.08)`, tensor after tensor, row by row.
     pub fn new(vocab: usize, rng: &mut Rng) -> Block {
-        let n = shape(vocab).num_params();
+        let n: usize = tensors(vocab).iter().map(|(_, r, c)| r * c).sum();
         let flat: Vec<f64> = (0..n).map(|_| rng.gauss(0.0, common::INIT_STD)).collect();
         Block::from_flat(vocab, &flat)
     }
@@ -58,7 +69,7 @@ impl Block {
         let mut tape = Tape::new();
         let mut rest = flat;
         let mut m = Vec::new();
-        for (_, rows, cols) in shape(vocab).tensors() {
+        for (_, rows, cols) in tensors(vocab) {
             let (head, tail) = rest.split_at(rows * cols);
             m.push(Mat::leaves(&mut tape, rows, cols, head));
             rest = tail;
@@ -76,7 +87,7 @@ impl Block {
         self.num_params
     }
 
-    /// The gradient of the last [`Block::loss_and_grad`], in `Shape::tensors` layout.
+    /// The gradient of the last [`Block::loss_and_grad`], in [`tensors`] layout.
     pub fn grads(&self) -> &[f64] {
         &self.tape.grads()[1..=self.num_params]
     }
@@ -85,8 +96,8 @@ impl Block {
     fn forward(&mut self, tokens: &[usize]) -> Var {
         self.tape.truncate(self.num_params + 1);
         let t = &mut self.tape;
-        let [wte, wpe, lm_head, wq, wk, wv, wo, fc1, fc2] = self.m[..] else {
-            unreachable!("one layer: nine tensors")
+        let [wte, wpe, lm_head, wq, wk, wv, wo] = self.m[..] else {
+            unreachable!("one layer without its MLP: seven tensors")
         };
         let add = |t: &mut Tape, a: &[Var], b: &[Var]| -> Vec<Var> {
             a.iter().zip(b).map(|(&x, &y)| t.add(x, y)).collect()
@@ -116,12 +127,6 @@ impl Block {
                 .map(|j| t.dot(w.iter().copied(), values.iter().map(|v| v[j])))
                 .collect();
             let out = linear(t, &att, &wo);
-            let x = add(t, &out, &x);
-            // MLP, as in steps 1-2, now in the residual stream
-            let xn = rmsnorm(t, &x);
-            let h = linear(t, &xn, &fc1);
-            let h: Vec<Var> = h.iter().map(|&hi| t.relu(hi)).collect();
-            let out = linear(t, &h, &fc2);
             let x = add(t, &out, &x);
             let logits = linear(t, &x, &lm_head);
             losses.push(cross_entropy(t, &logits, tokens[pos + 1]));
@@ -179,11 +184,12 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
-        let report = train(&data, &mut rng, STEPS)?;
+        let args = common::args()?;
+        let (data, mut rng) = common::names_with_seed(args.seed)?;
+        let report = train(&data, &mut rng, args.steps)?;
         report.print(
             "train3",
-            "+ position embeddings, single-head attention, rmsnorm, residuals",
+            "position embeddings, single-head attention, rmsnorm, residual (no MLP)",
         );
         Ok(())
     })

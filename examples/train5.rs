@@ -7,7 +7,8 @@
 //! This is `microgpt train --engine dynamic` (same split, same weights, same 1,000 documents),
 //! so the two print the same held-out loss.
 //!
-//! `cargo run --release --example train5` (`-- --seed N` for another shuffle and initialization)
+//! `cargo run --release --example train5` (`-- --seed N` for another shuffle and
+//! initialization, `--steps N` for another budget)
 
 use microgpt::config::Shape;
 use microgpt::error::Result;
@@ -17,7 +18,7 @@ use microgpt::rng::Rng;
 use microgpt::session::Dataset;
 
 mod common;
-use common::{BLOCK_SIZE, Log, Report, STEPS};
+use common::{BLOCK_SIZE, Log, Report};
 
 /// `steps` Adam steps, one training document each, from weights drawn from `rng`.
 pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
@@ -45,8 +46,9 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
     common::run(|| {
-        let (data, mut rng) = common::names_with_seed(common::seed_from_args()?)?;
-        let report = train(&data, &mut rng, STEPS)?;
+        let args = common::args()?;
+        let (data, mut rng) = common::names_with_seed(args.seed)?;
+        let report = train(&data, &mut rng, args.steps)?;
         report.print("train5", "+ Adam = microgpt");
         Ok(())
     })

@@ -1,6 +1,7 @@
 //! The ladder's examples (`examples/train0.rs` … `train5.rs`), included as modules: step 1's
 //! hand-written gradient against central finite differences, step 2's tape gradient against
-//! step 1's, step 3 against the reference GPT with one head, and every step end to end.
+//! step 1's, step 3 against the reference GPT with one head and no MLP, every step end to end,
+//! and the table's claim: on the default run each step's held-out loss is below the last's.
 
 // Each example is a program of its own that declares the shared `examples/common` module, so
 // this binary holds one copy per example (their types are not mixed: each step's report is
@@ -28,11 +29,10 @@ use microgpt::rng::Rng;
 use train1::Mlp;
 
 /// The tensors of step 1's (and step 2's) flat layout.
-const MLP_TENSORS: [(&str, usize); 4] = [
+const MLP_TENSORS: [(&str, usize); 3] = [
     ("wte", 27 * 16),
-    ("mlp_fc1", 64 * 16),
-    ("mlp_fc2", 16 * 64),
-    ("lm_head", 27 * 16),
+    ("mlp_fc1", 64 * 3 * 16),
+    ("lm_head", 27 * 64),
 ];
 
 /// Per tensor of `tensors`, the largest `|a − b|` and that over `max|b|`; printed, then
@@ -58,8 +58,8 @@ fn compare(tensors: &[(&str, usize)], a: &[f64], b: &[f64]) -> (f64, f64) {
 }
 
 /// "emma" and "anna" as names.txt's tokenizer has them (a-z are 0-25, BOS is 26), so that the
-/// gradient tests do not need the data file; "anna" repeats a token, so that rows of `wte`
-/// and the output layer collect more than one position.
+/// gradient tests do not need the data file; both repeat a letter, and the first contexts
+/// repeat BOS, so that rows of `wte` collect more than one slot and position.
 const EMMA: [usize; 6] = [26, 4, 12, 12, 0, 26];
 const ANNA: [usize; 6] = [26, 0, 13, 13, 0, 26];
 
@@ -88,13 +88,13 @@ fn central_differences(flat: &[f64], tokens: &[usize], h: f64) -> Vec<f64> {
 
 // Step h = 1e-5, tolerance 1e-9 absolute. The central difference's truncation error is
 // h²/6·|f'''| ≈ 2e-11·|f'''| (|f'''| ≲ 1 at these weights) and its rounding error ≈ ε·|f|/h ≈
-// 1.1e-16·3.3/1e-5 ≈ 4e-11, so the expected error is ~1e-10 (measured: ≤ 7.5e-11, see the
-// printed table) and the tolerance is 10× that. The gradients' entries reach 3e-3 - 7e-3 in
-// every tensor, so a derivative wrong in any term is off by orders more (one entry wrong by
+// 1.1e-16·3.3/1e-5 ≈ 4e-11, so the expected error is ~1e-10 (measured: ≤ 7.6e-11, see the
+// printed table) and the tolerance is 10× that. The gradients' largest entries are 1e-2 - 5e-2
+// in every tensor, so a derivative wrong in any term is off by orders more (one entry wrong by
 // 1e-4 of the largest is caught: the test after this one). ReLU's kink could spoil a
-// difference whose ±h straddles it: a pre-activation is ~2.5e-2 (16 products of N(0, 0.08)
-// weights) and moves by ~h·0.08 ≈ 1e-6, so that is rare (≈1% per weight vector) and would fail
-// loudly, not pass; these seeds have none.
+// difference whose ±h straddles it: a pre-activation (48 products of N(0, 0.08) values, std
+// ≈ 0.044) moves by ~h·0.08 ≈ 1e-6, so it straddles 0 with probability ≈ 2e-5 per
+// pre-activation, and it would fail loudly, not pass; these seeds have none.
 const FD_STEP: f64 = 1e-5;
 const FD_TOLERANCE: f64 = 1e-9;
 
@@ -150,26 +150,33 @@ fn step2_tape_gradient_equals_step1() {
 }
 
 #[test]
-fn step3_is_the_reference_gpt_with_one_head() {
+fn step3_is_the_reference_gpt_with_one_head_and_no_mlp() {
+    // the reference with step 3's weights, any mlp_fc1 and mlp_fc2 = 0: its MLP block adds
+    // exactly 0 to the residual stream and passes back exactly 0, so its loss and the other
+    // tensors' gradients must be step 3's bit for bit
     let shape = train3::shape(27);
-    let mut rng = Rng::pcg(4);
-    let flat: Vec<f64> = (0..shape.num_params())
-        .map(|_| rng.gauss(0.0, common::INIT_STD))
-        .collect();
-    let mut block = train3::Block::from_flat(27, &flat);
-    let mut reference = Reference::from_params(shape, &flat).unwrap();
-    let tensors: Vec<(String, usize)> = shape
-        .tensors()
+    let tensors: Vec<(String, usize)> = train3::tensors(27)
         .into_iter()
         .map(|(name, r, c)| (name, r * c))
         .collect();
     let tensors: Vec<(&str, usize)> = tensors.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+    let n: usize = tensors.iter().map(|t| t.1).sum();
+    assert_eq!(n, 2144);
+    let mut rng = Rng::pcg(4);
+    let mut flat: Vec<f64> = (0..n).map(|_| rng.gauss(0.0, common::INIT_STD)).collect();
+    let mut block = train3::Block::from_flat(27, &flat);
+    let (fc1, fc2) = (shape.mlp * shape.n_embd, shape.n_embd * shape.mlp);
+    flat.extend((0..fc1).map(|_| rng.gauss(0.0, common::INIT_STD)));
+    flat.extend(std::iter::repeat_n(0.0, fc2));
+    let mut reference = Reference::from_params(shape, &flat).unwrap();
     for tokens in [&EMMA[..], &ANNA[..]] {
         let (a, b) = (block.loss_and_grad(tokens), reference.loss_and_grad(tokens));
         println!("loss: step 3 {a:.17}, reference {b:.17}");
-        assert!((a - b).abs() <= 1e-14 * b.abs());
-        let (_, rel) = compare(&tensors, block.grads(), reference.grads());
-        assert!(rel <= 1e-12, "relative difference {rel:e}");
+        assert_eq!(a, b);
+        let (abs, _) = compare(&tensors, block.grads(), &reference.grads()[..n]);
+        assert_eq!(abs, 0.0);
+        // and the MLP really was in the graph: mlp_fc2's gradient is not 0
+        assert!(reference.grads()[n + fc1..].iter().any(|&g| g != 0.0));
     }
 }
 
@@ -209,11 +216,40 @@ fn every_step_runs_and_learns() {
         }};
     }
     check!(train0, 27 * 27);
-    let one = check!(train1, 2912);
-    let two = check!(train2, 2912);
+    let one = check!(train1, 5232);
+    let two = check!(train2, 5232);
     // the same run: the same weights, documents and updates, gradients equal to rounding
     assert!((one - two).abs() < 1e-9, "step 1 {one}, step 2 {two}");
-    check!(train3, 4192);
+    check!(train3, 2144);
     check!(train4, 4192);
     check!(train5, 4192);
+}
+
+#[test]
+fn the_default_run_goes_down_step_by_step() {
+    // the table of docs/progression.md: seed 42, microgpt's 1,000 documents; steps 1 and 2
+    // are the same run (equal to rounding), every other step must beat the one before it
+    let (data, rng) = common::names().unwrap();
+    let steps = common::STEPS;
+    let losses = [
+        train0::train(&data, &mut rng.clone(), steps).unwrap().loss,
+        train1::train(&data, &mut rng.clone(), steps).unwrap().loss,
+        train2::train(&data, &mut rng.clone(), steps).unwrap().loss,
+        train3::train(&data, &mut rng.clone(), steps).unwrap().loss,
+        train4::train(&data, &mut rng.clone(), steps).unwrap().loss,
+        train5::train(&data, &mut rng.clone(), steps).unwrap().loss,
+    ];
+    for (i, l) in losses.iter().enumerate() {
+        println!("train{i}: held-out loss {l:.4}");
+    }
+    assert!((losses[1] - losses[2]).abs() < 1e-9, "{losses:?}");
+    for i in [1, 3, 4, 5] {
+        assert!(
+            losses[i] < losses[i - 1],
+            "train{i} {} is not below train{} {}",
+            losses[i],
+            i - 1,
+            losses[i - 1]
+        );
+    }
 }

@@ -3,8 +3,9 @@
 //!
 //! The split is `microgpt train`'s and `microgpt baseline`'s: the documents shuffled by
 //! `Rng::pcg(42)`, the last 10% (3,203 names) held out. Every step sees the same
-//! [`STEPS`] training documents, one per step, in order (microgpt's `docs[step % len]`), and
-//! is scored on every held-out position: the token-weighted mean of `−ln p(next)`.
+//! [`STEPS`] training documents (or `--steps N`), one per step, in order (microgpt's
+//! `docs[step % len]`), and is scored on every held-out position: the token-weighted mean of
+//! `−ln p(next)`.
 
 // Each example uses only part of this module.
 #![allow(dead_code)]
@@ -43,17 +44,37 @@ pub fn names() -> Result<(Dataset, Rng)> {
     names_with_seed(SEED)
 }
 
-/// The seed a step's command line asks for: nothing ([`SEED`]) or `--seed N`.
-pub fn seed_from_args() -> Result<u64> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match &args[..] {
-        [] => Ok(SEED),
-        [flag, n] if flag == "--seed" => match n.parse() {
-            Ok(seed) => Ok(seed),
-            Err(_) => bail!("--seed wants a non-negative integer, not {n:?}"),
-        },
-        _ => bail!("unexpected arguments {args:?}; the only option is --seed N"),
+/// What a step's command line asks for: `[--seed N] [--steps N]`.
+pub struct Args {
+    /// The shuffle's and the initialization's seed, [`SEED`] unless `--seed N`.
+    pub seed: u64,
+    /// Training documents (steps), [`STEPS`] unless `--steps N`.
+    pub steps: usize,
+}
+
+/// The step's [`Args`]; anything else is a one-line error.
+pub fn args() -> Result<Args> {
+    let mut args = Args {
+        seed: SEED,
+        steps: STEPS,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next();
+        match (flag.as_str(), value) {
+            ("--seed", Some(n)) => match n.parse() {
+                Ok(seed) => args.seed = seed,
+                Err(_) => bail!("--seed wants a non-negative integer, not {n:?}"),
+            },
+            ("--steps", Some(n)) => match n.parse() {
+                Ok(steps) if steps > 0 => args.steps = steps,
+                _ => bail!("--steps wants a positive integer, not {n:?}"),
+            },
+            ("--seed" | "--steps", None) => bail!("{flag} wants a value"),
+            _ => bail!("unexpected argument {flag:?}; the options are --seed N and --steps N"),
+        }
     }
+    Ok(args)
 }
 
 /// The training document of `step`.
@@ -88,6 +109,7 @@ pub fn held_out(val: &EncodedDocs, mut doc_nll: impl FnMut(&[usize]) -> (f64, us
     let (mut sum, mut tokens) = (0.0, 0);
     for d in val.iter() {
         let (s, n) = doc_nll(d);
+
         sum += s;
         tokens += n;
     }
