@@ -1149,3 +1149,63 @@ fn bad_numbers_are_refused_from_the_command_line_and_from_checkpoints() {
         assert!(err.contains("out of range"), "{key}: {err}");
     }
 }
+
+/// A second signal exits at once, without the save the first one asked for. Made
+/// deterministic by stopping the process (SIGSTOP) while two different signals are sent:
+/// both are pending when it continues; whichever is delivered first sets the flag, and the
+/// other finds it set and exits on the spot with its own code.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = scratch("second");
+    let data = names(&dir);
+    let out = dir.join("s.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_microgpt"))
+        .args([
+            "train",
+            "--data",
+            s(&data),
+            "--model",
+            "micro",
+            "--no-progress",
+        ])
+        .args([
+            "--steps",
+            "2000000",
+            "--print-every",
+            "1000000",
+            "--out",
+            s(&out),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the handlers are in place once training has begun
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("step    1 /") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
+    }
+    let pid = child.id().to_string();
+    for sig in ["-STOP", "-INT", "-TERM", "-CONT"] {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        matches!(status.code(), Some(130 | 143)),
+        "{status:?}: {err}"
+    );
+    assert!(!err.contains("interrupted by"), "it went on to save: {err}");
+    assert!(!out.exists(), "nothing was saved");
+}
