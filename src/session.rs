@@ -409,30 +409,32 @@ fn check_checkpoint_shape(c: &Checkpoint) -> Result<Shape> {
 /// replaces the old file only with a complete later one.
 fn check_files(opts: &TrainOptions, start: &Start, data: &Path) -> Result<()> {
     let svg = opts.log.as_ref().map(|l| l.with_extension("svg"));
-    let mut outputs: Vec<(&str, &Path)> = Vec::new();
-    if let Some(out) = &opts.out {
-        check_output(out, "checkpoint")?;
-        outputs.push(("--out", out));
-    }
+    let out: Vec<(&str, &Path)> = opts.out.iter().map(|p| ("--out", p.as_path())).collect();
+    let mut curve: Vec<(&str, &Path)> = Vec::new();
     if let (Some(log), Some(svg)) = (&opts.log, &svg) {
-        check_output(log, "loss curve")?;
-        check_output(svg, "plot")?;
-        outputs.push(("--log", log));
-        outputs.push(("the plot beside --log", svg));
+        curve.push(("--log", log));
+        curve.push(("the plot beside --log", svg));
     }
-    let mut inputs: Vec<(&str, &Path)> = vec![("--data", data)];
+    for (what, p) in out.iter().chain(&curve) {
+        check_output(
+            p,
+            if *what == "--out" {
+                "checkpoint"
+            } else {
+                "loss curve"
+            },
+        )?;
+    }
+    let all: Vec<(&str, &Path)> = out.iter().chain(&curve).copied().collect();
     let start_file = opts.start_file.as_deref();
-    if let (Start::Init(_), Some(p)) = (start, start_file) {
-        inputs.push(("--init", p));
+    match (start, start_file) {
+        (Start::Init(_), Some(p)) => check_distinct(&all, &[("--data", data), ("--init", p)]),
+        (Start::Resume(_), Some(p)) => {
+            check_distinct(&all, &[("--data", data)])?;
+            check_distinct(&curve, &[("--resume", p)])
+        }
+        _ => check_distinct(&all, &[("--data", data)]),
     }
-    check_distinct(&outputs, &inputs)?;
-    if let (Start::Resume(_), Some(p)) = (start, start_file) {
-        let not_out = outputs
-            .get(usize::from(opts.out.is_some())..)
-            .unwrap_or(&[]);
-        check_distinct(not_out, &[("--resume", p)])?;
-    }
-    Ok(())
 }
 
 /// `microgpt train`: returns the final validation loss, if there is a validation set.
