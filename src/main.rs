@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use microgpt::bail;
 use microgpt::checkpoint::Checkpoint;
+use microgpt::data::Source;
 use microgpt::error::Result;
 use microgpt::optim::{Adam, Schedule};
 use microgpt::rng::{Rng, RngKind};
@@ -62,8 +63,8 @@ impl From<RngArg> for RngKind {
 
 /// Train a tiny GPT on a list of names (one document per line), then sample new ones.
 ///
-/// With no command this is microgpt.py's run: 1,000 steps on data/names.txt (or
-/// ../shared/data/names.txt), one document per step, then 20 samples at temperature 0.5.
+/// With no command this is microgpt.py's run: 1,000 steps on names.txt (makemore's 32,033
+/// names, built into the binary), one document per step, then 20 samples at temperature 0.5.
 /// Documents longer than the block size (16) are truncated to their first 16 positions,
 /// as in microgpt.py.
 #[derive(Debug, Parser)]
@@ -99,7 +100,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Dataset: a UTF-8 text file, one document per line [default: data/names.txt, else ../shared/data/names.txt]
+    /// Dataset: a UTF-8 text file, one document per line [default: the built-in names.txt]
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
     /// Training steps (one document each)
@@ -131,7 +132,8 @@ struct DemoArgs {
 /// `train`. Documents longer than the block size are truncated, as in microgpt.py.
 #[derive(Debug, Args)]
 struct TrainArgs {
-    /// Dataset [default: data/names.txt, else ../shared/data/names.txt; with --resume, the checkpoint's]
+    /// Dataset: a UTF-8 text file, one document per line [default: the built-in names.txt;
+    /// with --resume, the checkpoint's]
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
     /// Steps to train; the learning rate decays linearly to 0 over them (see --total-steps)
@@ -270,7 +272,7 @@ struct EvalArgs {
 
 #[derive(Debug, Args)]
 struct BaselineArgs {
-    /// Dataset [default: data/names.txt, else ../shared/data/names.txt]
+    /// Dataset [default: the built-in names.txt]
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
     /// Seed of the shuffle and split (as for `train`)
@@ -365,9 +367,8 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
         temperature: a.temperature,
         top_k: None,
     };
-    let path = session::data_path(a.data.as_deref())?;
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
-    let data = Dataset::load(&path, &mut rng, 0.0, None)?;
+    let data = Dataset::load(&Source::new(a.data.as_deref()), &mut rng, 0.0, None)?;
     println!("num docs: {}", data.num_docs);
     println!("vocab size: {}", data.tok.vocab_size());
     let engine = Engine::from(a.engine);
@@ -544,9 +545,9 @@ fn run_baseline(a: &BaselineArgs) -> Result<()> {
     if !(a.val_fraction > 0.0 && a.val_fraction < 1.0) {
         bail!("--val-fraction must be in (0, 1), got {}", a.val_fraction);
     }
-    let path = session::data_path(a.data.as_deref())?;
     let mut rng = Rng::new(a.rng.into(), a.seed);
-    let data = Dataset::load(&path, &mut rng, a.val_fraction, None)?;
+    let source = Source::new(a.data.as_deref());
+    let data = Dataset::load(&source, &mut rng, a.val_fraction, None)?;
     let loss = session::bigram_baseline(&data)?.expect("a validation split");
     let tokens: usize = data.val.iter().map(|d| d.len() - 1).sum();
     println!(

@@ -19,7 +19,7 @@ use crate::bigram::Bigram;
 use crate::checkpoint::{AdamMoments, Checkpoint};
 use crate::config::{self, Shape};
 use crate::curve::Curve;
-use crate::data::{self, EncodedDocs, Tokenizer};
+use crate::data::{self, Docs, EncodedDocs, Source, Tokenizer};
 use crate::error::Result;
 use crate::model::{MicroGpt, SmallGpt};
 use crate::optim::{Adam, Schedule};
@@ -172,7 +172,7 @@ fn preset_names() -> String {
 
 /// A dataset read, shuffled and split.
 pub struct Dataset {
-    pub path: PathBuf,
+    pub source: Source,
     /// Documents in the file.
     pub num_docs: usize,
     /// FNV-1a of the documents in file order: a resumed run checks it sees the same data.
@@ -182,16 +182,12 @@ pub struct Dataset {
     pub val: EncodedDocs,
 }
 
-/// `--data`, else the default names.txt.
-pub fn data_path(data: Option<&Path>) -> Result<PathBuf> {
-    match data {
-        Some(p) => Ok(p.to_path_buf()),
-        None => data::default_data_path(),
-    }
+/// FNV-1a (64-bit) of the documents joined by newlines.
+pub fn fingerprint<S: AsRef<str>>(docs: &[S]) -> u64 {
+    fingerprint_of(docs.iter().map(AsRef::as_ref))
 }
 
-/// FNV-1a (64-bit) of the documents joined by newlines.
-pub fn fingerprint(docs: &[String]) -> u64 {
+fn fingerprint_of<'a>(docs: impl Iterator<Item = &'a str>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for d in docs {
         for b in d.bytes().chain([b'\n']) {
@@ -202,19 +198,19 @@ pub fn fingerprint(docs: &[String]) -> u64 {
     h
 }
 
-/// A dataset file read but not yet shuffled.
+/// A dataset read but not yet shuffled.
 pub struct RawDocs {
-    pub path: PathBuf,
-    pub docs: Vec<String>,
+    pub source: Source,
+    pub docs: Docs,
     pub fingerprint: u64,
 }
 
 impl RawDocs {
-    pub fn read(path: &Path) -> Result<RawDocs> {
-        let docs = data::load_docs(path)?;
-        let fingerprint = fingerprint(&docs);
+    pub fn read(source: &Source) -> Result<RawDocs> {
+        let docs = Docs::read(source)?;
+        let fingerprint = fingerprint_of(docs.iter());
         Ok(RawDocs {
-            path: path.to_path_buf(),
+            source: source.clone(),
             docs,
             fingerprint,
         })
@@ -226,7 +222,7 @@ impl RawDocs {
         if c.get("data_fingerprint").ok() != Some(fp.as_str()) {
             bail!(
                 "{} is not the dataset the checkpoint was trained on ({} documents, fingerprint {}; this file: {} documents, {})",
-                self.path.display(),
+                self.source,
                 c.get("data_docs").unwrap_or("?"),
                 c.get("data_fingerprint").unwrap_or("?"),
                 self.docs.len(),
@@ -246,12 +242,12 @@ impl RawDocs {
         tok: Option<Tokenizer>,
     ) -> Result<Dataset> {
         let RawDocs {
-            path,
+            source,
             mut docs,
             fingerprint,
         } = self;
         let num_docs = docs.len();
-        data::shuffle_docs(&mut docs, rng);
+        docs.shuffle(rng);
         let n_val = (num_docs as f64 * val_fraction).round() as usize;
         if val_fraction > 0.0 && (n_val == 0 || n_val >= num_docs) {
             bail!(
@@ -261,16 +257,16 @@ impl RawDocs {
         }
         let tok = match tok {
             Some(t) => t,
-            None => Tokenizer::from_docs(&docs),
+            None => Tokenizer::from_strs(docs.iter()),
         };
-        let (train_docs, val_docs) = docs.split_at(num_docs - n_val);
-        let encode = |d: &[String]| match EncodedDocs::new(&tok, d) {
+        let n_train = num_docs - n_val;
+        let encode = |range| match EncodedDocs::from_strs(&tok, docs.iter_range(range)) {
             Ok(e) => Ok(e),
-            Err(e) => bail!("{}: {e} of the model", path.display()),
+            Err(e) => bail!("{source}: {e} of the model"),
         };
-        let (train, val) = (encode(train_docs)?, encode(val_docs)?);
+        let (train, val) = (encode(0..n_train)?, encode(n_train..num_docs)?);
         Ok(Dataset {
-            path,
+            source,
             num_docs,
             fingerprint,
             tok,
@@ -283,13 +279,33 @@ impl RawDocs {
 impl Dataset {
     /// [`RawDocs::read`] then [`RawDocs::split`].
     pub fn load(
-        path: &Path,
+        source: &Source,
         rng: &mut Rng,
         val_fraction: f64,
         tok: Option<Tokenizer>,
     ) -> Result<Dataset> {
-        RawDocs::read(path)?.split(rng, val_fraction, tok)
+        RawDocs::read(source)?.split(rng, val_fraction, tok)
     }
+}
+
+/// The dataset of a checkpoint's run: `data` if given, else the one it recorded. A recorded
+/// file that is no longer there but whose fingerprint is the built-in names' (a run trained
+/// on a copy of names.txt) is the built-in names; checkpoints without a record trained on them.
+pub fn checkpoint_source(c: &Checkpoint, data: Option<&Path>) -> Source {
+    if let Some(p) = data {
+        return Source::File(p.to_path_buf());
+    }
+    match c.get("data").ok().map(Source::from_record) {
+        None => Source::Names,
+        Some(Source::File(p)) if !p.exists() && is_names(c) => Source::Names,
+        Some(s) => s,
+    }
+}
+
+/// Whether a checkpoint's recorded fingerprint is the built-in names'.
+fn is_names(c: &Checkpoint) -> bool {
+    let names = fingerprint_of(Docs::parse(data::NAMES.into()).iter());
+    c.get("data_fingerprint").ok() == Some(format!("{names:016x}").as_str())
 }
 
 /// A fresh model of `preset` for `vocab` tokens, its weights drawn from `rng`.
@@ -333,7 +349,7 @@ pub fn checkpoint_of(
     settings.write_to(&mut c);
     let (m, v) = model.adam_flat();
     c.adam = Some(AdamMoments { m, v });
-    c.set("data", data.path.display());
+    c.set("data", data.source.record());
     c.set("data_docs", data.num_docs);
     c.set("data_fingerprint", format!("{:016x}", data.fingerprint));
     c
@@ -398,24 +414,19 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             dir.display()
         );
     }
-    let (path, tok, first_step) = match &start {
-        Start::Fresh => (data_path(opts.data.as_deref())?, None, 0),
+    let (source, tok, first_step) = match &start {
+        Start::Fresh => (Source::new(opts.data.as_deref()), None, 0),
         Start::Init(c) => {
             check_checkpoint_shape(c)?;
-            (data_path(opts.data.as_deref())?, Some(c.tokenizer()?), 0)
+            (Source::new(opts.data.as_deref()), Some(c.tokenizer()?), 0)
         }
         Start::Resume(c) => {
             check_checkpoint_shape(c)?;
-            let recorded = c.get("data").ok().map(PathBuf::from);
-            let p = match (&opts.data, recorded) {
-                (Some(p), _) => p.clone(),
-                (None, Some(p)) => p,
-                (None, None) => data_path(None)?,
-            };
-            (p, Some(c.tokenizer()?), c.step()?)
+            let source = checkpoint_source(c, opts.data.as_deref());
+            (source, Some(c.tokenizer()?), c.step()?)
         }
     };
-    let raw = RawDocs::read(&path)?;
+    let raw = RawDocs::read(&source)?;
     if let Start::Resume(c) = &start {
         raw.check_against(c)?;
         if first_step >= settings.total_steps {
@@ -446,9 +457,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             model.set_adam_flat(&adam.m, &adam.v)?;
         }
     }
-    let threads = opts
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = opts.threads.unwrap_or_else(cores);
     model.set_threads(threads.min(settings.recipe.batch_size))?;
     let last = opts.stop_at.min(settings.total_steps);
     if last <= first_step {
@@ -540,13 +549,15 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         }
         curve.write_csv(log)?;
         let svg = log.with_extension("svg");
-        curve.write_svg(
-            &svg,
-            &format!("{} on {}", settings.preset, data.path.display()),
-        )?;
+        curve.write_svg(&svg, &format!("{} on {}", settings.preset, data.source))?;
         println!("wrote {} and {}", log.display(), svg.display());
     }
     Ok(final_val)
+}
+
+/// The number of cores (1 if unknown): the default number of threads.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// `12.3 ms`, `4.56 s` or `3 min 12 s`.
@@ -629,11 +640,7 @@ pub fn run_sample(
 /// recorded), checked against its fingerprint, shuffled and split again with its settings.
 pub fn training_docs(c: &Checkpoint, data: Option<&Path>) -> Result<HashSet<String>> {
     let settings = Settings::read_from(c)?;
-    let path = match data {
-        Some(p) => p.to_path_buf(),
-        None => PathBuf::from(c.get("data")?),
-    };
-    let raw = RawDocs::read(&path)?;
+    let raw = RawDocs::read(&checkpoint_source(c, data))?;
     raw.check_against(c)?;
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
     let d = raw.split(&mut rng, settings.val_fraction, Some(c.tokenizer()?))?;
@@ -644,11 +651,12 @@ pub fn training_docs(c: &Checkpoint, data: Option<&Path>) -> Result<HashSet<Stri
 /// file, and the numbers of tokens and documents.
 pub fn run_eval(c: &Checkpoint, path: &Path) -> Result<(f64, usize, usize)> {
     let (mut model, tok) = load_model(c)?;
-    let docs = data::load_docs(path)?;
-    let enc = match EncodedDocs::new(&tok, &docs) {
+    let docs = Docs::read(&Source::File(path.to_path_buf()))?;
+    let enc = match EncodedDocs::from_strs(&tok, docs.iter()) {
         Ok(e) => e,
         Err(e) => bail!("{}: {e} of the model", path.display()),
     };
+    model.set_threads(cores())?;
     let (sum, n) = train::evaluate(model.as_mut(), &enc);
     Ok((sum / n as f64, n, enc.len()))
 }
