@@ -90,27 +90,57 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone)]
 pub struct Docs {
     text: Cow<'static, str>,
-    spans: Vec<(usize, usize)>,
+    /// Byte ranges (u32: half the memory to fault in; [`Docs::read`] refuses bigger texts).
+    spans: Vec<(u32, u32)>,
 }
 
 impl Docs {
+    /// The documents of a text of less than 4 GiB.
     pub fn parse(text: Cow<'static, str>) -> Docs {
-        let base = text.as_ptr() as usize;
-        let spans = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let start = l.as_ptr() as usize - base;
-                (start, start + l.len())
-            })
-            .collect();
+        assert!(u32::try_from(text.len()).is_ok(), "a text of 4 GiB or more");
+        // split at '\n' and trim: the same documents as `text.lines().map(str::trim)` (a
+        // line's `\r` is whitespace). The newlines are found without a branch per byte (a
+        // names.txt line is 7 bytes: a branch would mispredict on every one), and lines with
+        // ASCII letters at both ends, the common case, are taken without `trim`'s checks.
+        let bytes = text.as_bytes();
+        let count = bytes.iter().filter(|&&b| b == b'\n').count();
+        let mut ends = vec![0u32; count + 1];
+        let mut n = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            ends[n] = i as u32;
+            n += usize::from(b == b'\n');
+        }
+        ends[count] = bytes.len() as u32;
+        let mut spans = Vec::with_capacity(count + 1);
+        let mut start = 0;
+        for &end in &ends {
+            let (s, e) = (start as usize, end as usize);
+            let line = &bytes[s..e];
+            let span = match (line.first(), line.last()) {
+                (Some(f), Some(l)) if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() => {
+                    (start, end)
+                }
+                _ => {
+                    let t = text[s..e].trim();
+                    let a = s + (t.as_ptr() as usize - line.as_ptr() as usize);
+                    (a as u32, (a + t.len()) as u32)
+                }
+            };
+            if span.0 < span.1 {
+                spans.push(span);
+            }
+            start = end + 1;
+        }
         Docs { text, spans }
     }
 
     /// [`Source::text`] then [`Docs::parse`]; a text without documents is an error.
     pub fn read(source: &Source) -> Result<Docs> {
-        let docs = Docs::parse(source.text()?);
+        let text = source.text()?;
+        if u32::try_from(text.len()).is_err() {
+            bail!("dataset {source} is larger than 4 GiB");
+        }
+        let docs = Docs::parse(text);
         if docs.is_empty() {
             bail!("dataset {source} has no documents (every line is empty)");
         }
@@ -128,7 +158,7 @@ impl Docs {
     /// Document `i`.
     pub fn get(&self, i: usize) -> &str {
         let (a, b) = self.spans[i];
-        &self.text[a..b]
+        &self.text[a as usize..b as usize]
     }
 
     /// Documents `range`, in order.
@@ -136,7 +166,10 @@ impl Docs {
         &self,
         range: std::ops::Range<usize>,
     ) -> impl ExactSizeIterator<Item = &str> + Clone {
-        self.spans[range].iter().map(|&(a, b)| &self.text[a..b])
+        let text: &str = &self.text;
+        self.spans[range]
+            .iter()
+            .map(move |&(a, b)| &text[a as usize..b as usize])
     }
 
     /// Every document, in order.
@@ -186,9 +219,9 @@ pub fn shuffle_docs(docs: &mut [String], rng: &mut Rng) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokenizer {
     chars: Vec<char>,
-    /// The id of each ASCII character (`NONE` if it is not in the vocabulary): the common
-    /// case of [`Tokenizer::id`] without a search.
-    ascii: [u32; 128],
+    /// The id of each ASCII character by its byte (`NONE` if it is not in the vocabulary, and
+    /// for the bytes from 0x80 on): the common case of [`Tokenizer::id`] without a search.
+    ascii: [u32; 256],
 }
 
 /// No id, in [`Tokenizer`]'s ASCII table.
@@ -202,23 +235,18 @@ impl Tokenizer {
 
     /// [`Tokenizer::from_docs`] of documents given one by one.
     pub fn from_strs<'a>(docs: impl IntoIterator<Item = &'a str>) -> Tokenizer {
-        // a table for ASCII and an ordered set for the rest: sorted and unique as
-        // `sorted(set(...))`, without sorting every character of the dataset
-        let mut seen = [false; 128];
+        // a table of the bytes seen and an ordered set of the other characters: sorted and
+        // unique as `sorted(set(...))`, without sorting every character of the dataset
+        let mut seen = [false; 256];
         let mut other = BTreeSet::new();
         for d in docs {
-            if d.is_ascii() {
-                for b in d.bytes() {
-                    seen[b as usize] = true;
-                }
-            } else {
-                for c in d.chars() {
-                    if c.is_ascii() {
-                        seen[c as usize] = true;
-                    } else {
-                        other.insert(c);
-                    }
-                }
+            let mut high = false;
+            for b in d.bytes() {
+                seen[b as usize] = true;
+                high |= b >= 0x80;
+            }
+            if high {
+                other.extend(d.chars().filter(|c| !c.is_ascii()));
             }
         }
         let chars = (0u8..128)
@@ -239,7 +267,7 @@ impl Tokenizer {
     }
 
     fn with_chars(chars: Vec<char>) -> Tokenizer {
-        let mut ascii = [NONE; 128];
+        let mut ascii = [NONE; 256];
         for (i, &c) in chars.iter().enumerate() {
             if c.is_ascii() {
                 ascii[c as usize] = i as u32;
@@ -276,6 +304,15 @@ impl Tokenizer {
     /// Appends the ids of `text` (no BOS) to `out`; an unknown character is an error that
     /// names it.
     fn encode_into(&self, text: &str, out: &mut Vec<usize>) -> Result<()> {
+        if text.is_ascii() {
+            // a table look-up per byte, checked once for the whole text
+            let start = out.len();
+            out.extend(text.bytes().map(|b| self.ascii[b as usize] as usize));
+            if !out[start..].contains(&(NONE as usize)) {
+                return Ok(());
+            }
+            out.truncate(start);
+        }
         for c in text.chars() {
             match self.id(c) {
                 Some(i) => out.push(i),
