@@ -394,4 +394,13 @@ impl EncodedDocs {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &[usize]> + Clone {
         (0..self.len()).map(|i| self.get(i))
     }
+
+    /// The first `n` documents (all of them if there are fewer).
+    pub fn head(&self, n: usize) -> EncodedDocs {
+        let n = n.min(self.len());
+        EncodedDocs {
+            tokens: self.tokens[..self.starts[n]].to_vec(),
+            starts: self.starts[..=n].to_vec(),
+        }
+    }
 }

@@ -363,6 +363,44 @@ pub enum Start {
     Resume(Checkpoint),
 }
 
+/// Where a `train` run saves its checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Save {
+    /// Nowhere (`--no-save`).
+    Nothing,
+    /// Here, replacing what is there (`--out`).
+    Named(PathBuf),
+    /// Here or, if a file is there, at the first free `stem-2.ext`, `stem-3.ext`, …: a file
+    /// the user did not name is never replaced.
+    Default(PathBuf),
+}
+
+/// The periodic validation losses are over at most this many validation documents (a fixed
+/// sample); the last one is over all. Above names.txt's 3,203, so that its runs evaluate
+/// the whole split every time.
+pub const EVAL_DOCS: usize = 4096;
+
+/// `path` if nothing is there, else the first of `stem-2.ext`, `stem-3.ext`, … that is free.
+pub fn free_path(path: &Path) -> PathBuf {
+    if !path.exists() {
+        return path.to_path_buf();
+    }
+    let stem = path
+        .file_stem()
+        .map_or("checkpoint".into(), |s| s.to_string_lossy());
+    let ext = path.extension().map(|e| e.to_string_lossy());
+    (2..)
+        .map(|i| {
+            let name = match &ext {
+                Some(e) => format!("{stem}-{i}.{e}"),
+                None => format!("{stem}-{i}"),
+            };
+            path.with_file_name(name)
+        })
+        .find(|p| !p.exists())
+        .expect("a free name")
+}
+
 /// Everything about a `train` run besides its [`Settings`].
 pub struct TrainOptions {
     pub engine: Engine,
@@ -372,7 +410,10 @@ pub struct TrainOptions {
     pub print_every: usize,
     /// Validation loss every N steps (and at the end).
     pub eval_every: usize,
-    pub out: Option<PathBuf>,
+    /// The periodic validation losses are over the first this many validation documents;
+    /// the last one is over all of them.
+    pub eval_docs: usize,
+    pub save: Save,
     pub save_every: Option<usize>,
     pub progress: bool,
     pub log: Option<PathBuf>,
@@ -402,13 +443,18 @@ fn check_checkpoint_shape(c: &Checkpoint) -> Result<Shape> {
 /// `microgpt train`: returns the final validation loss, if there is a validation set.
 pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Result<Option<f64>> {
     settings.validate()?;
-    if let Some(dir) = opts.out.as_deref().and_then(Path::parent)
+    let mut out = match &opts.save {
+        Save::Nothing => None,
+        Save::Named(p) => Some(p.clone()),
+        Save::Default(p) => Some(free_path(p)),
+    };
+    if let Some(dir) = out.as_deref().and_then(Path::parent)
         && !dir.as_os_str().is_empty()
         && !dir.is_dir()
     {
         bail!(
             "cannot write checkpoint {}: directory {} does not exist",
-            opts.out.as_deref().unwrap().display(),
+            out.as_deref().unwrap().display(),
             dir.display()
         );
     }
@@ -456,8 +502,11 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             model.set_adam_flat(&adam.m, &adam.v)?;
         }
     }
-    let threads = opts.threads.unwrap_or_else(cores);
-    model.set_threads(threads.min(settings.recipe.batch_size))?;
+    // training shares a step's documents, so more threads than documents only wait; an
+    // evaluation has thousands to share
+    let eval_threads = opts.threads.unwrap_or_else(cores);
+    let train_threads = eval_threads.min(settings.recipe.batch_size);
+    model.set_threads(train_threads)?;
     let last = opts.stop_at.min(settings.total_steps);
     if last <= first_step {
         bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");
@@ -477,6 +526,42 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
     if first_step > 0 {
         println!("resuming at step {first_step}");
     }
+    // the periodic evaluations on the first `eval_docs` of the split: the split is drawn
+    // after the seeded shuffle, so they are a random sample, the same one every time
+    let val_sample = (data.val.len() > opts.eval_docs).then(|| data.val.head(opts.eval_docs));
+    if !data.val.is_empty() {
+        let threads = if eval_threads == 1 {
+            "1 thread".to_string()
+        } else {
+            format!("{eval_threads} threads")
+        };
+        match &val_sample {
+            None => println!(
+                "validation: all {} held-out docs every {} steps and at the end ({threads})",
+                data.val.len(),
+                opts.eval_every
+            ),
+            Some(v) => println!(
+                "validation: every {} steps on a fixed sample of {} of the {} held-out docs, at the end on all of them ({threads})",
+                opts.eval_every,
+                v.len(),
+                data.val.len()
+            ),
+        }
+    }
+    match (&opts.save, &out) {
+        (Save::Default(p), Some(o)) if o != p => println!(
+            "checkpoint: {} at the end ({} exists; --out PATH to choose, --no-save for none)",
+            o.display(),
+            p.display()
+        ),
+        (Save::Default(_), Some(o)) => println!(
+            "checkpoint: {} at the end (--out PATH to choose, --no-save for none)",
+            o.display()
+        ),
+        (Save::Named(_), Some(o)) => println!("checkpoint: {} at the end", o.display()),
+        _ => println!("checkpoint: none (--no-save)"),
+    }
 
     let total = settings.total_steps;
     let mut curve = Curve::new(last - first_step);
@@ -486,10 +571,27 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
     let mut train_time = 0.0;
     let mut lap = Instant::now();
     let validate = |model: &mut dyn Model, step: usize, progress: &Progress| {
-        let (sum, n) = train::evaluate(model, &data.val);
+        let (docs, note) = match &val_sample {
+            Some(v) if step != last => (v, format!(" (sample of {})", v.len())),
+            _ => (&data.val, String::new()),
+        };
+        // errors here are a thread that cannot be spawned; the pass then runs on fewer
+        let _ = model.set_threads(eval_threads);
+        let (sum, n) = train::evaluate(model, docs);
+        let _ = model.set_threads(train_threads);
         let loss = sum / n as f64;
-        progress.println(format!("step {step:4} / {total:4} | val loss {loss:.4}"));
+        progress.println(format!(
+            "step {step:4} / {total:4} | val loss {loss:.4}{note}"
+        ));
         loss
+    };
+    // a default path that someone else's file took during the run moves on to a free one
+    let mut ours = matches!(opts.save, Save::Named(_));
+    let mut claim = |out: &mut PathBuf| {
+        if !ours && out.exists() {
+            *out = free_path(out);
+        }
+        ours = true;
     };
     let mut final_val = None;
     train::train(
@@ -515,7 +617,8 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
                 curve.push_val(s, v);
                 final_val = Some(v);
             }
-            if save_now && let Some(out) = &opts.out {
+            if save_now && let Some(out) = &mut out {
+                claim(out);
                 let c = checkpoint_of(model, settings, s, &data, fingerprint);
                 if let Err(e) = c.save(out) {
                     save_error.get_or_insert(e);
@@ -537,7 +640,8 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         last - first_step,
         tokens_done as f64 / train_time
     );
-    if let Some(out) = &opts.out {
+    if let Some(out) = &mut out {
+        claim(out);
         checkpoint_of(model.as_ref(), settings, last, &data, fingerprint).save(out)?;
         println!("saved {} (step {last} of {total})", out.display());
     }
