@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use microgpt::config::Shape;
-use microgpt::data::{EncodedDocs, Tokenizer, default_data_path, load_docs};
+use microgpt::data::{EncodedDocs, Tokenizer};
 use microgpt::model::MicroGpt;
 use microgpt::optim::{Adam, AdamStep};
 use microgpt::reference::Reference;
@@ -55,8 +55,8 @@ impl Setup {
     /// Reads names.txt, shuffles it with `Rng::pcg(42)` and draws the weights, as `microgpt`
     /// (no arguments) does.
     fn new() -> Setup {
-        let path = default_data_path().expect("names.txt (see the README's Data section)");
-        let mut names = load_docs(&path).expect("a readable dataset");
+        // the built-in names.txt, as the binary reads it by default
+        let mut names = microgpt::data::names();
         let mut rng = Rng::pcg(SEED);
         rng.shuffle(&mut names);
         let tok = Tokenizer::from_docs(&names);

@@ -21,7 +21,7 @@
 
 use std::time::Instant;
 
-use microgpt::data::{EncodedDocs, Tokenizer, default_data_path, load_docs};
+use microgpt::data::{EncodedDocs, Tokenizer};
 use microgpt::model::{MicroGpt, SmallGpt};
 use microgpt::optim::Adam;
 use microgpt::rng::Rng;
@@ -35,8 +35,8 @@ fn main() {
         Err(_) => 15,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let path = default_data_path().expect("names.txt (see the README's Data section)");
-    let mut names = load_docs(&path).expect("a readable dataset");
+    // the built-in names.txt, as the binary reads it by default
+    let mut names = microgpt::data::names();
     let mut rng = Rng::pcg(42);
     rng.shuffle(&mut names);
     let tok = Tokenizer::from_docs(&names);

@@ -12,7 +12,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use microgpt::data::{EncodedDocs, Tokenizer, default_data_path, load_docs};
+use microgpt::data::{EncodedDocs, Tokenizer};
 use microgpt::model::MicroGpt;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
@@ -114,8 +114,8 @@ fn report(engine: &str, counts: &Counts, block: usize) {
 }
 
 fn main() {
-    let path = default_data_path().expect("names.txt (see the README's Data section)");
-    let mut names = load_docs(&path).expect("a readable dataset");
+    // the built-in names.txt, as the binary reads it by default
+    let mut names = microgpt::data::names();
     let mut rng = Rng::pcg(42);
     rng.shuffle(&mut names);
     let tok = Tokenizer::from_docs(&names);

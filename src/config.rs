@@ -144,9 +144,132 @@ pub fn preset_shape(name: &str, vocab: usize) -> Option<Shape> {
         .map(|(_, s)| Shape { vocab, ..*s })
 }
 
+// ------------------------------------------------------------------------------------------
+// The presets' recipes: how `train --model NAME` trains when no flag says otherwise (each flag
+// given overrides its one setting). Retune a preset here.
+
+use crate::optim::{Adam, Schedule};
+
+/// A preset's training recipe: the optimizer, the batch and its loss, the length of the run,
+/// the validation split and how often it reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PresetRecipe {
+    pub adam: Adam,
+    pub batch_size: usize,
+    pub dropout: f64,
+    /// A step's loss is the mean over its tokens (makemore's), not over its documents.
+    pub token_mean: bool,
+    /// A new document order every epoch.
+    pub reshuffle: bool,
+    pub steps: usize,
+    pub val_fraction: f64,
+    pub eval_every: usize,
+    pub print_every: usize,
+}
+
+/// microgpt.py's: Adam (0.01, 0.85, 0.99) decaying linearly to 0 over 1,000 steps of one
+/// document each; 10% held out, evaluated every 250 steps.
+pub const MICRO_RECIPE: PresetRecipe = PresetRecipe {
+    adam: Adam {
+        lr: 0.01,
+        beta1: 0.85,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        warmup: 0,
+        schedule: Schedule::Linear,
+        min_lr_fraction: 0.0,
+    },
+    batch_size: 1,
+    dropout: 0.0,
+    token_mean: false,
+    reshuffle: false,
+    steps: 1000,
+    val_fraction: 0.1,
+    eval_every: 250,
+    print_every: 100,
+};
+
+/// The bigger model's recipe (the README's result): AdamW with warm-up and a cosine decay,
+/// batches of 32 with makemore's token mean, dropout, a new order every epoch, 32,000 steps
+/// (≈ 33 epochs); a validation split of 1,003 names (3.13%, makemore's 1,000).
+pub const SMALL_RECIPE: PresetRecipe = PresetRecipe {
+    adam: Adam {
+        lr: 2e-3,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.2,
+        warmup: 300,
+        schedule: Schedule::Cosine,
+        min_lr_fraction: 0.02,
+    },
+    batch_size: 32,
+    dropout: 0.1,
+    token_mean: true,
+    reshuffle: true,
+    steps: 32000,
+    val_fraction: 0.0313,
+    eval_every: 2000,
+    print_every: 4000,
+};
+
+/// Each preset's recipe, by name (the names of [`PRESETS`]).
+pub const RECIPES: [(&str, PresetRecipe); 2] = [("micro", MICRO_RECIPE), ("small", SMALL_RECIPE)];
+
+/// The recipe of preset `name`.
+pub fn preset_recipe(name: &str) -> Option<PresetRecipe> {
+    RECIPES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+}
+
+impl std::fmt::Display for PresetRecipe {
+    /// One line, in the flags' terms: `batch 32, lr 0.002, betas 0.9/0.99, …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.adam;
+        write!(
+            f,
+            "batch {}, lr {}, betas {}/{}, weight decay {}, warm-up {}, ",
+            self.batch_size, a.lr, a.beta1, a.beta2, a.weight_decay, a.warmup
+        )?;
+        match a.schedule {
+            Schedule::Linear => write!(f, "linear decay")?,
+            Schedule::Cosine => write!(f, "cosine to {}·lr", a.min_lr_fraction)?,
+        }
+        write!(
+            f,
+            ", dropout {}, {}, {}, {} steps, val fraction {}, eval every {}, print every {}",
+            self.dropout,
+            if self.token_mean {
+                "token mean"
+            } else {
+                "document mean"
+            },
+            if self.reshuffle {
+                "reshuffle"
+            } else {
+                "same order every epoch"
+            },
+            self.steps,
+            self.val_fraction,
+            self.eval_every,
+            self.print_every
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_preset_has_a_recipe_and_micro_s_is_microgpt_s() {
+        let presets: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+        let recipes: Vec<&str> = RECIPES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(presets, recipes);
+        assert_eq!(MICRO_RECIPE.adam, Adam::default());
+        assert_eq!(preset_recipe("small"), Some(SMALL_RECIPE));
+        assert_eq!(preset_recipe("huge"), None);
+    }
 
     #[test]
     fn micro_on_names_has_4192_parameters() {

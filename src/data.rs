@@ -3,27 +3,188 @@
 //! microgpt.py: `docs = [line.strip() for line in open(...) if line.strip()]`, `random.shuffle(docs)`,
 //! `uchars = sorted(set(''.join(docs)))`, `BOS = len(uchars)`, `vocab_size = len(uchars) + 1`.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::bail;
 use crate::error::Result;
 use crate::rng::Rng;
 
-/// Where the names dataset is looked for when `--data` is not given, in order.
-pub const DEFAULT_DATA_PATHS: [&str; 2] = ["data/names.txt", "../shared/data/names.txt"];
+/// makemore's `names.txt` (32,033 names; source and licence in `data/README.md`), built into
+/// the binary: the dataset when no `--data` is given, so that a fresh clone or an installed
+/// binary runs from any directory.
+pub const NAMES: &str = include_str!("../data/names.txt");
 
-/// The first of [`DEFAULT_DATA_PATHS`] that exists, or an error that says where to get names.txt.
-pub fn default_data_path() -> Result<PathBuf> {
-    for p in DEFAULT_DATA_PATHS {
-        if Path::new(p).is_file() {
-            return Ok(PathBuf::from(p));
+/// Where a run's documents come from: the built-in [`NAMES`] or a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Names,
+    File(PathBuf),
+}
+
+impl Source {
+    /// How a checkpoint's `data` entry names the built-in names (a path is recorded as is).
+    pub const NAMES_RECORD: &'static str = "builtin:names.txt";
+
+    /// `--data`, else the built-in names.
+    pub fn new(data: Option<&Path>) -> Source {
+        match data {
+            Some(p) => Source::File(p.to_path_buf()),
+            None => Source::Names,
         }
     }
-    bail!(
-        "no dataset: neither {} nor {} exists; download names.txt from https://github.com/karpathy/makemore (names.txt) into data/, or pass --data PATH",
-        DEFAULT_DATA_PATHS[0],
-        DEFAULT_DATA_PATHS[1]
-    )
+
+    /// The source a checkpoint's `data` entry names.
+    pub fn from_record(recorded: &str) -> Source {
+        if recorded == Self::NAMES_RECORD {
+            Source::Names
+        } else {
+            Source::File(PathBuf::from(recorded))
+        }
+    }
+
+    /// What a checkpoint records as its `data` entry.
+    pub fn record(&self) -> String {
+        match self {
+            Source::Names => Self::NAMES_RECORD.to_string(),
+            Source::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// The text: the built-in names, or the file read as UTF-8. Errors (missing, unreadable,
+    /// not a regular file, larger than [`MAX_DATA_BYTES`](crate::limits::MAX_DATA_BYTES), not
+    /// UTF-8) are one line that names the file.
+    pub fn text(&self) -> Result<Cow<'static, str>> {
+        let path = match self {
+            Source::Names => return Ok(Cow::Borrowed(NAMES)),
+            Source::File(p) => p,
+        };
+        // not a device, a FIFO or a directory, nor larger than the documented maximum
+        let bytes = crate::atomic::read_input(path, crate::limits::MAX_DATA_BYTES, "dataset")?;
+        match String::from_utf8(bytes) {
+            Ok(t) => Ok(Cow::Owned(t)),
+            Err(e) => bail!(
+                "dataset {} is not valid UTF-8 (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Names => f.write_str("names.txt (built in)"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The documents of a text, in file order until shuffled: one per line, surrounding
+/// whitespace (and so `\r`) stripped, empty lines skipped. Each is a byte range of the text,
+/// so that reading a dataset allocates two buffers, not one string per line.
+#[derive(Debug, Clone)]
+pub struct Docs {
+    text: Cow<'static, str>,
+    /// Byte ranges (u32: half the memory to fault in; [`Docs::read`] refuses bigger texts).
+    spans: Vec<(u32, u32)>,
+}
+
+impl Docs {
+    /// The documents of a text of less than 4 GiB.
+    pub fn parse(text: Cow<'static, str>) -> Docs {
+        assert!(u32::try_from(text.len()).is_ok(), "a text of 4 GiB or more");
+        // split at '\n' and trim: the same documents as `text.lines().map(str::trim)` (a
+        // line's `\r` is whitespace). The newlines are found without a branch per byte (a
+        // names.txt line is 7 bytes: a branch would mispredict on every one), and lines with
+        // ASCII letters at both ends, the common case, are taken without `trim`'s checks.
+        let bytes = text.as_bytes();
+        let count = bytes.iter().filter(|&&b| b == b'\n').count();
+        let mut ends = vec![0u32; count + 1];
+        let mut n = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            ends[n] = i as u32;
+            n += usize::from(b == b'\n');
+        }
+        ends[count] = bytes.len() as u32;
+        let mut spans = Vec::with_capacity(count + 1);
+        let mut start = 0;
+        for &end in &ends {
+            let (s, e) = (start as usize, end as usize);
+            let line = &bytes[s..e];
+            let span = match (line.first(), line.last()) {
+                (Some(f), Some(l)) if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() => {
+                    (start, end)
+                }
+                _ => {
+                    let t = text[s..e].trim();
+                    let a = s + (t.as_ptr() as usize - line.as_ptr() as usize);
+                    (a as u32, (a + t.len()) as u32)
+                }
+            };
+            if span.0 < span.1 {
+                spans.push(span);
+            }
+            start = end + 1;
+        }
+        Docs { text, spans }
+    }
+
+    /// [`Source::text`] then [`Docs::parse`]; a text without documents is an error.
+    pub fn read(source: &Source) -> Result<Docs> {
+        let text = source.text()?;
+        if u32::try_from(text.len()).is_err() {
+            bail!("dataset {source} is larger than 4 GiB");
+        }
+        let docs = Docs::parse(text);
+        if docs.is_empty() {
+            bail!("dataset {source} has no documents (every line is empty)");
+        }
+        Ok(docs)
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Document `i`.
+    pub fn get(&self, i: usize) -> &str {
+        let (a, b) = self.spans[i];
+        &self.text[a as usize..b as usize]
+    }
+
+    /// Documents `range`, in order.
+    pub fn iter_range(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl ExactSizeIterator<Item = &str> + Clone {
+        let text: &str = &self.text;
+        self.spans[range]
+            .iter()
+            .map(move |&(a, b)| &text[a as usize..b as usize])
+    }
+
+    /// Every document, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        self.iter_range(0..self.len())
+    }
+
+    /// `random.shuffle(docs)`: the same draws and swaps as [`shuffle_docs`] on the strings.
+    pub fn shuffle(&mut self, rng: &mut Rng) {
+        rng.shuffle(&mut self.spans);
+    }
+
+    /// The documents as strings.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(String::from).collect()
+    }
 }
 
 /// Splits text into documents: one per line, surrounding whitespace (and so `\r`) stripped,
@@ -40,23 +201,12 @@ pub fn parse_docs(text: &str) -> Vec<String> {
 /// file, larger than [`MAX_DATA_BYTES`](crate::limits::MAX_DATA_BYTES), not UTF-8, no
 /// documents) are one line that names the file.
 pub fn load_docs(path: &Path) -> Result<Vec<String>> {
-    let bytes = crate::atomic::read_input(path, crate::limits::MAX_DATA_BYTES, "dataset")?;
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => bail!(
-            "dataset {} is not valid UTF-8 (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ),
-    };
-    let docs = parse_docs(&text);
-    if docs.is_empty() {
-        bail!(
-            "dataset {} has no documents (every line is empty)",
-            path.display()
-        );
-    }
-    Ok(docs)
+    Ok(Docs::read(&Source::File(path.to_path_buf()))?.to_vec())
+}
+
+/// The built-in names, in file order.
+pub fn names() -> Vec<String> {
+    parse_docs(NAMES)
 }
 
 /// `random.shuffle(docs)`: the one shuffle of the run, drawn from the seeded stream.
@@ -69,15 +219,42 @@ pub fn shuffle_docs(docs: &mut [String], rng: &mut Rng) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokenizer {
     chars: Vec<char>,
+    /// The id of each ASCII character by its byte (`NONE` if it is not in the vocabulary, and
+    /// for the bytes from 0x80 on): the common case of [`Tokenizer::id`] without a search.
+    ascii: [u32; 256],
 }
+
+/// No id, in [`Tokenizer`]'s ASCII table.
+const NONE: u32 = u32::MAX;
 
 impl Tokenizer {
     /// Builds the vocabulary from the documents.
     pub fn from_docs<S: AsRef<str>>(docs: &[S]) -> Tokenizer {
-        let mut chars: Vec<char> = docs.iter().flat_map(|d| d.as_ref().chars()).collect();
-        chars.sort_unstable();
-        chars.dedup();
-        Tokenizer { chars }
+        Self::from_strs(docs.iter().map(AsRef::as_ref))
+    }
+
+    /// [`Tokenizer::from_docs`] of documents given one by one.
+    pub fn from_strs<'a>(docs: impl IntoIterator<Item = &'a str>) -> Tokenizer {
+        // a table of the bytes seen and an ordered set of the other characters: sorted and
+        // unique as `sorted(set(...))`, without sorting every character of the dataset
+        let mut seen = [false; 256];
+        let mut other = BTreeSet::new();
+        for d in docs {
+            let mut high = false;
+            for b in d.bytes() {
+                seen[b as usize] = true;
+                high |= b >= 0x80;
+            }
+            if high {
+                other.extend(d.chars().filter(|c| !c.is_ascii()));
+            }
+        }
+        let chars = (0u8..128)
+            .filter(|&b| seen[b as usize])
+            .map(char::from)
+            .chain(other)
+            .collect();
+        Self::with_chars(chars)
     }
 
     /// A tokenizer with exactly these characters in id order (e.g. read from a checkpoint).
@@ -86,7 +263,17 @@ impl Tokenizer {
         if chars.windows(2).any(|w| w[0] >= w[1]) {
             bail!("vocabulary characters are not sorted and unique");
         }
-        Ok(Tokenizer { chars })
+        Ok(Self::with_chars(chars))
+    }
+
+    fn with_chars(chars: Vec<char>) -> Tokenizer {
+        let mut ascii = [NONE; 256];
+        for (i, &c) in chars.iter().enumerate() {
+            if c.is_ascii() {
+                ascii[c as usize] = i as u32;
+            }
+        }
+        Tokenizer { chars, ascii }
     }
 
     /// The characters in id order.
@@ -106,24 +293,47 @@ impl Tokenizer {
 
     /// The id of one character, if it is in the vocabulary.
     pub fn id(&self, c: char) -> Option<usize> {
-        self.chars.binary_search(&c).ok()
+        if c.is_ascii() {
+            let i = self.ascii[c as usize];
+            (i != NONE).then_some(i as usize)
+        } else {
+            self.chars.binary_search(&c).ok()
+        }
+    }
+
+    /// Appends the ids of `text` (no BOS) to `out`; an unknown character is an error that
+    /// names it.
+    fn encode_into(&self, text: &str, out: &mut Vec<usize>) -> Result<()> {
+        if text.is_ascii() {
+            // a table look-up per byte, checked once for the whole text
+            let start = out.len();
+            out.extend(text.bytes().map(|b| self.ascii[b as usize] as usize));
+            if !out[start..].contains(&(NONE as usize)) {
+                return Ok(());
+            }
+            out.truncate(start);
+        }
+        for c in text.chars() {
+            match self.id(c) {
+                Some(i) => out.push(i),
+                None => bail!("character {:?} is not in the vocabulary", c),
+            }
+        }
+        Ok(())
     }
 
     /// Encodes text into ids (no BOS); an unknown character is an error that names it.
     pub fn encode(&self, text: &str) -> Result<Vec<usize>> {
-        text.chars()
-            .map(|c| match self.id(c) {
-                Some(i) => Ok(i),
-                None => bail!("character {:?} is not in the vocabulary", c),
-            })
-            .collect()
+        let mut ids = Vec::with_capacity(text.len());
+        self.encode_into(text, &mut ids)?;
+        Ok(ids)
     }
 
     /// `[BOS] + encode(doc) + [BOS]`, the sequence a document is trained on.
     pub fn encode_doc(&self, doc: &str) -> Result<Vec<usize>> {
         let mut t = Vec::with_capacity(doc.len() + 2);
         t.push(self.bos());
-        t.extend(self.encode(doc)?);
+        self.encode_into(doc, &mut t)?;
         t.push(self.bos());
         Ok(t)
     }
@@ -144,10 +354,24 @@ pub struct EncodedDocs {
 
 impl EncodedDocs {
     pub fn new<S: AsRef<str>>(tok: &Tokenizer, docs: &[S]) -> Result<EncodedDocs> {
-        let mut tokens = Vec::new();
-        let mut starts = vec![0];
+        Self::from_strs(tok, docs.iter().map(AsRef::as_ref))
+    }
+
+    /// [`EncodedDocs::new`] of documents given one by one.
+    pub fn from_strs<'a>(
+        tok: &Tokenizer,
+        docs: impl ExactSizeIterator<Item = &'a str> + Clone,
+    ) -> Result<EncodedDocs> {
+        // bytes bound characters, so one pass sizes the buffer and the loop never reallocates
+        let bound: usize = docs.clone().map(|d| d.len() + 2).sum();
+        let mut tokens = Vec::with_capacity(bound);
+        let mut starts = Vec::with_capacity(docs.len() + 1);
+        starts.push(0);
+        let bos = tok.bos();
         for d in docs {
-            tokens.extend(tok.encode_doc(d.as_ref())?);
+            tokens.push(bos);
+            tok.encode_into(d, &mut tokens)?;
+            tokens.push(bos);
             starts.push(tokens.len());
         }
         Ok(EncodedDocs { tokens, starts })
@@ -169,5 +393,14 @@ impl EncodedDocs {
     /// Every document in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &[usize]> + Clone {
         (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// The first `n` documents (all of them if there are fewer).
+    pub fn head(&self, n: usize) -> EncodedDocs {
+        let n = n.min(self.len());
+        EncodedDocs {
+            tokens: self.tokens[..self.starts[n]].to_vec(),
+            starts: self.starts[..=n].to_vec(),
+        }
     }
 }

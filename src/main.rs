@@ -10,11 +10,13 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use microgpt::checkpoint::Checkpoint;
+use microgpt::config;
+use microgpt::data::Source;
 use microgpt::error::Result;
 use microgpt::optim::{Adam, Schedule};
 use microgpt::rng::{Rng, RngKind};
 use microgpt::sample::{self, Sampling};
-use microgpt::session::{self, Dataset, Engine, Settings, Start, TrainOptions};
+use microgpt::session::{self, Dataset, Engine, Save, Settings, Start, TrainOptions};
 use microgpt::train::{self, Recipe};
 use microgpt::{bail, console, interrupt, limits, say};
 
@@ -62,8 +64,8 @@ impl From<RngArg> for RngKind {
 
 /// Train a tiny GPT on a list of names (one document per line), then sample new ones.
 ///
-/// With no command this is microgpt.py's run: 1,000 steps on data/names.txt (or
-/// ../shared/data/names.txt), one document per step, then 20 samples at temperature 0.5.
+/// With no command this is microgpt.py's run: 1,000 steps on names.txt (makemore's 32,033
+/// names, built into the binary), one document per step, then 20 samples at temperature 0.5.
 /// Documents longer than the block size (16) are truncated to their first 16 positions,
 /// as in microgpt.py.
 #[derive(Debug, Parser)]
@@ -99,7 +101,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Dataset: a UTF-8 text file, one document per line [default: data/names.txt, else ../shared/data/names.txt]
+    /// Dataset: a UTF-8 text file, one document per line [default: the built-in names.txt]
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
     /// Training steps (one document each)
@@ -129,12 +131,17 @@ struct DemoArgs {
 }
 
 /// `train`. Documents longer than the block size are truncated, as in microgpt.py.
+///
+/// Each preset (`--model`) comes with its recipe: the settings below marked "[default: the
+/// recipe's]" take the preset's value unless given (see the list of presets at the end).
 #[derive(Debug, Args)]
+#[command(after_help = presets_help())]
 struct TrainArgs {
-    /// Dataset [default: data/names.txt, else ../shared/data/names.txt; with --resume, the checkpoint's]
+    /// Dataset: a UTF-8 text file, one document per line [default: the built-in names.txt;
+    /// with --resume, the checkpoint's]
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
-    /// Steps to train; the learning rate decays linearly to 0 over them (see --total-steps)
+    /// Steps to train [default: the recipe's; with --resume, to the end of its schedule]
     #[arg(long, value_parser = positive)]
     steps: Option<usize>,
     /// Length of the learning-rate schedule, if longer than --steps: train the first --steps
@@ -147,69 +154,92 @@ struct TrainArgs {
     /// Random stream
     #[arg(long, value_enum, default_value_t = RngArg::Pcg, conflicts_with = "resume")]
     rng: RngArg,
-    /// Adam's learning rate
-    #[arg(long, default_value_t = 0.01, conflicts_with = "resume")]
-    lr: f64,
-    /// Compiled model configuration: `micro` (microgpt: 1 layer, n_embd 16, 4 heads, 4,192
-    /// parameters on names) or `small` (4 layers, n_embd 64, 4 heads, ~200k parameters)
+    /// Adam's learning rate [default: the recipe's]
+    #[arg(long, conflicts_with = "resume")]
+    lr: Option<f64>,
+    /// Compiled model and its recipe: `micro` (microgpt's model and run) or `small`
+    /// (4 layers, n_embd 64; the bigger model's recipe); see the list at the end
     #[arg(long, default_value = "micro", conflicts_with = "resume")]
     model: String,
-    /// Documents per step; the gradient is their mean (1 = microgpt)
-    #[arg(long, default_value_t = 1, value_parser = positive, conflicts_with = "resume")]
-    batch_size: usize,
-    /// Threads that share a step's documents [default: all cores]; the result does not
-    /// depend on it
+    /// Documents per step; the gradient is their mean [default: the recipe's]
+    #[arg(long, value_parser = positive, conflicts_with = "resume")]
+    batch_size: Option<usize>,
+    /// Threads that share a step's documents and the validation passes [default: all
+    /// cores]; the result does not depend on it
     #[arg(long, value_parser = positive)]
     threads: Option<usize>,
-    /// Adam's β1
-    #[arg(long, default_value_t = 0.85, conflicts_with = "resume")]
-    beta1: f64,
-    /// Adam's β2
-    #[arg(long, default_value_t = 0.99, conflicts_with = "resume")]
-    beta2: f64,
-    /// AdamW's decoupled weight decay (0 = plain Adam, as microgpt)
-    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
-    weight_decay: f64,
-    /// Steps of linear learning-rate warm-up
-    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "resume")]
-    warmup: usize,
-    /// Learning-rate decay after the warm-up: linear to 0 (microgpt) or cosine to --min-lr-fraction
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear, conflicts_with = "resume")]
-    schedule: ScheduleArg,
-    /// Floor of the cosine schedule, as a fraction of --lr
-    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
-    min_lr_fraction: f64,
-    /// Share of the documents held out for validation (the last ones after the seeded shuffle)
-    #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
-    val_fraction: f64,
-    /// Dropout probability on each block's attention and MLP outputs
-    /// during training (0 = none, as microgpt)
+    /// Adam's β1 [default: the recipe's]
+    #[arg(long, conflicts_with = "resume")]
+    beta1: Option<f64>,
+    /// Adam's β2 [default: the recipe's]
+    #[arg(long, conflicts_with = "resume")]
+    beta2: Option<f64>,
+    /// AdamW's decoupled weight decay (0 = plain Adam) [default: the recipe's]
+    #[arg(long, conflicts_with = "resume")]
+    weight_decay: Option<f64>,
+    /// Steps of linear learning-rate warm-up [default: the recipe's]
+    #[arg(long, value_name = "N", conflicts_with = "resume")]
+    warmup: Option<usize>,
+    /// Learning-rate decay after the warm-up: linear to 0 (microgpt) or cosine to
+    /// --min-lr-fraction [default: the recipe's]
+    #[arg(long, value_enum, conflicts_with = "resume")]
+    schedule: Option<ScheduleArg>,
+    /// Floor of the cosine schedule, as a fraction of --lr [default: the recipe's]
+    #[arg(long, conflicts_with = "resume")]
+    min_lr_fraction: Option<f64>,
+    /// Share of the documents held out for validation (the last ones after the seeded
+    /// shuffle) [default: the recipe's]
+    #[arg(long, conflicts_with = "resume")]
+    val_fraction: Option<f64>,
+    /// Dropout probability on each block's attention and MLP outputs during training
+    /// (0 = none, as microgpt) [default: the recipe's]
+    #[arg(long, value_name = "P", conflicts_with = "resume")]
+    dropout: Option<f64>,
+    /// A step's loss is the mean over all the batch's tokens (makemore's), not the mean of
+    /// the documents' means (microgpt's); `--token-mean=false` turns it off [default: the
+    /// recipe's]
     #[arg(
         long,
-        value_name = "P",
-        default_value_t = 0.0,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
         conflicts_with = "resume"
     )]
-    dropout: f64,
-    /// A step's loss is the mean over all the batch's tokens (makemore's), not the mean of
-    /// the documents' means (microgpt's)
-    #[arg(long, conflicts_with = "resume")]
-    token_mean: bool,
+    token_mean: Option<bool>,
     /// Visit the training documents in a new order every epoch (drawn from --seed), not in
-    /// the same order every time (microgpt's)
-    #[arg(long, conflicts_with = "resume")]
-    reshuffle: bool,
-    /// Print the validation loss every N steps (and at the end)
-    #[arg(long, value_name = "N", default_value_t = 250, value_parser = positive)]
-    eval_every: usize,
-    /// Print the training loss every N steps (and at the first and last)
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = positive)]
-    print_every: usize,
-    /// Save a checkpoint (.safetensors) here at the end
+    /// the same order every time (microgpt's); `--reshuffle=false` turns it off [default:
+    /// the recipe's]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        conflicts_with = "resume"
+    )]
+    reshuffle: Option<bool>,
+    /// Print the validation loss every N steps (and at the end) [default: the recipe's]
+    #[arg(long, value_name = "N", value_parser = positive)]
+    eval_every: Option<usize>,
+    /// The periodic validation losses are over a fixed sample of this many validation
+    /// documents (the first N of the split, itself a random draw); the last one is over all
+    #[arg(long, value_name = "N", default_value_t = session::EVAL_DOCS, value_parser = positive)]
+    eval_docs: usize,
+    /// Print the training loss every N steps (and at the first and last) [default: the
+    /// recipe's]
+    #[arg(long, value_name = "N", value_parser = positive)]
+    print_every: Option<usize>,
+    /// Save the checkpoint (.safetensors) here at the end, replacing what is there
+    /// [default: MODEL.safetensors in the current directory, or MODEL-2.safetensors, … if
+    /// that exists: an existing file is never replaced unless named here]
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
+    /// Save nothing (for scripts and quick trials)
+    #[arg(long, conflicts_with_all = ["out", "save_every"])]
+    no_save: bool,
     /// Also save it every N steps
-    #[arg(long, value_name = "N", value_parser = positive, requires = "out")]
+    #[arg(long, value_name = "N", value_parser = positive)]
     save_every: Option<usize>,
     /// Start from a checkpoint's weights, with a fresh optimizer and schedule
     #[arg(long, value_name = "PATH", conflicts_with = "resume")]
@@ -227,6 +257,39 @@ struct TrainArgs {
     /// No progress bar (it is also off when stderr is not a terminal)
     #[arg(long)]
     no_progress: bool,
+}
+
+/// The presets for `train --help`: each one's shape, parameter count on names.txt and recipe.
+fn presets_help() -> String {
+    let names_vocab = 27;
+    let mut h = String::from("Presets (--model) and their recipes:\n");
+    for (name, _) in config::PRESETS {
+        let shape = config::preset_shape(name, names_vocab).expect("a preset");
+        let recipe = config::preset_recipe(name).expect("every preset has a recipe");
+        h += &format!(
+            "  {name}: {} layer(s), n_embd {}, {} heads, block {}, MLP {}; {} parameters on names.txt\n    recipe: {recipe}\n",
+            shape.n_layer,
+            shape.n_embd,
+            shape.n_head,
+            shape.block_size,
+            shape.mlp,
+            group_digits(shape.num_params()),
+        );
+    }
+    h
+}
+
+/// `201088` → `201,088`.
+fn group_digits(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[derive(Debug, Args)]
@@ -270,7 +333,7 @@ struct EvalArgs {
 
 #[derive(Debug, Args)]
 struct BaselineArgs {
-    /// Dataset [default: data/names.txt, else ../shared/data/names.txt]
+    /// Dataset [default: the built-in names.txt]
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
     /// Seed of the shuffle and split (as for `train`)
@@ -370,9 +433,8 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
             a.num_samples
         );
     }
-    let path = session::data_path(a.data.as_deref())?;
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
-    let data = Dataset::load(&path, &mut rng, 0.0, None)?;
+    let data = Dataset::load(&Source::new(a.data.as_deref()), &mut rng, 0.0, None)?;
     say!("num docs: {}", data.num_docs);
     say!("vocab size: {}", data.tok.vocab_size());
     let engine = Engine::from(a.engine);
@@ -430,7 +492,8 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
 
 fn run_train(a: TrainArgs) -> Result<()> {
     interrupt::install()?;
-    let (settings, start) = if let Some(path) = &a.resume {
+    let (settings, start, recipe) = if let Some(path) = &a.resume {
+        // the checkpoint's settings, whatever the preset's recipe says
         let c = Checkpoint::load(path)?;
         let mut s = Settings::read_from(&c)?;
         if let Some(t) = a.total_steps {
@@ -440,57 +503,86 @@ fn run_train(a: TrainArgs) -> Result<()> {
             );
         }
         s.total_steps = s.total_steps.max(1);
-        (s, Start::Resume(c))
+        let recipe = config::preset_recipe(&s.preset).unwrap_or(config::MICRO_RECIPE);
+        say!(
+            "recipe: the checkpoint's ({})",
+            describe_settings(
+                &s,
+                a.eval_every.unwrap_or(recipe.eval_every),
+                a.print_every.unwrap_or(recipe.print_every)
+            )
+        );
+        (s, Start::Resume(c), recipe)
     } else {
-        let steps = a.steps.unwrap_or(1000);
+        let Some(recipe) = config::preset_recipe(&a.model) else {
+            bail!(
+                "unknown model {:?}; compiled models: {}",
+                a.model,
+                config::PRESETS.map(|(n, _)| n).join(", ")
+            );
+        };
+        let steps = a.steps.unwrap_or(recipe.steps);
         let total = a.total_steps.unwrap_or(steps);
         if total < steps {
             bail!("--total-steps {total} is shorter than --steps {steps}");
         }
+        let r = &recipe.adam;
         let s = Settings {
             rng: a.rng.into(),
             preset: a.model.clone(),
             recipe: Recipe {
                 seed: a.seed,
                 adam: Adam {
-                    lr: a.lr,
-                    beta1: a.beta1,
-                    beta2: a.beta2,
-                    eps: Adam::default().eps,
-                    weight_decay: a.weight_decay,
-                    warmup: a.warmup,
+                    lr: a.lr.unwrap_or(r.lr),
+                    beta1: a.beta1.unwrap_or(r.beta1),
+                    beta2: a.beta2.unwrap_or(r.beta2),
+                    eps: r.eps,
+                    weight_decay: a.weight_decay.unwrap_or(r.weight_decay),
+                    // a recipe's warm-up is for a run of its own length: a shorter run warms
+                    // up over all of it at most (a --warmup longer than the run is an error)
+                    warmup: a.warmup.unwrap_or(r.warmup.min(total)),
                     schedule: match a.schedule {
-                        ScheduleArg::Linear => Schedule::Linear,
-                        ScheduleArg::Cosine => Schedule::Cosine,
+                        Some(ScheduleArg::Linear) => Schedule::Linear,
+                        Some(ScheduleArg::Cosine) => Schedule::Cosine,
+                        None => r.schedule,
                     },
-                    min_lr_fraction: a.min_lr_fraction,
+                    min_lr_fraction: a.min_lr_fraction.unwrap_or(r.min_lr_fraction),
                 },
-                batch_size: a.batch_size,
-                dropout: a.dropout,
-                token_mean: a.token_mean,
-                reshuffle: a.reshuffle,
+                batch_size: a.batch_size.unwrap_or(recipe.batch_size),
+                dropout: a.dropout.unwrap_or(recipe.dropout),
+                token_mean: a.token_mean.unwrap_or(recipe.token_mean),
+                reshuffle: a.reshuffle.unwrap_or(recipe.reshuffle),
             },
             total_steps: total,
-            val_fraction: a.val_fraction,
+            val_fraction: a.val_fraction.unwrap_or(recipe.val_fraction),
         };
+        say!("recipe: {} ({recipe}){}", a.model, overrides(&a));
         let start = match &a.init {
             Some(p) => Start::Init(Checkpoint::load(p)?),
             None => Start::Fresh,
         };
-        (s, start)
+        (s, start, recipe)
     };
     let stop_at = match (&start, a.steps) {
         (Start::Resume(_), Some(s)) => s,
         (Start::Resume(_), None) => settings.total_steps,
-        (_, s) => s.unwrap_or(1000),
+        (_, s) => s.unwrap_or(recipe.steps),
+    };
+    let save = if a.no_save {
+        Save::Nothing
+    } else if let Some(p) = a.out {
+        Save::Named(p)
+    } else {
+        Save::Default(PathBuf::from(format!("{}.safetensors", settings.preset)))
     };
     let opts = TrainOptions {
         engine: a.engine.into(),
         data: a.data,
         stop_at,
-        print_every: a.print_every,
-        eval_every: a.eval_every,
-        out: a.out,
+        print_every: a.print_every.unwrap_or(recipe.print_every),
+        eval_every: a.eval_every.unwrap_or(recipe.eval_every),
+        eval_docs: a.eval_docs,
+        save,
         save_every: a.save_every,
         progress: !a.no_progress,
         log: a.log,
@@ -499,6 +591,62 @@ fn run_train(a: TrainArgs) -> Result<()> {
     };
     session::run_train(&settings, start, &opts)?;
     Ok(())
+}
+
+/// `; given: --lr 0.001, --steps 100`: the recipe's settings that flags replaced.
+fn overrides(a: &TrainArgs) -> String {
+    let mut given = Vec::new();
+    let mut note = |flag: &str, v: Option<String>| {
+        if let Some(v) = v {
+            given.push(format!("{flag} {v}"));
+        }
+    };
+    note("--steps", a.steps.map(|v| v.to_string()));
+    note("--batch-size", a.batch_size.map(|v| v.to_string()));
+    note("--lr", a.lr.map(|v| v.to_string()));
+    note("--beta1", a.beta1.map(|v| v.to_string()));
+    note("--beta2", a.beta2.map(|v| v.to_string()));
+    note("--weight-decay", a.weight_decay.map(|v| v.to_string()));
+    note("--warmup", a.warmup.map(|v| v.to_string()));
+    note(
+        "--schedule",
+        a.schedule.map(|v| match v {
+            ScheduleArg::Linear => "linear".to_string(),
+            ScheduleArg::Cosine => "cosine".to_string(),
+        }),
+    );
+    note(
+        "--min-lr-fraction",
+        a.min_lr_fraction.map(|v| v.to_string()),
+    );
+    note("--dropout", a.dropout.map(|v| v.to_string()));
+    note("--token-mean", a.token_mean.map(|v| v.to_string()));
+    note("--reshuffle", a.reshuffle.map(|v| v.to_string()));
+    note("--val-fraction", a.val_fraction.map(|v| v.to_string()));
+    note("--eval-every", a.eval_every.map(|v| v.to_string()));
+    note("--print-every", a.print_every.map(|v| v.to_string()));
+    if given.is_empty() {
+        String::new()
+    } else {
+        format!("; given: {}", given.join(", "))
+    }
+}
+
+/// A resumed run's settings in the recipe's terms (the intervals are this run's).
+fn describe_settings(s: &Settings, eval_every: usize, print_every: usize) -> String {
+    let r = &s.recipe;
+    let recipe = config::PresetRecipe {
+        adam: r.adam,
+        batch_size: r.batch_size,
+        dropout: r.dropout,
+        token_mean: r.token_mean,
+        reshuffle: r.reshuffle,
+        steps: s.total_steps,
+        val_fraction: s.val_fraction,
+        eval_every,
+        print_every,
+    };
+    format!("{}, {recipe}", s.preset)
 }
 
 fn run_sample(a: &SampleArgs) -> Result<()> {
@@ -550,9 +698,9 @@ fn run_baseline(a: &BaselineArgs) -> Result<()> {
     if !(a.val_fraction > 0.0 && a.val_fraction < 1.0) {
         bail!("--val-fraction must be in (0, 1), got {}", a.val_fraction);
     }
-    let path = session::data_path(a.data.as_deref())?;
     let mut rng = Rng::new(a.rng.into(), a.seed);
-    let data = Dataset::load(&path, &mut rng, a.val_fraction, None)?;
+    let source = Source::new(a.data.as_deref());
+    let data = Dataset::load(&source, &mut rng, a.val_fraction, None)?;
     let Some(loss) = session::bigram_baseline(&data)? else {
         bail!("no validation documents to score the baseline on");
     };

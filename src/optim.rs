@@ -87,8 +87,8 @@ impl Adam {
     /// Checks every number against its range and the others, for a run whose schedule is
     /// `total_steps` long: `lr` finite and > 0, the betas in [0, 1), `eps` finite and > 0,
     /// `weight_decay` finite, ≥ 0 and with `lr · weight_decay < 1` (else the decay zeroes or
-    /// negates the weights), `warmup` within the schedule, `min_lr_fraction` in [0, 1] and only
-    /// with the cosine schedule (the linear one decays to 0). Errors name the option.
+    /// negates the weights), `warmup` within the schedule, `min_lr_fraction` in [0, 1] (the
+    /// linear schedule ignores it). Errors name the option.
     pub fn validate(&self, total_steps: usize) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!("--lr must be a finite number > 0, got {}", self.lr);
@@ -121,11 +121,6 @@ impl Adam {
         let f = self.min_lr_fraction;
         if !(0.0..=1.0).contains(&f) {
             bail!("--min-lr-fraction must be in [0, 1], got {f}");
-        }
-        if f != 0.0 && self.schedule == Schedule::Linear {
-            bail!(
-                "--min-lr-fraction {f} needs --schedule cosine (the linear schedule decays to 0)"
-            );
         }
         Ok(())
     }
@@ -279,13 +274,6 @@ mod tests {
                     ..cosine
                 },
                 "--min-lr-fraction",
-            ),
-            (
-                Adam {
-                    min_lr_fraction: 0.5,
-                    ..ok
-                },
-                "--schedule cosine",
             ),
         ];
         for (a, words) in cases {

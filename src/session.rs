@@ -19,7 +19,7 @@ use crate::bigram::Bigram;
 use crate::checkpoint::{AdamMoments, Checkpoint};
 use crate::config::{self, Shape};
 use crate::curve::Curve;
-use crate::data::{self, EncodedDocs, Tokenizer};
+use crate::data::{self, Docs, EncodedDocs, Source, Tokenizer};
 use crate::error::Result;
 use crate::limits;
 use crate::model::{MicroGpt, SmallGpt};
@@ -183,26 +183,20 @@ fn preset_names() -> String {
 
 /// A dataset read, shuffled and split.
 pub struct Dataset {
-    pub path: PathBuf,
+    pub source: Source,
     /// Documents in the file.
     pub num_docs: usize,
-    /// FNV-1a of the documents in file order: a resumed run checks it sees the same data.
-    pub fingerprint: u64,
     pub tok: Tokenizer,
     pub train: EncodedDocs,
     pub val: EncodedDocs,
 }
 
-/// `--data`, else the default names.txt.
-pub fn data_path(data: Option<&Path>) -> Result<PathBuf> {
-    match data {
-        Some(p) => Ok(p.to_path_buf()),
-        None => data::default_data_path(),
-    }
+/// FNV-1a (64-bit) of the documents joined by newlines.
+pub fn fingerprint<S: AsRef<str>>(docs: &[S]) -> u64 {
+    fingerprint_of(docs.iter().map(AsRef::as_ref))
 }
 
-/// FNV-1a (64-bit) of the documents joined by newlines.
-pub fn fingerprint(docs: &[String]) -> u64 {
+fn fingerprint_of<'a>(docs: impl Iterator<Item = &'a str>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for d in docs {
         for b in d.bytes().chain([b'\n']) {
@@ -213,31 +207,34 @@ pub fn fingerprint(docs: &[String]) -> u64 {
     h
 }
 
-/// A dataset file read but not yet shuffled.
+/// A dataset read but not yet shuffled.
 pub struct RawDocs {
-    pub path: PathBuf,
-    pub docs: Vec<String>,
-    pub fingerprint: u64,
+    pub source: Source,
+    pub docs: Docs,
 }
 
 impl RawDocs {
-    pub fn read(path: &Path) -> Result<RawDocs> {
-        let docs = data::load_docs(path)?;
-        let fingerprint = fingerprint(&docs);
+    pub fn read(source: &Source) -> Result<RawDocs> {
         Ok(RawDocs {
-            path: path.to_path_buf(),
-            docs,
-            fingerprint,
+            source: source.clone(),
+            docs: Docs::read(source)?,
         })
+    }
+
+    /// FNV-1a of the documents in file order, which a checkpoint records so that a resumed
+    /// run can check it sees the same data. Computed on demand: it is one serial pass over
+    /// every byte (≈ 0.4 ms for names.txt) that a run without checkpoints does not need.
+    pub fn fingerprint(&self) -> u64 {
+        fingerprint_of(self.docs.iter())
     }
 
     /// Checks that this is the dataset a checkpoint was trained on.
     pub fn check_against(&self, c: &Checkpoint) -> Result<()> {
-        let fp = format!("{:016x}", self.fingerprint);
+        let fp = format!("{:016x}", self.fingerprint());
         if c.get("data_fingerprint").ok() != Some(fp.as_str()) {
             bail!(
                 "{} is not the dataset the checkpoint was trained on ({} documents, fingerprint {}; this file: {} documents, {})",
-                self.path.display(),
+                self.source,
                 c.get("data_docs").unwrap_or("?"),
                 c.get("data_fingerprint").unwrap_or("?"),
                 self.docs.len(),
@@ -256,13 +253,9 @@ impl RawDocs {
         val_fraction: f64,
         tok: Option<Tokenizer>,
     ) -> Result<Dataset> {
-        let RawDocs {
-            path,
-            mut docs,
-            fingerprint,
-        } = self;
+        let RawDocs { source, mut docs } = self;
         let num_docs = docs.len();
-        data::shuffle_docs(&mut docs, rng);
+        docs.shuffle(rng);
         let n_val = (num_docs as f64 * val_fraction).round() as usize;
         if val_fraction > 0.0 && (n_val == 0 || n_val >= num_docs) {
             bail!(
@@ -272,22 +265,21 @@ impl RawDocs {
         }
         let tok = match tok {
             Some(t) => t,
-            None => Tokenizer::from_docs(&docs),
+            None => Tokenizer::from_strs(docs.iter()),
         };
         // the same rule for both engines and the checkpoint, before any work is done with it
         if let Err(e) = limits::check_vocab(tok.chars()) {
-            bail!("dataset {}: {e}", path.display());
+            bail!("dataset {source}: {e}");
         }
-        let (train_docs, val_docs) = docs.split_at(num_docs - n_val);
-        let encode = |d: &[String]| match EncodedDocs::new(&tok, d) {
+        let n_train = num_docs - n_val;
+        let encode = |range| match EncodedDocs::from_strs(&tok, docs.iter_range(range)) {
             Ok(e) => Ok(e),
-            Err(e) => bail!("{}: {e} of the model", path.display()),
+            Err(e) => bail!("{source}: {e} of the model"),
         };
-        let (train, val) = (encode(train_docs)?, encode(val_docs)?);
+        let (train, val) = (encode(0..n_train)?, encode(n_train..num_docs)?);
         Ok(Dataset {
-            path,
+            source,
             num_docs,
-            fingerprint,
             tok,
             train,
             val,
@@ -298,13 +290,33 @@ impl RawDocs {
 impl Dataset {
     /// [`RawDocs::read`] then [`RawDocs::split`].
     pub fn load(
-        path: &Path,
+        source: &Source,
         rng: &mut Rng,
         val_fraction: f64,
         tok: Option<Tokenizer>,
     ) -> Result<Dataset> {
-        RawDocs::read(path)?.split(rng, val_fraction, tok)
+        RawDocs::read(source)?.split(rng, val_fraction, tok)
     }
+}
+
+/// The dataset of a checkpoint's run: `data` if given, else the one it recorded. A recorded
+/// file that is no longer there but whose fingerprint is the built-in names' (a run trained
+/// on a copy of names.txt) is the built-in names; checkpoints without a record trained on them.
+pub fn checkpoint_source(c: &Checkpoint, data: Option<&Path>) -> Source {
+    if let Some(p) = data {
+        return Source::File(p.to_path_buf());
+    }
+    match c.get("data").ok().map(Source::from_record) {
+        None => Source::Names,
+        Some(Source::File(p)) if !p.exists() && is_names(c) => Source::Names,
+        Some(s) => s,
+    }
+}
+
+/// Whether a checkpoint's recorded fingerprint is the built-in names'.
+fn is_names(c: &Checkpoint) -> bool {
+    let names = fingerprint_of(Docs::parse(data::NAMES.into()).iter());
+    c.get("data_fingerprint").ok() == Some(format!("{names:016x}").as_str())
 }
 
 /// A fresh model of `preset` for `vocab` tokens, its weights drawn from `rng`.
@@ -328,14 +340,16 @@ pub fn build_model(
     })
 }
 
-/// A checkpoint of `model` after `step` steps of a run with these settings and data.
+/// A checkpoint of `model` after `step` steps of a run with these settings and data (whose
+/// [`RawDocs::fingerprint`] is `fingerprint`).
 pub fn checkpoint_of(
     model: &dyn Model,
-    tok: &Tokenizer,
     settings: &Settings,
     step: usize,
     data: &Dataset,
+    fingerprint: u64,
 ) -> Checkpoint {
+    let tok = &data.tok;
     let mut c = Checkpoint::new(
         model.shape(),
         tok.chars().to_vec(),
@@ -348,9 +362,9 @@ pub fn checkpoint_of(
     settings.write_to(&mut c);
     let (m, v) = model.adam_flat();
     c.adam = Some(AdamMoments { m, v });
-    c.set("data", data.path.display());
+    c.set("data", data.source.record());
     c.set("data_docs", data.num_docs);
-    c.set("data_fingerprint", format!("{:016x}", data.fingerprint));
+    c.set("data_fingerprint", format!("{fingerprint:016x}"));
     c
 }
 
@@ -364,6 +378,44 @@ pub enum Start {
     Resume(Checkpoint),
 }
 
+/// Where a `train` run saves its checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Save {
+    /// Nowhere (`--no-save`).
+    Nothing,
+    /// Here, replacing what is there (`--out`).
+    Named(PathBuf),
+    /// Here or, if a file is there, at the first free `stem-2.ext`, `stem-3.ext`, …: a file
+    /// the user did not name is never replaced.
+    Default(PathBuf),
+}
+
+/// The periodic validation losses are over at most this many validation documents (a fixed
+/// sample); the last one is over all. Above names.txt's 3,203, so that its runs evaluate
+/// the whole split every time.
+pub const EVAL_DOCS: usize = 4096;
+
+/// `path` if nothing is there, else the first of `stem-2.ext`, `stem-3.ext`, … that is free.
+pub fn free_path(path: &Path) -> PathBuf {
+    if !path.exists() {
+        return path.to_path_buf();
+    }
+    let stem = path
+        .file_stem()
+        .map_or("checkpoint".into(), |s| s.to_string_lossy());
+    let ext = path.extension().map(|e| e.to_string_lossy());
+    (2..)
+        .map(|i| {
+            let name = match &ext {
+                Some(e) => format!("{stem}-{i}.{e}"),
+                None => format!("{stem}-{i}"),
+            };
+            path.with_file_name(name)
+        })
+        .find(|p| !p.exists())
+        .expect("a free name")
+}
+
 /// Everything about a `train` run besides its [`Settings`].
 pub struct TrainOptions {
     pub engine: Engine,
@@ -373,7 +425,10 @@ pub struct TrainOptions {
     pub print_every: usize,
     /// Validation loss every N steps (and at the end).
     pub eval_every: usize,
-    pub out: Option<PathBuf>,
+    /// The periodic validation losses are over the first this many validation documents;
+    /// the last one is over all of them.
+    pub eval_docs: usize,
+    pub save: Save,
     pub save_every: Option<usize>,
     pub progress: bool,
     pub log: Option<PathBuf>,
@@ -407,34 +462,36 @@ fn check_checkpoint_shape(c: &Checkpoint) -> Result<Shape> {
 /// run's files are one (an output over the dataset, a checkpoint read, or another output).
 /// `--out` may be the `--resume` checkpoint: the run continues in place, and the atomic save
 /// replaces the old file only with a complete later one.
-fn check_files(opts: &TrainOptions, start: &Start, data: &Path) -> Result<()> {
+fn check_files(
+    out: Option<&Path>,
+    opts: &TrainOptions,
+    start: &Start,
+    source: &Source,
+) -> Result<()> {
     let svg = opts.log.as_ref().map(|l| l.with_extension("svg"));
-    let out: Vec<(&str, &Path)> = opts.out.iter().map(|p| ("--out", p.as_path())).collect();
+    let out: Vec<(&str, &Path)> = out.iter().map(|p| ("--out", *p)).collect();
     let mut curve: Vec<(&str, &Path)> = Vec::new();
     if let (Some(log), Some(svg)) = (&opts.log, &svg) {
         curve.push(("--log", log));
         curve.push(("the plot beside --log", svg));
     }
-    for (what, p) in out.iter().chain(&curve) {
-        check_output(
-            p,
-            if *what == "--out" {
-                "checkpoint"
-            } else {
-                "loss curve"
-            },
-        )?;
+    for (p, what) in out.iter().map(|o| (o.1, "checkpoint")) {
+        check_output(p, what)?;
+    }
+    for (p, what) in curve.iter().map(|c| (c.1, "loss curve")) {
+        check_output(p, what)?;
     }
     let all: Vec<(&str, &Path)> = out.iter().chain(&curve).copied().collect();
-    let start_file = opts.start_file.as_deref();
-    match (start, start_file) {
-        (Start::Init(_), Some(p)) => check_distinct(&all, &[("--data", data), ("--init", p)]),
-        (Start::Resume(_), Some(p)) => {
-            check_distinct(&all, &[("--data", data)])?;
-            check_distinct(&curve, &[("--resume", p)])
-        }
-        _ => check_distinct(&all, &[("--data", data)]),
+    let mut inputs: Vec<(&str, &Path)> = Vec::new();
+    if let Source::File(p) = source {
+        inputs.push(("--data", p));
     }
+    match (start, opts.start_file.as_deref()) {
+        (Start::Init(_), Some(p)) => inputs.push(("--init", p)),
+        (Start::Resume(_), Some(p)) => check_distinct(&curve, &[("--resume", p)])?,
+        _ => {}
+    }
+    check_distinct(&all, &inputs)
 }
 
 /// `microgpt train`: returns the final validation loss, if there is a validation set.
@@ -456,25 +513,26 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             settings.recipe.batch_size
         );
     }
-    let (path, tok, first_step) = match &start {
-        Start::Fresh => (data_path(opts.data.as_deref())?, None, 0),
+    let mut out = match &opts.save {
+        Save::Nothing => None,
+        Save::Named(p) => Some(p.clone()),
+        Save::Default(p) => Some(free_path(p)),
+    };
+    let (source, tok, first_step) = match &start {
+        Start::Fresh => (Source::new(opts.data.as_deref()), None, 0),
         Start::Init(c) => {
             check_checkpoint_shape(c)?;
-            (data_path(opts.data.as_deref())?, Some(c.tokenizer()?), 0)
+            (Source::new(opts.data.as_deref()), Some(c.tokenizer()?), 0)
         }
         Start::Resume(c) => {
             check_checkpoint_shape(c)?;
-            let recorded = c.get("data").ok().map(PathBuf::from);
-            let p = match (&opts.data, recorded) {
-                (Some(p), _) => p.clone(),
-                (None, Some(p)) => p,
-                (None, None) => data_path(None)?,
-            };
-            (p, Some(c.tokenizer()?), c.step()?)
+            let source = checkpoint_source(c, opts.data.as_deref());
+            (source, Some(c.tokenizer()?), c.step()?)
         }
     };
-    check_files(opts, &start, &path)?;
-    let raw = RawDocs::read(&path)?;
+    check_files(out.as_deref(), opts, &start, &source)?;
+    let raw = RawDocs::read(&source)?;
+    let fingerprint = raw.fingerprint();
     if let Start::Resume(c) = &start {
         raw.check_against(c)?;
         if first_step >= settings.total_steps {
@@ -505,10 +563,11 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             model.set_adam_flat(&adam.m, &adam.v)?;
         }
     }
-    let threads = opts
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    model.set_threads(threads.min(settings.recipe.batch_size))?;
+    // training shares a step's documents, so more threads than documents only wait; an
+    // evaluation has thousands to share
+    let eval_threads = opts.threads.unwrap_or_else(cores);
+    let train_threads = eval_threads.min(settings.recipe.batch_size);
+    model.set_threads(train_threads)?;
     let last = opts.stop_at.min(settings.total_steps);
     if last <= first_step {
         bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");
@@ -528,6 +587,42 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
     if first_step > 0 {
         say!("resuming at step {first_step}");
     }
+    // the periodic evaluations on the first `eval_docs` of the split: the split is drawn
+    // after the seeded shuffle, so they are a random sample, the same one every time
+    let val_sample = (data.val.len() > opts.eval_docs).then(|| data.val.head(opts.eval_docs));
+    if !data.val.is_empty() {
+        let threads = if eval_threads == 1 {
+            "1 thread".to_string()
+        } else {
+            format!("{eval_threads} threads")
+        };
+        match &val_sample {
+            None => say!(
+                "validation: all {} held-out docs every {} steps and at the end ({threads})",
+                data.val.len(),
+                opts.eval_every
+            ),
+            Some(v) => say!(
+                "validation: every {} steps on a fixed sample of {} of the {} held-out docs, at the end on all of them ({threads})",
+                opts.eval_every,
+                v.len(),
+                data.val.len()
+            ),
+        }
+    }
+    match (&opts.save, &out) {
+        (Save::Default(p), Some(o)) if o != p => say!(
+            "checkpoint: {} at the end ({} exists; --out PATH to choose, --no-save for none)",
+            o.display(),
+            p.display()
+        ),
+        (Save::Default(_), Some(o)) => say!(
+            "checkpoint: {} at the end (--out PATH to choose, --no-save for none)",
+            o.display()
+        ),
+        (Save::Named(_), Some(o)) => say!("checkpoint: {} at the end", o.display()),
+        _ => say!("checkpoint: none (--no-save)"),
+    }
 
     let total = settings.total_steps;
     let mut curve = Curve::new(last - first_step);
@@ -536,10 +631,27 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
     let mut train_time = 0.0;
     let mut lap = Instant::now();
     let validate = |model: &mut dyn Model, step: usize, progress: &Progress| {
-        let (sum, n) = train::evaluate(model, &data.val);
+        let (docs, note) = match &val_sample {
+            Some(v) if step != last => (v, format!(" (sample of {})", v.len())),
+            _ => (&data.val, String::new()),
+        };
+        // errors here are a thread that cannot be spawned; the pass then runs on fewer
+        let _ = model.set_threads(eval_threads);
+        let (sum, n) = train::evaluate(model, docs);
+        let _ = model.set_threads(train_threads);
         let loss = sum / n as f64;
-        progress.println(format!("step {step:4} / {total:4} | val loss {loss:.4}"));
+        progress.println(format!(
+            "step {step:4} / {total:4} | val loss {loss:.4}{note}"
+        ));
         loss
+    };
+    // a default path that someone else's file took during the run moves on to a free one
+    let mut ours = matches!(opts.save, Save::Named(_));
+    let mut claim = |out: &mut PathBuf| {
+        if !ours && out.exists() {
+            *out = free_path(out);
+        }
+        ours = true;
     };
     let mut final_val = None;
     let done = train::train(
@@ -565,8 +677,9 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
                 curve.push_val(s, v);
                 final_val = Some(v);
             }
-            if save_now && let Some(out) = &opts.out {
-                let c = checkpoint_of(model, &data.tok, settings, s, &data);
+            if save_now && let Some(out) = &mut out {
+                claim(out);
+                let c = checkpoint_of(model, settings, s, &data, fingerprint);
                 // a disk full for a moment must not cost the run: the next save may succeed
                 if let Err(e) = c.save(out) {
                     progress.suspend(|| {
@@ -597,12 +710,13 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         last - first_step,
         tokens_done as f64 / train_time
     );
-    if let Some(out) = &opts.out {
-        checkpoint_of(model.as_ref(), &data.tok, settings, last, &data).save(out)?;
+    if let Some(out) = &mut out {
+        claim(out);
+        checkpoint_of(model.as_ref(), settings, last, &data, fingerprint).save(out)?;
         say!("saved {} (step {last} of {total})", out.display());
     }
     if let Some(sig) = interrupted {
-        console::warn(match &opts.out {
+        console::warn(match &out {
             Some(out) => format!(
                 "interrupted by {} after step {last} of {total}: saved {}; continue with `microgpt train --resume {}`",
                 sig.name(),
@@ -610,7 +724,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
                 out.display()
             ),
             None => format!(
-                "interrupted by {} after step {last} of {total}: nothing saved (no --out)",
+                "interrupted by {} after step {last} of {total}: nothing saved (--no-save)",
                 sig.name()
             ),
         });
@@ -622,13 +736,15 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         }
         curve.write_csv(log)?;
         let svg = log.with_extension("svg");
-        curve.write_svg(
-            &svg,
-            &format!("{} on {}", settings.preset, data.path.display()),
-        )?;
+        curve.write_svg(&svg, &format!("{} on {}", settings.preset, data.source))?;
         say!("wrote {} and {}", log.display(), svg.display());
     }
     Ok(final_val)
+}
+
+/// The number of cores (1 if unknown): the default number of threads.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// `12.3 ms`, `4.56 s` or `3 min 12 s`.
@@ -737,11 +853,7 @@ pub fn each_sample(
 /// recorded), checked against its fingerprint, shuffled and split again with its settings.
 pub fn training_docs(c: &Checkpoint, data: Option<&Path>) -> Result<HashSet<String>> {
     let settings = Settings::read_from(c)?;
-    let path = match data {
-        Some(p) => p.to_path_buf(),
-        None => PathBuf::from(c.get("data")?),
-    };
-    let raw = RawDocs::read(&path)?;
+    let raw = RawDocs::read(&checkpoint_source(c, data))?;
     raw.check_against(c)?;
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
     let d = raw.split(&mut rng, settings.val_fraction, Some(c.tokenizer()?))?;
@@ -752,11 +864,12 @@ pub fn training_docs(c: &Checkpoint, data: Option<&Path>) -> Result<HashSet<Stri
 /// file, and the numbers of tokens and documents.
 pub fn run_eval(c: &Checkpoint, path: &Path) -> Result<(f64, usize, usize)> {
     let (mut model, tok) = load_model(c)?;
-    let docs = data::load_docs(path)?;
-    let enc = match EncodedDocs::new(&tok, &docs) {
+    let docs = Docs::read(&Source::File(path.to_path_buf()))?;
+    let enc = match EncodedDocs::from_strs(&tok, docs.iter()) {
         Ok(e) => e,
         Err(e) => bail!("{}: {e} of the model", path.display()),
     };
+    model.set_threads(cores())?;
     let (sum, n) = train::evaluate(model.as_mut(), &enc);
     Ok((sum / n as f64, n, enc.len()))
 }

@@ -123,23 +123,31 @@ impl Recipe {
 /// `e` is a permutation drawn from the run's seed and `e` alone, so that a resumed run visits
 /// the same documents.
 pub struct Order {
+    num_docs: usize,
     reshuffle: Option<u64>,
     epoch: usize,
+    /// The epoch's permutation; empty without reshuffling (a run in list order need not
+    /// allocate, and fault in, one index per document).
     perm: Vec<usize>,
 }
 
 impl Order {
     pub fn new(num_docs: usize, reshuffle: bool, seed: u64) -> Order {
         Order {
+            num_docs,
             reshuffle: reshuffle.then_some(seed),
             epoch: 0,
-            perm: (0..num_docs).collect(),
+            perm: if reshuffle {
+                (0..num_docs).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
     /// The index of the run's `k`-th document.
     pub fn doc(&mut self, k: usize) -> usize {
-        let n = self.perm.len();
+        let n = self.num_docs;
         let Some(seed) = self.reshuffle else {
             return k % n;
         };

@@ -126,14 +126,13 @@ fn bad_arguments_are_errors() {
 }
 
 /// The baseline on names.txt: 90/10 split after `Rng::pcg(42)` shuffles the documents, the
-/// vocabulary from all documents as in microgpt. Needs the dataset:
+/// vocabulary from all documents as in microgpt:
 /// `cargo test --release --test bigram -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn names_validation_loss() {
-    let path = microgpt::data::default_data_path()
-        .unwrap_or_else(|_| "/work/shared/data/names.txt".into());
-    let mut docs = load_docs(&path).unwrap();
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/names.txt"));
+    let mut docs = load_docs(path).unwrap();
     Rng::pcg(42).shuffle(&mut docs);
     let tok = Tokenizer::from_docs(&docs);
     let n_train = (0.9 * docs.len() as f64) as usize;

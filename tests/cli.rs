@@ -103,7 +103,7 @@ fn help_documents_every_flag_and_the_truncation() {
 
 #[test]
 fn bad_input_is_one_line_and_a_nonzero_exit() {
-    let names = "../shared/data/names.txt";
+    let names = concat!(env!("CARGO_MANIFEST_DIR"), "/data/names.txt");
     let empty = tmp_file("empty.txt", b"\n \r\n\n");
     let latin1 = tmp_file("latin1.txt", b"ren\xe9e\nemma\n");
     let dir = tmp_dir("a-directory");
@@ -130,16 +130,40 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
 }
 
 #[test]
-fn without_a_dataset_it_says_where_to_get_names_txt() {
-    // run from a directory with neither data/names.txt nor ../shared/data/names.txt
+fn the_default_run_needs_no_file_beside_it() {
+    // from a directory with no data/ (as after `cargo install`): the built-in names.txt, and
+    // the same run as from the repository, whose data/names.txt is the same bytes
     let dir = tmp_dir("nodata").join("deeper");
     std::fs::create_dir_all(&dir).unwrap();
-    assert!(!Path::new(&dir).join("../shared/data/names.txt").exists());
-    let o = Command::new(env!("CARGO_BIN_EXE_microgpt"))
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert_one_line_error(&o, "makemore");
+    assert!(!dir.join("data").exists());
+    let run = |cwd: &Path, extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_microgpt"))
+            .current_dir(cwd)
+            .args(["--steps", "5", "--num-samples", "3"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+        // everything but the timing
+        out.lines()
+            .filter(|l| !l.starts_with("training time"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let built_in = run(&dir, &[]);
+    assert_eq!(
+        built_in[..3],
+        ["num docs: 32033", "vocab size: 27", "num params: 4192"]
+    );
+    // microgpt.py's first loss is ln 27 ≈ 3.2958 give or take the initial weights; the
+    // binary's seed-42 stream gives this one (as the full-length run in the README)
+    assert_eq!(built_in[3], "step    1 /    5 | loss 3.2811");
+    let names = concat!(env!("CARGO_MANIFEST_DIR"), "/data/names.txt");
+    assert_eq!(built_in, run(&dir, &["--data", names]));
+    // nothing was written where it ran
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
 
 #[test]

@@ -6,11 +6,20 @@ use std::process::{Command, Output};
 
 use microgpt::checkpoint::Checkpoint;
 
+/// Runs the binary in a scratch directory, where a `train` without `--out` saves its
+/// checkpoint (so that tests do not litter the repository).
 fn microgpt(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_microgpt"))
+        .current_dir(scratch())
         .args(args)
         .output()
         .expect("run microgpt")
+}
+
+fn scratch() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("microgpt-cmd-{}-cwd", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 fn ok(args: &[&str]) -> String {

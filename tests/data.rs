@@ -93,3 +93,68 @@ fn load_errors_are_one_line_and_name_the_file() {
     let ok = write_tmp("ok.txt", "emma\r\nzoë\n".as_bytes());
     assert_eq!(load_docs(&ok).unwrap(), ["emma", "zoë"]);
 }
+
+/// The committed data/names.txt.
+fn names_file() -> std::path::PathBuf {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/data/names.txt").into()
+}
+
+#[test]
+fn the_built_in_names_are_the_committed_file() {
+    use microgpt::data::{Docs, Source, names};
+    use microgpt::session::{RawDocs, fingerprint};
+    let file = load_docs(&names_file()).unwrap();
+    assert_eq!(file.len(), 32033);
+    assert_eq!(names(), file);
+    // so a checkpoint records the same fingerprint for either, and resumes with either
+    let built_in = RawDocs::read(&Source::Names).unwrap();
+    let from_file = RawDocs::read(&Source::File(names_file())).unwrap();
+    assert_eq!(built_in.fingerprint(), from_file.fingerprint());
+    assert_eq!(built_in.fingerprint(), fingerprint(&file));
+    assert_eq!(Docs::read(&Source::Names).unwrap().to_vec(), file);
+}
+
+#[test]
+fn documents_as_spans_parse_and_shuffle_as_strings_do() {
+    use microgpt::data::Docs;
+    use microgpt::rng::Rng;
+    let text = "emma\r\n\r\n  olivia \n\t\n\nava\r\n   \nmia zoë\n\nx";
+    let mut docs = Docs::parse(text.to_string().into());
+    let mut strings = parse_docs(text);
+    assert_eq!(docs.to_vec(), strings);
+    docs.shuffle(&mut Rng::pcg(3));
+    Rng::pcg(3).shuffle(&mut strings);
+    assert_eq!(docs.to_vec(), strings);
+    assert_eq!(docs.iter_range(1..3).collect::<Vec<_>>(), strings[1..3]);
+}
+
+/// The vocabulary as microgpt.py builds it: `sorted(set(''.join(docs)))`.
+fn sorted_set(docs: &[String]) -> Vec<char> {
+    let mut c: Vec<char> = docs.iter().flat_map(|d| d.chars()).collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+#[test]
+fn the_vocabulary_and_ids_are_those_of_a_sort_of_every_character() {
+    let mixed: Vec<String> = ["zoë", "Anna-Lena", "josé", "~x", "日本", "a b", "\u{7f}"]
+        .map(String::from)
+        .into();
+    for docs in [load_docs(&names_file()).unwrap(), mixed] {
+        let tok = Tokenizer::from_docs(&docs);
+        let chars = sorted_set(&docs);
+        assert_eq!(tok.chars(), chars);
+        let enc = EncodedDocs::new(&tok, &docs).unwrap();
+        for (i, d) in docs.iter().enumerate() {
+            // the id of a character is its index in the sorted vocabulary
+            let mut want = vec![chars.len()];
+            want.extend(d.chars().map(|c| chars.binary_search(&c).unwrap()));
+            want.push(chars.len());
+            assert_eq!(enc.get(i), want, "{d:?}");
+        }
+        for c in ['\0', 'Z', '\u{80}', 'é'] {
+            assert_eq!(tok.id(c), chars.binary_search(&c).ok(), "{c:?}");
+        }
+    }
+}

@@ -153,14 +153,13 @@ fn python_stream_reproduces_microgpt_py_first_five_losses() {
 #[test]
 fn python_stream_shuffles_and_draws_like_microgpt_py_bit_for_bit() {
     // python3 -c "import random; random.seed(42);
-    //   docs = [l.strip() for l in open('../shared/data/names.txt') if l.strip()];
+    //   docs = [l.strip() for l in open('data/names.txt') if l.strip()];
     //   random.shuffle(docs); print(docs[:3], docs[-1]);
     //   w = [random.gauss(0, 0.08) for _ in range(4192)]; print(repr(w[0]), repr(w[1]), repr(w[4191]))"
     // ['yuheng', 'diondre', 'xavien'] yovani
     // -0.04273180935726127 0.07696138795865093 -0.09496111892676082
     let mut rng = Rng::python(42);
-    let path = data::default_data_path().unwrap();
-    let mut docs = data::load_docs(&path).unwrap();
+    let mut docs = data::load_docs(&common::names_path()).unwrap();
     rng.shuffle(&mut docs);
     assert_eq!(docs[..3], ["yuheng", "diondre", "xavien"]);
     assert_eq!(docs[docs.len() - 1], "yovani");

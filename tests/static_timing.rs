@@ -32,9 +32,8 @@ fn best_ms(mut run: impl FnMut()) -> f64 {
 #[test]
 #[ignore = "timing, run with --ignored --nocapture"]
 fn thousand_training_steps_on_names() {
-    let path = data::default_data_path()
-        .unwrap_or_else(|_| std::path::PathBuf::from("/work/shared/data/names.txt"));
-    let mut docs = data::load_docs(&path).unwrap();
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/names.txt"));
+    let mut docs = data::load_docs(path).unwrap();
     let mut rng = Rng::pcg(42);
     rng.shuffle(&mut docs);
     let tok = Tokenizer::from_docs(&docs);

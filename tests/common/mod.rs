@@ -6,15 +6,20 @@
 // Each test binary compiles its own copy of this module and uses only some of it.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+
 use microgpt::config::Shape;
 use microgpt::data::{self, EncodedDocs, Tokenizer};
 use microgpt::rng::Rng;
 
-/// names.txt (where the binary looks for it, see README: Data), shuffled by `rng` as
-/// microgpt.py does, with its tokenizer.
+/// The committed data/names.txt (the binary's built-in dataset).
+pub fn names_path() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/names.txt"))
+}
+
+/// names.txt shuffled by `rng` as microgpt.py does, with its tokenizer.
 pub fn names(rng: &mut Rng) -> (Tokenizer, EncodedDocs) {
-    let path = data::default_data_path().expect("names.txt (see README: Data)");
-    let mut docs = data::load_docs(&path).unwrap();
+    let mut docs = data::load_docs(&names_path()).unwrap();
     rng.shuffle(&mut docs);
     let tok = Tokenizer::from_docs(&docs);
     let enc = EncodedDocs::new(&tok, &docs).unwrap();
