@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use microgpt::bail;
-use microgpt::data::{EncodedDocs, default_data_path};
+use microgpt::data::{EncodedDocs, Source};
 use microgpt::error::Result;
 use microgpt::rng::Rng;
 use microgpt::session::Dataset;
@@ -35,7 +35,7 @@ pub const INIT_STD: f64 = 0.08;
 /// (which then draws the initial weights, as in microgpt.py).
 pub fn names_with_seed(seed: u64) -> Result<(Dataset, Rng)> {
     let mut rng = Rng::pcg(seed);
-    let data = Dataset::load(&default_data_path()?, &mut rng, VAL_FRACTION, None)?;
+    let data = Dataset::load(&Source::Names, &mut rng, VAL_FRACTION, None)?;
     Ok((data, rng))
 }
 
