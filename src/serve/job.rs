@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::config::Shape;
 use crate::data::EncodedDocs;
@@ -20,7 +20,7 @@ use crate::sample::{self, Sampling};
 use crate::session::{self, Dataset, Engine, Settings};
 use crate::train::{self, Model, Recipe};
 
-use super::{Current, State};
+use super::{Current, State, lock};
 
 /// Points of the training curve a run sends at most (the loss is averaged over each interval).
 const CURVE_POINTS: usize = 400;
@@ -95,22 +95,27 @@ pub fn settings(
     }
 }
 
-/// Runs `plan` to its end or until `stop` is set, reporting through `state`'s hub. Errors and
-/// panics become an `error` event: the server goes on.
+/// Runs `plan` to its end or until `stop` is set, reporting through `state`'s hub, and ends
+/// the job. Errors and panics become an `error` event: the server goes on.
 pub fn run(plan: Plan, state: Arc<State>, stop: Arc<AtomicBool>) {
-    let hub_state = state.clone();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_inner(plan, &state, &stop)
     }));
-    let message = match outcome {
-        Ok(Ok(())) => return,
-        Ok(Err(e)) => e.0,
-        Err(_) => "the training thread failed (a bug: please report it)".to_string(),
-    };
-    hub_state.hub.publish("error", &json!({ "error": message }));
+    // the last event and the end of the job under the job's lock: a request that has seen
+    // `done` finds no run going on
+    let mut job = lock(&state.job);
+    match outcome {
+        Ok(Ok(done)) => state.hub.publish("done", &done),
+        Ok(Err(e)) => state.hub.publish("error", &json!({ "error": e.0 })),
+        Err(_) => state.hub.publish(
+            "error",
+            &json!({ "error": "the training thread failed (a bug: please report it)" }),
+        ),
+    }
+    *job = None;
 }
 
-fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<()> {
+fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
     let engine = plan.engine();
     let Plan {
         run,
@@ -248,17 +253,13 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<()> {
         return Err(e);
     }
     let t = train_time.as_secs_f64();
-    state.hub.publish(
-        "done",
-        &json!({
-            "run": run,
-            "reason": if done < steps { "stopped" } else { "finished" },
-            "steps": done,
-            "engine": engine.name(),
-            "train_time": t,
-            "tokens_per_s": tokens_done as f64 / t.max(1e-9),
-            "val_loss": last_val,
-        }),
-    );
-    Ok(())
+    Ok(json!({
+        "run": run,
+        "reason": if done < steps { "stopped" } else { "finished" },
+        "steps": done,
+        "engine": engine.name(),
+        "train_time": t,
+        "tokens_per_s": tokens_done as f64 / t.max(1e-9),
+        "val_loss": last_val,
+    }))
 }

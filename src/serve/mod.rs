@@ -16,7 +16,6 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -105,9 +104,9 @@ pub(crate) struct State {
     runs: AtomicU64,
 }
 
+/// The run going on: its thread clears it when it ends.
 struct Job {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
 }
 
 /// The model that generation uses: the latest of a run's checkpoints, or an uploaded one.
@@ -186,9 +185,7 @@ impl State {
     }
 
     fn training(&self) -> bool {
-        lock(&self.job)
-            .as_ref()
-            .is_some_and(|j| !j.thread.is_finished())
+        lock(&self.job).is_some()
     }
 }
 
@@ -283,7 +280,10 @@ fn respond(request: Request, r: Reply) {
     let mut response = Response::from_data(r.body)
         .with_status_code(r.status)
         .with_header(header("Content-Type", r.content_type))
-        .with_header(header("Cache-Control", "no-store"));
+        .with_header(header("Cache-Control", "no-store"))
+        // tiny_http sends bodies above 32 KiB chunked by default; a length is simpler for
+        // every client
+        .with_chunked_threshold(usize::MAX);
     if let Some(name) = r.download {
         let value = format!("attachment; filename=\"{name}\"");
         response = response.with_header(header("Content-Disposition", &value));
