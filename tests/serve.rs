@@ -143,6 +143,21 @@ fn generates_with_a_prefix_and_reloads_the_downloaded_checkpoint() {
     assert_eq!(probs[26]["end"], true, "BOS, the end, is the last id");
     let total: f64 = probs.iter().map(|p| p["p"].as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-12, "{total}");
+    // micro: one layer of 4 heads, each weighing BOS, m and a
+    let attention = n["attention"].as_array().unwrap();
+    assert_eq!(attention.len(), 1);
+    let heads = attention[0].as_array().unwrap();
+    assert_eq!(heads.len(), 4);
+    for h in heads {
+        let w: Vec<f64> = h
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(w.len(), 3);
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
+    }
     let (_, k) = s.post("/api/next", &json!({ "text": "ma", "top_k": 3 }));
     let kept = k["probs"]
         .as_array()

@@ -9,7 +9,7 @@
 //! | `POST /api/stop` | | 200, or 409 if no run is on |
 //! | `GET /api/events` | | server-sent events: `start`, `step`, `val`, `samples`, `done`, `error` |
 //! | `POST /api/generate` | `{n, temperature, top_k, prefix, seed}` | `{samples}` |
-//! | `POST /api/next` | `{text, temperature, top_k}` | the next character's distribution after `text` |
+//! | `POST /api/next` | `{text, temperature, top_k}` | the next character's distribution after `text`, and each head's attention weights |
 //! | `GET /api/checkpoint` | | the current model as `.safetensors` (the CLI's format) |
 //! | `POST /api/checkpoint` | a `.safetensors` file (≤ [`CHECKPOINT_LIMIT`]) | the loaded model |
 
@@ -25,6 +25,7 @@ use crate::rng::{Rng, RngKind};
 use crate::sample::{self, Sampling};
 use crate::session::{self, Engine, RawDocs};
 
+use super::attention;
 use super::job::{self, ModelChoice, Plan};
 use super::{
     CHECKPOINT_LIMIT, Current, ELEMENTS, JSON_LIMIT, Job, NAMES, Reply, State, TEXT_LIMIT, Upload,
@@ -419,6 +420,11 @@ pub(crate) fn next(state: &State, v: &Value) -> Reply {
                 token = ids[pos];
             }
         }
+        // each head's attention at the last position, over BOS and the text
+        let tokens: Vec<usize> = std::iter::once(c.tok.bos())
+            .chain(ids.iter().copied())
+            .collect();
+        let seen = attention::inspect(&c.checkpoint.shape, &c.checkpoint.params, &tokens);
         let mut probs = vec![0.0; vocab];
         if s.temperature == 0.0 {
             probs[sample::argmax(&logits)] = 1.0;
@@ -435,9 +441,13 @@ pub(crate) fn next(state: &State, v: &Value) -> Reply {
                 None => json!({ "char": null, "end": true, "p": p }),
             })
             .collect();
-        Ok(
-            json!({ "full": false, "probs": entries, "position": ids.len() + 1, "block_size": block }),
-        )
+        Ok(json!({
+            "full": false,
+            "probs": entries,
+            "position": ids.len() + 1,
+            "block_size": block,
+            "attention": seen.attention,
+        }))
     };
     match go() {
         Ok(v) => Reply::json(200, &v),

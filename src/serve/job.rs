@@ -183,6 +183,9 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
         &settings.recipe,
         (0, steps, steps),
         |model, step, loss, tokens| {
+            // the training time is the steps' own: what this callback does (events,
+            // validation, samples) is left out
+            train_time += lap.elapsed();
             let s = step + 1;
             tokens_done += tokens;
             loss_sum += loss;
@@ -190,7 +193,7 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
             let stopping = stop.load(Ordering::Relaxed);
             let last = s == steps || stopping;
             if s % every == 0 || last {
-                let t = (train_time + lap.elapsed()).as_secs_f64();
+                let t = train_time.as_secs_f64();
                 state.hub.publish(
                     "step",
                     &json!({
@@ -204,9 +207,6 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
             }
             let val_now = !val.is_empty() && (s % val_every == 0 || last);
             let samples_now = last || last_samples.elapsed() >= SAMPLES_EVERY;
-            if val_now || samples_now {
-                train_time += lap.elapsed();
-            }
             if val_now {
                 let (sum, n) = train::evaluate(model, &val);
                 let v = sum / n as f64;
@@ -239,9 +239,7 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
                 }
                 last_samples = Instant::now();
             }
-            if val_now || samples_now {
-                lap = Instant::now();
-            }
+            lap = Instant::now();
             if stopping || failure.is_some() {
                 ControlFlow::Break(())
             } else {

@@ -9,6 +9,7 @@
 //! endpoints are listed in [`api`] and in docs/serve.md.
 
 pub mod api;
+pub mod attention;
 mod hub;
 mod job;
 

@@ -68,7 +68,7 @@ async function loadInfo() {
     for (const p of info.presets) {
       const o = document.createElement("option");
       o.value = p.name;
-      o.textContent = `${p.name} — ${p.n_layer} layer${p.n_layer > 1 ? "s" : ""}, n_embd ${p.n_embd}, ${p.n_head} heads, block ${p.block_size} (${p.num_params_names.toLocaleString()} params on names)`;
+      o.textContent = `${p.name}: ${p.n_layer} layer${p.n_layer > 1 ? "s" : ""}, n_embd ${p.n_embd}, ${p.n_head} heads, block ${p.block_size} (${p.num_params_names.toLocaleString()} params on names)`;
       sel.appendChild(o);
     }
     const o = document.createElement("option");
@@ -216,7 +216,10 @@ function drawChart() {
     pts.forEach(([s, v], i) => (i ? g.lineTo(X(s), Y(v)) : g.moveTo(X(s), Y(v))));
     g.stroke();
   };
-  line(train, "#2f6fdf", 1.5);
+  // the points as they come (pale) and their exponential moving average (β 0.9)
+  line(train, "#a9c1ee", 1);
+  let ema = null;
+  line(train.map(([s, v]) => [s, (ema = ema === null ? v : 0.9 * ema + 0.1 * v)]), "#2f6fdf", 2);
   if (val.length) {
     line(val, "#e0782b", 2);
     g.fillStyle = "#e0782b";
@@ -350,7 +353,9 @@ async function generate() {
 }
 
 let tokEnded = false;
+let tokSeq = 0; // the latest view asked for: an older answer arriving late is dropped
 async function tokShow() {
+  const seq = ++tokSeq;
   const box = $("tok-text");
   box.innerHTML = "";
   const pre = document.createElement("span");
@@ -368,17 +373,22 @@ async function tokShow() {
   const bars = $("bars");
   bars.innerHTML = "";
   bars.dataset.count = "0";
+  $("attn").innerHTML = "";
   if (tokEnded) { msg("tok-msg", "the model ended the document (BOS)."); return null; }
   let r;
   try {
     r = await api("/api/next", { ...sampling(), text: tokIds.join("") });
+    if (seq !== tokSeq) return null;
   } catch (e) {
+    if (seq !== tokSeq) return null;
     msg("tok-msg", e.message, e.message.startsWith("no model") ? "" : "err");
     return null;
   }
   if (r.full) { msg("tok-msg", `the block is full (${r.block_size} positions).`); return r; }
-  msg("tok-msg", `position ${r.position} of ${r.block_size}: the next character's distribution`);
-  const shown = r.probs.filter((p) => p.p > 0).sort((a, b) => b.p - a.p).slice(0, 40);
+  const hidden = r.probs.filter((p) => p.p > 0).length - Math.min(20, r.probs.filter((p) => p.p > 0).length);
+  msg("tok-msg", `position ${r.position} of ${r.block_size}: the next character's distribution` + (hidden > 0 ? ` (the 20 most likely; ${hidden} more below)` : ""));
+  // the 20 most likely characters (the rest have little chance at any sensible temperature)
+  const shown = r.probs.filter((p) => p.p > 0).sort((a, b) => b.p - a.p).slice(0, 20);
   for (const p of shown) {
     const ch = document.createElement("span");
     ch.className = "ch";
@@ -397,8 +407,33 @@ async function tokShow() {
     bars.append(ch, cell, pc);
   }
   bars.dataset.count = String(shown.length);
+  drawAttention(r.attention);
   tokShow.last = r;
   return r;
+}
+
+// attention[layer][head][t]: one table per layer, a row per head, a column per position
+function drawAttention(attention) {
+  const box = $("attn");
+  box.innerHTML = "";
+  const labels = ["BOS", ...tokIds];
+  attention.forEach((layer, l) => {
+    const t = document.createElement("table");
+    const head = t.insertRow();
+    head.appendChild(Object.assign(document.createElement("th"), { textContent: `layer ${l}` }));
+    for (const c of labels) head.appendChild(Object.assign(document.createElement("th"), { textContent: c === " " ? "␠" : c }));
+    layer.forEach((weights, h) => {
+      const row = t.insertRow();
+      row.appendChild(Object.assign(document.createElement("th"), { textContent: `head ${h}` }));
+      weights.forEach((w, i) => {
+        const td = row.insertCell();
+        td.style.background = `rgba(47, 111, 223, ${w.toFixed(3)})`;
+        td.title = `head ${h} → ${labels[i]}: ${(100 * w).toFixed(1)}%`;
+      });
+    });
+    box.appendChild(t);
+  });
+  box.dataset.heads = String(attention.reduce((n, l) => n + l.length, 0));
 }
 
 function tokPick(p) {
@@ -490,6 +525,12 @@ async function selftest() {
   };
   try {
     await until("the page's info", () => info, 10000);
+    // bad text gets a message in the page, and the page goes on
+    await sendText(new Uint8Array([0x61, 0x0a, 0xff, 0xfe]));
+    if (!$("data-msg").classList.contains("err") || !$("data-msg").textContent.includes("UTF-8")) {
+      throw new Error(`invalid UTF-8 text: the page says ${JSON.stringify($("data-msg").textContent)}`);
+    }
+    note(`bad text: ${$("data-msg").textContent}`);
     $("model").value = "micro"; $("engine").value = "static"; updateWhy();
     $("steps").value = 300; $("batch_size").value = 4;
     $("train").click();
@@ -514,8 +555,17 @@ async function selftest() {
     const first = $("bars").querySelector(".bar:not(.end)");
     const before = $("tok-text").textContent;
     first.click();
-    await until("the pick to show", () => $("tok-text").textContent !== before, 5000);
-    note(`token view: ${n} bars; clicked ${JSON.stringify(first.dataset.char)} → "${$("tok-text").textContent}"`);
+    await until("the pick to show", () => $("tok-text").textContent !== before && Number($("bars").dataset.count) > 1, 5000);
+    const heads = Number($("attn").dataset.heads);
+    if (heads !== 4) throw new Error(`the attention view shows ${heads} heads, not micro's 4`);
+    note(`token view: ${n} bars, ${heads} heads of attention; clicked ${JSON.stringify(first.dataset.char)} → "${$("tok-text").textContent}"`);
+    // the same setup on both engines, one after the other, and the speed-up
+    $("steps").value = 100;
+    $("compare").click();
+    await until("both engines' runs", () => [...$("runs").tBodies[0].rows].filter((r) => r.dataset.done).length === 3, 60000);
+    const ratio = $("runs").tBodies[0].rows[0].querySelector(".ratio").textContent;
+    if (!/static [0-9.]+× faster/.test(ratio)) throw new Error(`no speed-up shown: ${JSON.stringify(ratio)}`);
+    note(`compare engines: ${ratio}`);
     out.textContent = "PASS\n" + log.join("\n");
   } catch (e) {
     out.textContent = "FAIL: " + e.message + "\n" + log.join("\n");
