@@ -462,6 +462,31 @@ fn bad_requests_get_clear_4xx_and_the_server_goes_on() {
 }
 
 #[test]
+fn another_sites_page_cannot_post() {
+    let s = TestServer::start();
+    let with_origin = |origin: &str| {
+        let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+        use std::io::{Read, Write};
+        let body = "{}";
+        write!(
+            c,
+            "POST /api/train HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            s.addr,
+            body.len()
+        )
+        .unwrap();
+        let mut r = String::new();
+        c.read_to_string(&mut r).unwrap();
+        r
+    };
+    let foreign = with_origin("http://example.com");
+    assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
+    assert!(foreign.contains("another site"), "{foreign}");
+    let own = with_origin(&format!("http://{}", s.addr));
+    assert!(own.starts_with("HTTP/1.1 202"), "{own}");
+}
+
+#[test]
 fn a_closed_tab_does_not_hurt_the_server() {
     let s = TestServer::start();
     // streams opened and dropped at once, as a closed tab leaves them

@@ -62,7 +62,9 @@ impl Browser {
             let mut r = BufReader::new(out);
             let mut buf = Vec::new();
             while matches!(r.read_until(0, &mut buf), Ok(n) if n > 0) {
-                buf.pop_if(|b| *b == 0);
+                if buf.last() == Some(&0) {
+                    buf.pop();
+                }
                 if let Ok(v) = serde_json::from_slice::<Value>(&buf)
                     && tx.send(v).is_err()
                 {
@@ -223,8 +225,10 @@ fn the_page_trains_and_generates_in_headless_chromium() {
     );
     let dom: Value = serde_json::from_str(dom.as_str().unwrap()).unwrap();
     println!("{dom}");
-    // the last run's curve: 100 steps (one point each) and 25 validation points
-    assert_eq!(dom["points"], 125);
+    // the last run's curve (dynamic): 100 steps, one point each, and validation points (as
+    // many as the dynamic engine's time allows, and the last step's)
+    let points = dom["points"].as_u64().unwrap();
+    assert!((101..=125).contains(&points), "{points}");
     assert_eq!(dom["live"].as_array().unwrap().len(), 5);
     let generated = dom["generated"].as_array().unwrap();
     assert_eq!(generated.len(), 8);

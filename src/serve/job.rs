@@ -24,13 +24,18 @@ use super::{Current, State, lock};
 
 /// Points of the training curve a run sends at most (the loss is averaged over each interval).
 const CURVE_POINTS: usize = 400;
-/// Validation passes a run makes at most, besides the one at the end.
+/// Validation passes a run makes at most, besides the one at the end (see [`SIDE_SHARE`]).
 const VAL_POINTS: usize = 25;
 /// The validation loss is the mean over at most this many held-out documents, so that a pass
 /// on the dynamic engine stays short.
 pub const VAL_DOCS: usize = 500;
 /// How often the samples (and the checkpoint that generation reads) are refreshed.
 const SAMPLES_EVERY: Duration = Duration::from_secs(1);
+/// Validation and samples may take a second in all, and beyond that at most this share of the
+/// training time so far; on the dynamic engine, whose forward passes are slow, some planned
+/// ones are skipped then (never those of the last step).
+const SIDE_SHARE: f64 = 0.5;
+const SIDE_FREE: Duration = Duration::from_secs(1);
 /// Samples shown per refresh.
 const SAMPLES: usize = 5;
 
@@ -172,6 +177,7 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
     let (mut tokens_done, mut train_time) = (0usize, Duration::ZERO);
     let mut lap = Instant::now();
     let mut last_samples = Instant::now();
+    let mut side_time = Duration::ZERO;
     let mut sample_rng = Rng::pcg(settings.recipe.seed ^ 0x5a3b_1e55);
     let mut probs = vec![0.0; vocab];
     let mut ids = Vec::with_capacity(shape.block_size);
@@ -205,8 +211,11 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
                 );
                 (loss_sum, losses) = (0.0, 0);
             }
-            let val_now = !val.is_empty() && (s % val_every == 0 || last);
-            let samples_now = last || last_samples.elapsed() >= SAMPLES_EVERY;
+            let affordable = side_time < SIDE_FREE
+                || side_time.as_secs_f64() < SIDE_SHARE * train_time.as_secs_f64();
+            let val_now = !val.is_empty() && (last || (s % val_every == 0 && affordable));
+            let samples_now = last || (last_samples.elapsed() >= SAMPLES_EVERY && affordable);
+            let side = Instant::now();
             if val_now {
                 let (sum, n) = train::evaluate(model, &val);
                 let v = sum / n as f64;
@@ -239,6 +248,7 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
                 }
                 last_samples = Instant::now();
             }
+            side_time += side.elapsed();
             lap = Instant::now();
             if stopping || failure.is_some() {
                 ControlFlow::Break(())

@@ -239,9 +239,35 @@ impl Reply {
     }
 }
 
+/// The value of a request header.
+fn header_value(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str().to_string())
+}
+
+/// A POST sent by a page of another site (its browser says so in `Origin`): refused, so that a
+/// web page cannot start runs or replace the model of a playground it does not belong to.
+fn foreign_origin(request: &Request) -> bool {
+    match (
+        header_value(request, "Origin"),
+        header_value(request, "Host"),
+    ) {
+        (Some(origin), Some(host)) => origin != format!("http://{host}"),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 fn route(state: &Arc<State>, mut request: Request) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let reply = match (request.method(), path.as_str()) {
+        (Method::Post, _) if foreign_origin(&request) => Reply::error(
+            403,
+            "this request comes from another site's page (its Origin is not this server)",
+        ),
         (Method::Get, "/") => Reply::asset("text/html; charset=utf-8", PAGE),
         (Method::Get, "/page.js") => Reply::asset("text/javascript; charset=utf-8", SCRIPT),
         (Method::Get, "/page.css") => Reply::asset("text/css; charset=utf-8", STYLE),
