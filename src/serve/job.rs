@@ -167,7 +167,8 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
             "steps": steps,
             "batch_size": batch_size,
             "lr": settings.recipe.adam.lr,
-            "threads": threads.min(batch_size),
+            // the dynamic engine has no threads
+            "threads": if engine == Engine::Static { threads.min(batch_size) } else { 1 },
         }),
     );
 

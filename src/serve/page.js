@@ -89,7 +89,7 @@ async function loadInfo() {
 
 function showModel(m) {
   $("model-line").textContent = m
-    ? `model: ${m.preset}, ${m.num_params.toLocaleString()} params, ${m.engine} engine — ${m.source}`
+    ? `model: ${m.preset}, ${m.num_params.toLocaleString()} params, ${m.source}; generation runs on the ${m.engine} engine`
     : "no model yet: train one or load a checkpoint";
   $("download").classList.toggle("hidden", !m);
 }
@@ -513,7 +513,8 @@ function wire() {
 // writes PASS or FAIL with the details into <pre id="selftest">.
 async function selftest() {
   const out = $("selftest");
-  out.classList.remove("hidden");
+  // with &screenshot the verdict stays out of the picture (it is still in the DOM)
+  if (!new URLSearchParams(location.search).has("screenshot")) out.classList.remove("hidden");
   const log = [];
   const note = (s) => { log.push(s); out.textContent = "RUNNING\n" + log.join("\n"); };
   const until = async (what, cond, ms) => {
@@ -531,6 +532,7 @@ async function selftest() {
       throw new Error(`invalid UTF-8 text: the page says ${JSON.stringify($("data-msg").textContent)}`);
     }
     note(`bad text: ${$("data-msg").textContent}`);
+    if (new URLSearchParams(location.search).has("screenshot")) msg("data-msg", "");
     $("model").value = "micro"; $("engine").value = "static"; updateWhy();
     $("steps").value = 300; $("batch_size").value = 4;
     $("train").click();
