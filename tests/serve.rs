@@ -211,8 +211,8 @@ fn generates_with_a_prefix_and_reloads_the_downloaded_checkpoint() {
 fn one_run_at_a_time_and_stop_ends_it() {
     let s = TestServer::start();
     let mut events = s.events();
-    // the dynamic engine on small: far too long to finish during the test
-    let long = json!({ "model": "small", "engine": "dynamic", "steps": 100000 });
+    // 100,000 steps on the dynamic engine: about a minute, far longer than the test
+    let long = json!({ "model": "micro", "engine": "dynamic", "steps": 100000 });
     let (status, v) = s.post("/api/train", &long);
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["engine"], "dynamic");
@@ -243,7 +243,7 @@ fn one_run_at_a_time_and_stop_ends_it() {
     assert_eq!(done["reason"], "stopped", "{done}");
     assert!(done["steps"].as_u64().unwrap() < 100000);
     assert_eq!(s.post("/api/stop", &json!({})).0, 409, "nothing to stop");
-    // the stopped run's model is there to sample from, on the static engine (small is compiled)
+    // the stopped run's model is there to sample from, on the static engine (micro is compiled)
     let (status, g) = s.post("/api/generate", &json!({ "n": 3 }));
     assert_eq!(status, 200, "{g}");
     assert_eq!(g["engine"], "static");

@@ -33,7 +33,7 @@ pub const VAL_DOCS: usize = 500;
 const SAMPLES_EVERY: Duration = Duration::from_secs(1);
 /// Validation and samples may take a second in all, and beyond that at most this share of the
 /// training time so far; on the dynamic engine, whose forward passes are slow, some planned
-/// ones are skipped then (never those of the last step).
+/// ones are skipped then (never those of a finished run's last step).
 const SIDE_SHARE: f64 = 0.5;
 const SIDE_FREE: Duration = Duration::from_secs(1);
 /// Samples shown per refresh.
@@ -214,7 +214,10 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
             }
             let affordable = side_time < SIDE_FREE
                 || side_time.as_secs_f64() < SIDE_SHARE * train_time.as_secs_f64();
-            let val_now = !val.is_empty() && (last || (s % val_every == 0 && affordable));
+            // a run that finishes always ends with a validation pass; a stopped one, only
+            // within the budget, so that Stop is quick on the dynamic engine too
+            let val_now =
+                !val.is_empty() && (s == steps || ((s % val_every == 0 || stopping) && affordable));
             let samples_now = last || (last_samples.elapsed() >= SAMPLES_EVERY && affordable);
             let side = Instant::now();
             if val_now {
