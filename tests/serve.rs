@@ -7,7 +7,7 @@
 mod serve_common;
 
 use microgpt::checkpoint::Checkpoint;
-use microgpt::serve::{CHECKPOINT_LIMIT, TEXT_LIMIT};
+use microgpt::serve::{CHECKPOINT_LIMIT, JSON_LIMIT, TEXT_LIMIT};
 use serde_json::{Value, json};
 use serve_common::TestServer;
 
@@ -372,6 +372,11 @@ fn bad_requests_get_clear_4xx_and_the_server_goes_on() {
         ),
         (
             err(s.call("POST", "/api/data", &vec![b'a'; TEXT_LIMIT + 1])),
+            413,
+            "limit",
+        ),
+        (
+            err(s.call("POST", "/api/train", &vec![b' '; JSON_LIMIT + 1])),
             413,
             "limit",
         ),

@@ -7,7 +7,7 @@
 //! | `POST /api/data` | UTF-8 text, one document per line (≤ [`TEXT_LIMIT`]) | its documents and vocabulary; it becomes dataset `upload` |
 //! | `POST /api/train` | `{data, model, engine, custom, steps, batch_size, lr, seed}` | 202 and the run's engine and why; 409 if a run is on |
 //! | `POST /api/stop` | | 200, or 409 if no run is on |
-//! | `GET /api/events` | | server-sent events: `start`, `step`, `val`, `samples`, `done`, `error` |
+//! | `GET /api/events` | | server-sent events: `start`, `step`, `val`, `samples`, `done`, `failed` |
 //! | `POST /api/generate` | `{n, temperature, top_k, prefix, seed}` | `{samples}` |
 //! | `POST /api/next` | `{text, temperature, top_k}` | the next character's distribution after `text`, and each head's attention weights |
 //! | `GET /api/checkpoint` | | the current model as `.safetensors` (the CLI's format) |
@@ -76,7 +76,10 @@ pub(crate) fn info(state: &State) -> Reply {
         .collect();
     let datasets: Vec<Value> = shipped()
         .iter()
-        .map(|(id, name, text, about)| json!({ "id": id, "name": name, "docs": data::parse_docs(text).len(), "about": about }))
+        .map(|(id, name, text, about)| {
+            let docs = text.lines().filter(|l| !l.trim().is_empty()).count();
+            json!({ "id": id, "name": name, "docs": docs, "about": about })
+        })
         .collect();
     let upload = lock(&state.upload)
         .as_ref()

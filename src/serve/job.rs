@@ -101,7 +101,8 @@ pub fn settings(
 }
 
 /// Runs `plan` to its end or until `stop` is set, reporting through `state`'s hub, and ends
-/// the job. Errors and panics become an `error` event: the server goes on.
+/// the job. Errors and panics become a `failed` event (not `error`, which
+/// `EventSource` fires itself when the connection drops): the server goes on.
 pub fn run(plan: Plan, state: Arc<State>, stop: Arc<AtomicBool>) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_inner(plan, &state, &stop)
@@ -111,9 +112,9 @@ pub fn run(plan: Plan, state: Arc<State>, stop: Arc<AtomicBool>) {
     let mut job = lock(&state.job);
     match outcome {
         Ok(Ok(done)) => state.hub.publish("done", &done),
-        Ok(Err(e)) => state.hub.publish("error", &json!({ "error": e.0 })),
+        Ok(Err(e)) => state.hub.publish("failed", &json!({ "error": e.0 })),
         Err(_) => state.hub.publish(
-            "error",
+            "failed",
             &json!({ "error": "the training thread failed (a bug: please report it)" }),
         ),
     }

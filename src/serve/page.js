@@ -289,7 +289,8 @@ function connect() {
       compare = null;
     }
   });
-  on("error", (d) => {
+  // `failed`, not `error`: EventSource fires `error` itself when the connection drops
+  on("failed", (d) => {
     setTraining(false);
     setStatus("error", "error");
     msg("train-msg", d.error, "err");

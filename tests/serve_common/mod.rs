@@ -146,12 +146,12 @@ impl Events {
         }
     }
 
-    /// Every event up to and including the next `done` (or `error`).
+    /// Every event up to and including the next `done` (or `failed`).
     pub fn until_done(&mut self) -> Vec<(String, Value)> {
         let mut out = Vec::new();
         loop {
             let e = self.next();
-            let end = e.0 == "done" || e.0 == "error";
+            let end = e.0 == "done" || e.0 == "failed";
             out.push(e);
             if end {
                 return out;
