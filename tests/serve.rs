@@ -517,3 +517,32 @@ fn a_closed_tab_does_not_hurt_the_server() {
         assert_eq!(s.get(asset).0, 200, "{asset}");
     }
 }
+
+#[test]
+fn the_command_prints_its_url_and_serves() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_microgpt"))
+        .args(["serve", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("microgpt playground: http://")
+        .and_then(|a| a.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "loopback by default: {addr}"
+    );
+    let (status, info) = TestServer { addr }.call("GET", "/api/info", b"");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+    assert_eq!(info["presets"][0]["name"], "micro");
+}
