@@ -33,9 +33,11 @@ fn find_chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A browser and one attached page.
+/// A browser and one attached page; dropped, the browser is killed and its profile removed
+/// (also when the test fails).
 struct Browser {
     child: Child,
+    profile: PathBuf,
     to: ChildStdin,
     from: Receiver<Value>,
     next_id: u64,
@@ -43,14 +45,14 @@ struct Browser {
 }
 
 impl Browser {
-    fn launch(chromium: &Path, profile: &Path) -> Browser {
+    fn launch(chromium: &Path, profile: PathBuf) -> Browser {
         // fd 3 is the browser's end for commands, fd 4 for answers: the shell wires them to
         // the child's stdin and stdout before it becomes chromium
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(r#"exec "$0" --headless --no-sandbox --disable-gpu --no-first-run --remote-debugging-pipe --user-data-dir="$1" about:blank 3<&0 4>&1 0</dev/null 1>/dev/null 2>/dev/null"#)
             .arg(chromium)
-            .arg(profile)
+            .arg(&profile)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -75,6 +77,7 @@ impl Browser {
         });
         Browser {
             child,
+            profile,
             to,
             from,
             next_id: 0,
@@ -122,6 +125,7 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -169,7 +173,7 @@ fn the_page_trains_and_generates_in_headless_chromium() {
     };
     let server = TestServer::start();
     let profile = std::env::temp_dir().join(format!("microgpt-chromium-{}", std::process::id()));
-    let mut b = Browser::launch(&chromium, &profile);
+    let mut b = Browser::launch(&chromium, profile);
     let target = b.call("Target.createTarget", json!({ "url": "about:blank" }));
     let attached = b.call(
         "Target.attachToTarget",
@@ -245,5 +249,4 @@ fn the_page_trains_and_generates_in_headless_chromium() {
     assert_eq!(dom["status"], "finished");
     assert_eq!(dom["runs"], 3, "micro, then micro on each engine");
     let _ = b.call("Browser.close", json!({}));
-    let _ = std::fs::remove_dir_all(&profile);
 }
