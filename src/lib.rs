@@ -24,5 +24,6 @@ pub mod progress;
 pub mod reference;
 pub mod rng;
 pub mod sample;
+pub mod serve;
 pub mod session;
 pub mod train;

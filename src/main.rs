@@ -97,6 +97,18 @@ enum Command {
     /// The count-based bigram baseline's loss on the same split as `train`
     #[command(allow_negative_numbers = true)]
     Baseline(BaselineArgs),
+    /// A playground in the browser: train live, generate, step through a sample
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Port to listen on (0 = any free port; the URL printed says which)
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Address to listen on (loopback by default: the playground has no authentication)
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
 }
 
 #[derive(Debug, Args)]
@@ -358,6 +370,10 @@ fn main() -> ExitCode {
         Some(Command::Sample(a)) => run_sample(&a),
         Some(Command::Eval(a)) => run_eval(&a),
         Some(Command::Baseline(a)) => run_baseline(&a),
+        Some(Command::Serve(a)) => microgpt::serve::Server::bind(&a.host, a.port).map(|s| {
+            println!("microgpt playground: {}", s.url());
+            s.run()
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,8 @@
 //! by both engines: `batch_size` documents per step (microgpt: one), cycling through the
 //! shuffled list, Adam with microgpt's linear decay.
 
+use std::ops::ControlFlow;
+
 use crate::config::Shape;
 use crate::data::EncodedDocs;
 use crate::dropout::Dropout;
@@ -168,9 +170,24 @@ pub fn train<M: Model + ?Sized>(
     model: &mut M,
     docs: &EncodedDocs,
     recipe: &Recipe,
-    (first, last, total): (usize, usize, usize),
+    steps: (usize, usize, usize),
     mut on_step: impl FnMut(&mut M, usize, f64, usize),
 ) {
+    train_until(model, docs, recipe, steps, |m, step, loss, tokens| {
+        on_step(m, step, loss, tokens);
+        ControlFlow::Continue(())
+    });
+}
+
+/// [`train`], stopping early after any step whose `on_step` returns `Break` (the playground's
+/// stop button). Returns the number of the last step done plus one.
+pub fn train_until<M: Model + ?Sized>(
+    model: &mut M,
+    docs: &EncodedDocs,
+    recipe: &Recipe,
+    (first, last, total): (usize, usize, usize),
+    mut on_step: impl FnMut(&mut M, usize, f64, usize) -> ControlFlow<()>,
+) -> usize {
     let t = model.shape().block_size;
     let (adam, batch_size) = (&recipe.adam, recipe.batch_size);
     model.set_token_mean(recipe.token_mean);
@@ -186,8 +203,11 @@ pub fn train<M: Model + ?Sized>(
         }
         model.set_dropout(Dropout::at(recipe.dropout, recipe.seed, step));
         let loss = model.train_batch(&batch, &adam.at(step, total));
-        on_step(model, step, loss, tokens);
+        if on_step(model, step, loss, tokens).is_break() {
+            return step + 1;
+        }
     }
+    last.max(first)
 }
 
 impl Model for crate::reference::Reference {
