@@ -20,12 +20,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use microgpt::config::Shape;
 use microgpt::data::{EncodedDocs, Tokenizer, default_data_path, load_docs};
-use microgpt::model::MicroGpt;
+use microgpt::gpt::MicroGpt;
 use microgpt::optim::{Adam, AdamStep};
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
+use microgpt::shape::Shape;
 use microgpt::train::{Model, Recipe, positions, train};
 
 /// microgpt.py's run: seed 42, 1,000 steps, one document per step.

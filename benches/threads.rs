@@ -22,7 +22,7 @@
 use std::time::Instant;
 
 use microgpt::data::{EncodedDocs, Tokenizer, default_data_path, load_docs};
-use microgpt::model::{MicroGpt, SmallGpt};
+use microgpt::gpt::{MicroGpt, SmallGpt};
 use microgpt::optim::Adam;
 use microgpt::rng::Rng;
 use microgpt::train::{Model, positions};

@@ -13,7 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use microgpt::data::{EncodedDocs, Tokenizer, default_data_path, load_docs};
-use microgpt::model::MicroGpt;
+use microgpt::gpt::MicroGpt;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;

@@ -31,12 +31,12 @@ use std::str::FromStr;
 use safetensors::tensor::{Metadata, TensorView};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::atomic::write_atomic;
 use crate::bail;
-use crate::config::Shape;
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use crate::rng::RngKind;
+use crate::shape::Shape;
 
 /// The value of the `format` key this build writes and reads.
 pub const FORMAT: &str = "microgpt-1";

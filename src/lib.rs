@@ -7,22 +7,22 @@
 //!   allocates nothing per step ([`model`]) and Adam ([`optim`]). Every hand-written derivative
 //!   is checked against the reference.
 
-pub mod atomic;
 pub mod autograd;
 pub mod bigram;
 pub mod checkpoint;
-pub mod config;
 pub mod curve;
 pub mod data;
 pub mod dropout;
 pub mod error;
-pub mod model;
-pub mod ops;
+pub mod gpt;
+pub mod io;
 pub mod optim;
 pub mod parallel;
+pub mod presets;
 pub mod progress;
 pub mod reference;
 pub mod rng;
 pub mod sample;
 pub mod session;
+pub mod shape;
 pub mod train;

@@ -13,16 +13,15 @@
 
 use crate::autograd::{Tape, Var};
 use crate::bail;
-use crate::config::Shape;
 use crate::dropout::{self, Dropout};
 use crate::error::Result;
 use crate::optim::AdamStep;
 use crate::rng::Rng;
+use crate::shape::Shape;
 
-/// `std` of the initial weights: `matrix = lambda nout, nin, std=0.08: ...`
-pub const INIT_STD: f64 = 0.08;
-/// rmsnorm's epsilon: `scale = (ms + 1e-5) ** -0.5`
-pub const RMSNORM_EPS: f64 = 1e-5;
+// microgpt.py's `matrix = lambda nout, nin, std=0.08: ...` and rmsnorm's
+// `scale = (ms + 1e-5) ** -0.5`
+use crate::shape::{INIT_STD, RMSNORM_EPS};
 
 /// A weight matrix on the tape: `rows × cols` consecutive leaves, row-major (`[out][in]`).
 #[derive(Debug, Clone, Copy)]

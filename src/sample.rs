@@ -156,7 +156,7 @@ impl Forward for crate::reference::Reference {
     }
 }
 
-/// `Forward` for the static engine's bucket enums (`crate::model::vocab_buckets!`).
+/// `Forward` for the static engine's bucket enums (`crate::gpt::vocab_buckets!`).
 macro_rules! static_forward {
     ($($t:ty),+) => {$(
         impl Forward for $t {
@@ -170,4 +170,4 @@ macro_rules! static_forward {
     )+};
 }
 
-static_forward!(crate::model::MicroGpt, crate::model::SmallGpt);
+static_forward!(crate::gpt::MicroGpt, crate::gpt::SmallGpt);

@@ -17,16 +17,16 @@ use std::time::Instant;
 use crate::bail;
 use crate::bigram::Bigram;
 use crate::checkpoint::{AdamMoments, Checkpoint};
-use crate::config::{self, Shape};
 use crate::curve::Curve;
 use crate::data::{self, EncodedDocs, Tokenizer};
 use crate::error::Result;
-use crate::model::{MicroGpt, SmallGpt};
+use crate::gpt::{MicroGpt, SmallGpt};
 use crate::optim::{Adam, Schedule};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::rng::{Rng, RngKind};
 use crate::sample::{self, Sampling};
+use crate::shape::{self, Shape};
 use crate::train::{self, Model};
 
 /// Which engine computes the model.
@@ -98,7 +98,7 @@ impl Settings {
         if r.batch_size == 0 || self.total_steps == 0 {
             bail!("the batch size and the number of steps must be at least 1");
         }
-        if config::preset_shape(&self.preset, 0).is_none() {
+        if shape::preset_shape(&self.preset, 0).is_none() {
             bail!(
                 "unknown model {:?}; compiled models: {}",
                 self.preset,
@@ -163,7 +163,7 @@ impl Settings {
 }
 
 fn preset_names() -> String {
-    config::PRESETS
+    shape::PRESETS
         .iter()
         .map(|(n, _)| *n)
         .collect::<Vec<_>>()
@@ -299,7 +299,7 @@ pub fn build_model(
     vocab: usize,
     rng: &mut Rng,
 ) -> Result<Box<dyn Model>> {
-    let Some(shape) = config::preset_shape(preset, vocab) else {
+    let Some(shape) = shape::preset_shape(preset, vocab) else {
         bail!(
             "unknown model {preset:?}; compiled models: {}",
             preset_names()
@@ -369,7 +369,7 @@ pub struct TrainOptions {
 /// The shape of a checkpoint's model must be the compiled shape of its preset.
 fn check_checkpoint_shape(c: &Checkpoint) -> Result<Shape> {
     let preset = c.model()?;
-    let Some(expected) = config::preset_shape(preset, c.shape.vocab) else {
+    let Some(expected) = shape::preset_shape(preset, c.shape.vocab) else {
         bail!(
             "the checkpoint holds model {preset:?}, which this build does not have (it has {})",
             preset_names()

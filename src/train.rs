@@ -2,13 +2,13 @@
 //! by both engines: `batch_size` documents per step (microgpt: one), cycling through the
 //! shuffled list, Adam with microgpt's linear decay.
 
-use crate::config::Shape;
 use crate::data::EncodedDocs;
 use crate::dropout::Dropout;
 use crate::error::Result;
 use crate::optim::{Adam, AdamStep};
 use crate::rng::{Rng, mix64};
 use crate::sample::Forward;
+use crate::shape::Shape;
 
 /// A trainable model: either engine, any compiled configuration.
 pub trait Model: Forward {
@@ -224,7 +224,7 @@ impl Model for crate::reference::Reference {
     }
 }
 
-/// `Model` for the static engine's bucket enums (`crate::model::vocab_buckets!`): every
+/// `Model` for the static engine's bucket enums (`crate::gpt::vocab_buckets!`): every
 /// method forwards to the enum's own.
 macro_rules! static_model {
     ($($t:ty),+) => {$(
@@ -269,7 +269,7 @@ macro_rules! static_model {
     )+};
 }
 
-static_model!(crate::model::MicroGpt, crate::model::SmallGpt);
+static_model!(crate::gpt::MicroGpt, crate::gpt::SmallGpt);
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use microgpt::data::{EncodedDocs, Tokenizer, load_docs};
-use microgpt::model::{MicroGpt, SmallGpt};
+use microgpt::gpt::{MicroGpt, SmallGpt};
 use microgpt::optim::Adam;
 use microgpt::rng::Rng;
 

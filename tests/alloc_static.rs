@@ -8,9 +8,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use microgpt::config::Micro;
 use microgpt::data::{EncodedDocs, Tokenizer, load_docs};
 use microgpt::optim::Adam;
+use microgpt::presets::Micro;
 use microgpt::rng::Rng;
 
 struct Counting;

@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use microgpt::checkpoint::{AdamMoments, Checkpoint, FORMAT};
-use microgpt::config::Shape;
 use microgpt::rng::{Rng, RngKind};
+use microgpt::shape::Shape;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 

@@ -10,7 +10,7 @@ mod common;
 
 use common::max_rel;
 use microgpt::dropout::{self, Dropout};
-use microgpt::model::Gpt;
+use microgpt::gpt::Gpt;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;

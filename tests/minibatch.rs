@@ -14,7 +14,7 @@ mod common;
 use std::sync::Mutex;
 
 use common::{assert_tensors_close, max_rel};
-use microgpt::model::{Gpt, num_groups};
+use microgpt::gpt::{Gpt, num_groups};
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;

@@ -1,6 +1,6 @@
 //! The compiled presets: `small`'s size, its buckets, its gradient against the reference, a
 //! few batched training steps on a test thread's 2 MiB stack, and that every preset builds on
-//! both engines with the shape `config::PRESETS` gives it, trains, evaluates and samples.
+//! both engines with the shape `shape::PRESETS` gives it, trains, evaluates and samples.
 //!
 //! The throughput of each preset (tokens/s at 1 and at 2 threads) is an ignored test:
 //!
@@ -13,17 +13,18 @@ use std::time::Instant;
 mod common;
 use common::names;
 
-use microgpt::config::{self, PRESETS, Shape, Small};
 use microgpt::data::EncodedDocs;
-use microgpt::model::{MicroGpt, SmallGpt};
+use microgpt::gpt::{MicroGpt, SmallGpt};
 use microgpt::optim::Adam;
+use microgpt::presets::Small;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
 use microgpt::session::{Engine, build_model};
+use microgpt::shape::{self, PRESETS, Shape};
 
 #[test]
 fn small_on_names_has_201_088_parameters() {
-    let shape = config::preset_shape("small", 27).unwrap();
+    let shape = shape::preset_shape("small", 27).unwrap();
     // 27·64 (wte) + 16·64 (wpe) + 27·64 (lm_head) = 4,480
     // per layer 4·64·64 (attention) + 2·256·64 (MLP) = 16,384 + 32,768 = 49,152; 4 layers 196,608
     assert_eq!(
@@ -125,7 +126,7 @@ fn every_preset_builds_trains_evaluates_and_samples_on_both_engines() {
     for (name, _) in PRESETS {
         for engine in [Engine::Static, Engine::Dynamic] {
             let mut m = build_model(engine, name, 27, &mut Rng::pcg(4)).unwrap();
-            let expected = config::preset_shape(name, 27).unwrap();
+            let expected = shape::preset_shape(name, 27).unwrap();
             assert_eq!(m.shape(), expected, "{name} on {engine:?}");
             assert_eq!(m.preset(), name);
             m.set_threads(2).unwrap();

@@ -5,10 +5,11 @@
 mod common;
 
 use common::{per_tensor, report};
-use microgpt::config::{Micro, Micro64, Micro256, Shape};
-use microgpt::model::{Gpt, MicroGpt};
+use microgpt::gpt::{Gpt, MicroGpt};
 use microgpt::optim::Adam;
+use microgpt::presets::{Micro, Micro64, Micro256};
 use microgpt::rng::Rng;
+use microgpt::shape::Shape;
 
 /// A second shape: 2 layers, everything different from microgpt's.
 type Small = Gpt<7, 4, 8, 2, 4, 32, 2>;

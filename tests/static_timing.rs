@@ -11,9 +11,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use microgpt::config::Micro;
 use microgpt::data::{self, EncodedDocs, Tokenizer};
 use microgpt::optim::Adam;
+use microgpt::presets::Micro;
 use microgpt::rng::Rng;
 
 const STEPS: usize = 1000;

@@ -6,9 +6,9 @@
 // Each test binary compiles its own copy of this module and uses only some of it.
 #![allow(dead_code)]
 
-use microgpt::config::Shape;
 use microgpt::data::{self, EncodedDocs, Tokenizer};
 use microgpt::rng::Rng;
+use microgpt::shape::Shape;
 
 /// names.txt (where the binary looks for it, see README: Data), shuffled by `rng` as
 /// microgpt.py does, with its tokenizer.

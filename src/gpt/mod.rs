@@ -1,10 +1,10 @@
 //! The static GPT: microgpt.py's model with its dimensions as const generics, forward and
-//! backward written out over fixed-size rows (see [`crate::ops`]), Adam in place, and
+//! backward written out over fixed-size rows (see [`ops`]), Adam in place, and
 //! minibatches spread over worker threads.
 //!
 //! Dimension letters, always in this order: `V` vocab (compiled), `T` block size, `E` n_embd,
 //! `H` heads, `D` head dim, `F` MLP width, `L` layers. Configurations are type aliases in
-//! [`crate::config`]. All big state — parameters, the transposed weights the forward reads,
+//! [`crate::presets`]. All big state — parameters, the transposed weights the forward reads,
 //! Adam's moments, gradients, activations and the backward's buffers — is allocated once,
 //! directly on the heap, when the model (or a batch size, or a thread count) is first seen; a
 //! training step and a token of inference allocate nothing.
@@ -38,16 +38,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use bytemuck::Zeroable;
 
 use crate::bail;
-use crate::config::Shape;
 use crate::dropout::{self, Dropout};
 use crate::error::{Error, Result};
-use crate::ops::{self, Write::Add, Write::Set};
+use crate::shape::{INIT_STD, Shape};
+pub mod kernels;
+pub mod ops;
+
+use self::kernels::transpose;
+use self::ops::Put::{Add, Set};
 use crate::optim::AdamStep;
 use crate::parallel::{Crew, Job};
 use crate::rng::Rng;
-
-/// microgpt.py's `std=0.08` of the initial weights.
-pub const INIT_STD: f64 = 0.08;
 
 /// Rows (positions) a group of a minibatch aims at: enough that the linear layers read each
 /// weight once for many rows, few enough that a batch has several groups to share out.
@@ -185,7 +186,7 @@ struct EmbedPart<const V: usize, const T: usize, const E: usize> {
 
 impl<const V: usize, const T: usize, const E: usize> EmbedPart<V, T, E> {
     fn refresh(&mut self) {
-        ops::transpose(&mut self.lm_head_t, &self.w.lm_head);
+        transpose(&mut self.lm_head_t, &self.w.lm_head);
     }
 
     fn adam(&mut self, g: &Embed<V, T, E>, vocab: usize, adam: &AdamStep) {
@@ -212,7 +213,7 @@ struct Param<const I: usize, const O: usize> {
 
 impl<const I: usize, const O: usize> Param<I, O> {
     fn refresh(&mut self) {
-        ops::transpose(&mut self.t, &self.w);
+        transpose(&mut self.t, &self.w);
     }
 
     /// The per-parameter array `which`, flattened.
@@ -455,7 +456,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
 
 impl<const V: usize, const T: usize, const E: usize> Embed<V, T, E> {
     /// Zeroes the gradients a backward adds into, the embedding tables: every other gradient
-    /// tensor (`lm_head` and the blocks' matrices) it writes over ([`ops::Write::Set`]), so
+    /// tensor (`lm_head` and the blocks' matrices) it writes over ([`ops::Put::Set`]), so
     /// they need no zeroing between steps.
     fn zero_tables(&mut self) {
         self.wte.as_flattened_mut().fill(0.0);
@@ -1222,7 +1223,7 @@ impl<
 // The model
 
 /// The statically shaped GPT. Use it through a configuration alias (e.g.
-/// [`crate::config::Micro`]).
+/// [`crate::presets::Micro`]).
 pub struct Gpt<
     const V: usize,
     const T: usize,
@@ -1277,17 +1278,17 @@ impl<
     ///
     /// ```compile_fail,E0080
     /// // E = 16 but H·D = 4·3 = 12
-    /// type Bad = microgpt::model::Gpt<27, 16, 16, 4, 3, 64, 1>;
+    /// type Bad = microgpt::gpt::Gpt<27, 16, 16, 4, 3, 64, 1>;
     /// const _: () = Bad::CHECK;
     /// ```
     /// ```compile_fail,E0080
     /// // F = 48 is not 4·E = 64
-    /// type Bad = microgpt::model::Gpt<27, 16, 16, 4, 4, 48, 1>;
+    /// type Bad = microgpt::gpt::Gpt<27, 16, 16, 4, 4, 48, 1>;
     /// const _: () = Bad::CHECK;
     /// ```
     /// The same lines with a consistent shape compile:
     /// ```
-    /// type Good = microgpt::model::Gpt<27, 16, 16, 4, 4, 64, 1>;
+    /// type Good = microgpt::gpt::Gpt<27, 16, 16, 4, 4, 64, 1>;
     /// const _: () = Good::CHECK;
     /// ```
     pub const CHECK: () = {
@@ -1907,10 +1908,10 @@ vocab_buckets! {
     /// The micro model in the smallest compiled vocabulary bucket that holds the real
     /// vocabulary: what the CLI trains on an arbitrary text file.
     pub enum MicroGpt = "micro" {
-        V27(crate::config::Micro) = 27,
-        V64(crate::config::Micro64) = 64,
-        V128(crate::config::Micro128) = 128,
-        V256(crate::config::Micro256) = 256,
+        V27(crate::presets::Micro) = 27,
+        V64(crate::presets::Micro64) = 64,
+        V128(crate::presets::Micro128) = 128,
+        V256(crate::presets::Micro256) = 256,
     }
 }
 
@@ -1918,10 +1919,10 @@ vocab_buckets! {
     /// The small model (4 layers, n_embd 64) in the smallest compiled vocabulary bucket that
     /// holds the real vocabulary.
     pub enum SmallGpt = "small" {
-        V27(crate::config::Small) = 27,
-        V64(crate::config::Small64) = 64,
-        V128(crate::config::Small128) = 128,
-        V256(crate::config::Small256) = 256,
+        V27(crate::presets::Small) = 27,
+        V64(crate::presets::Small64) = 64,
+        V128(crate::presets::Small128) = 128,
+        V256(crate::presets::Small256) = 256,
     }
 }
 
