@@ -2,10 +2,25 @@
 //!
 //! - The **reference** (dynamic) engine is a faithful port: a scalar autograd tape
 //!   ([`autograd`]) and the GPT written on it line by line ([`reference`](mod@reference)).
-//! - The **static** engine has the model's dimensions as const generics ([`config`]), forward
-//!   and backward as explicit pairs of functions over fixed-size arrays ([`ops`]), a model that
-//!   allocates nothing per step ([`model`]) and Adam ([`optim`]). Every hand-written derivative
-//!   is checked against the reference.
+//! - The **static** engine ([`gpt`]) has the model's dimensions as const generics, forward and
+//!   backward as explicit pairs of functions over fixed-size arrays ([`gpt::ops`]), allocates
+//!   nothing per step, and spreads a minibatch over threads without changing a bit of the
+//!   result. Every hand-written derivative is checked against the reference.
+//!
+//! The modules, bottom to top (each uses only those above it):
+//!
+//! | module | what |
+//! |---|---|
+//! | [`error`], [`rng`], [`io`] | one-line errors; the random streams (PCG, CPython's MT19937); atomic file writes |
+//! | [`shape`] | [`shape::Shape`], the presets' shapes, `INIT_STD`, `RMSNORM_EPS`: no engine |
+//! | [`data`], [`dropout`], [`optim`] | documents and tokenizer; dropout masks; Adam |
+//! | [`autograd`], [`reference`](mod@reference) | the dynamic engine: the tape and the GPT on it |
+//! | [`gpt`] | the static engine, cut like llm.c's `train_gpt2.c` (its own table) |
+//! | [`parallel`] | the crew of worker threads the static engine's steps run on |
+//! | [`presets`] | the compiled configurations: the only module naming concrete shapes |
+//! | [`sample`], [`train`], [`bigram`] | sampling, the training loop, the count baseline |
+//! | [`checkpoint`], [`curve`], [`progress`] | safetensors checkpoints, loss curves, the progress bar |
+//! | [`session`] | the commands' work, for `main.rs` |
 
 pub mod autograd;
 pub mod bigram;

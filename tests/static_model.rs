@@ -157,8 +157,8 @@ fn initial_weights_follow_the_exact_vocab_stream() {
     assert_eq!(w.wte[26][15], expected[26 * 16 + 15]);
     assert_eq!(w.wpe[0][0], expected[27 * 16]);
     assert_eq!(w.lm_head[0][0], expected[27 * 16 + 256]);
-    assert_eq!(w.layers[0].attn_wq[0][0], expected[2 * 27 * 16 + 256]);
-    assert_eq!(w.layers[0].mlp_fc2[15][63], expected[4191]);
+    assert_eq!(w.blocks[0].attn_wq[0][0], expected[2 * 27 * 16 + 256]);
+    assert_eq!(w.blocks[0].mlp_fc2[15][63], expected[4191]);
 }
 
 #[test]
