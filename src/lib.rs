@@ -14,10 +14,11 @@
 //! | [`error`], [`rng`], [`io`] | one-line errors; the random streams (PCG, CPython's MT19937); atomic file writes |
 //! | [`shape`] | [`shape::Shape`], the presets' shapes, `INIT_STD`, `RMSNORM_EPS`: no engine |
 //! | [`data`], [`dropout`], [`optim`] | documents and tokenizer; dropout masks; Adam |
+//! | [`model`] | the engine-neutral traits: what training, evaluation and sampling need |
 //! | [`autograd`], [`reference`](mod@reference) | the dynamic engine: the tape and the GPT on it |
-//! | [`gpt`] | the static engine, cut like llm.c's `train_gpt2.c` (its own table) |
 //! | [`parallel`] | the crew of worker threads the static engine's steps run on |
-//! | [`presets`] | the compiled configurations: the only module naming concrete shapes |
+//! | [`gpt`] | the static engine, cut like llm.c's `train_gpt2.c` (its own table) |
+//! | [`presets`] | the compiled configurations and engine selection: the only module naming concrete shapes and both engines |
 //! | [`sample`], [`train`], [`bigram`] | sampling, the training loop, the count baseline |
 //! | [`checkpoint`], [`curve`], [`progress`] | safetensors checkpoints, loss curves, the progress bar |
 //! | [`session`] | the commands' work, for `main.rs` |
@@ -31,6 +32,7 @@ pub mod dropout;
 pub mod error;
 pub mod gpt;
 pub mod io;
+pub mod model;
 pub mod optim;
 pub mod parallel;
 pub mod presets;

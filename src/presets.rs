@@ -1,11 +1,18 @@
-//! The compiled configurations: the only module that names concrete shapes of the static
-//! engine, and both engines.
+//! The compiled configurations and the choice of engine: the only module that names concrete
+//! shapes of the static engine, and both engines.
 //!
 //! The positional const parameters are spelled here and nowhere else; each alias forces the
-//! compile-time shape check (`Gpt::CHECK`) with an item-level `const _`, so a wrong alias
-//! fails `cargo check`.
+//! compile-time shape check ([`Gpt::CHECK`]) with an item-level `const _`, so a wrong alias
+//! fails `cargo check`. Each preset is compiled for the vocabulary sizes of [`BUCKETS`]; a
+//! model is built in the smallest that holds the real vocabulary ([`static_model`]).
 
+use crate::bail;
+use crate::error::Result;
 use crate::gpt::Gpt;
+use crate::model::Model;
+use crate::reference::Reference;
+use crate::rng::Rng;
+use crate::shape;
 
 /// microgpt.py's model on names.txt: V 27, T 16, E 16, H 4, D 4, F 64, L 1 (4,192 parameters).
 pub type Micro = Gpt<27, 16, 16, 4, 4, 64, 1>;
@@ -40,3 +47,105 @@ const _: () = Small128::CHECK;
 /// The small model for vocabularies of up to 256 tokens.
 pub type Small256 = Gpt<256, 16, 64, 4, 16, 256, 4>;
 const _: () = Small256::CHECK;
+
+/// The compiled vocabulary sizes of every preset, smallest first.
+pub const BUCKETS: [usize; 4] = [27, 64, 128, 256];
+
+// each alias is compiled for the bucket its position says
+const _: () = assert!(Micro::V == BUCKETS[0] && Small::V == BUCKETS[0]);
+const _: () = assert!(Micro64::V == BUCKETS[1] && Small64::V == BUCKETS[1]);
+const _: () = assert!(Micro128::V == BUCKETS[2] && Small128::V == BUCKETS[2]);
+const _: () = assert!(Micro256::V == BUCKETS[3] && Small256::V == BUCKETS[3]);
+
+/// Builds one alias for a real vocabulary, its weights drawn from the stream.
+type Build = fn(usize, &mut Rng) -> Result<Box<dyn Model>>;
+
+fn boxed<M: Model + 'static>(model: Result<M>) -> Result<Box<dyn Model>> {
+    Ok(Box::new(model?))
+}
+
+/// `micro` in each bucket of [`BUCKETS`].
+const MICRO: [Build; 4] = [
+    |vocab, rng| boxed(Micro::new(vocab, rng)),
+    |vocab, rng| boxed(Micro64::new(vocab, rng)),
+    |vocab, rng| boxed(Micro128::new(vocab, rng)),
+    |vocab, rng| boxed(Micro256::new(vocab, rng)),
+];
+
+/// `small` in each bucket of [`BUCKETS`].
+const SMALL: [Build; 4] = [
+    |vocab, rng| boxed(Small::new(vocab, rng)),
+    |vocab, rng| boxed(Small64::new(vocab, rng)),
+    |vocab, rng| boxed(Small128::new(vocab, rng)),
+    |vocab, rng| boxed(Small256::new(vocab, rng)),
+];
+
+/// The compiled vocabulary size a model for `vocab` tokens is built in: the smallest bucket
+/// that holds it.
+pub fn bucket(vocab: usize) -> Option<usize> {
+    BUCKETS.iter().copied().find(|&b| vocab <= b)
+}
+
+/// The static model of preset `name` for a real vocabulary of `vocab` tokens, in the smallest
+/// bucket that holds it; the initial weights are those of the exact-vocab model from the same
+/// `rng`.
+pub fn static_model(name: &str, vocab: usize, rng: &mut Rng) -> Result<Box<dyn Model>> {
+    let builds = match name {
+        "micro" => &MICRO,
+        "small" => &SMALL,
+        other => bail!("no static build of model {other:?}"),
+    };
+    let Some(i) = BUCKETS.iter().position(|&b| vocab <= b) else {
+        bail!(
+            "the vocabulary has {vocab} tokens but the largest compiled vocabulary of model {name} holds {}",
+            BUCKETS[BUCKETS.len() - 1]
+        )
+    };
+    builds[i](vocab, rng)
+}
+
+/// Which engine computes the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Const-generic arrays with hand-written derivatives.
+    Static,
+    /// The scalar autograd tape.
+    Dynamic,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Static => "static",
+            Engine::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// A fresh model of preset `name` for `vocab` tokens on `engine`, its weights drawn from `rng`.
+pub fn build_model(
+    engine: Engine,
+    name: &str,
+    vocab: usize,
+    rng: &mut Rng,
+) -> Result<Box<dyn Model>> {
+    let Some(shape) = shape::preset_shape(name, vocab) else {
+        bail!(
+            "unknown model {name:?}; compiled models: {}",
+            preset_names()
+        );
+    };
+    match engine {
+        Engine::Dynamic => Ok(Box::new(Reference::new(shape, rng)?)),
+        Engine::Static => static_model(name, vocab, rng),
+    }
+}
+
+/// The presets' names, comma-separated.
+fn preset_names() -> String {
+    shape::PRESETS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

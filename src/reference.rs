@@ -15,6 +15,7 @@ use crate::autograd::{Tape, Var};
 use crate::bail;
 use crate::dropout::{self, Dropout};
 use crate::error::Result;
+use crate::model::{Forward, Model};
 use crate::optim::AdamStep;
 use crate::rng::Rng;
 use crate::shape::Shape;
@@ -468,5 +469,59 @@ impl Reference {
         self.logits
             .extend(logits.iter().map(|&l| self.tape.data(l)));
         &self.logits
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The engine traits
+
+impl Model for Reference {
+    fn preset(&self) -> &'static str {
+        self.shape().preset().unwrap_or("custom")
+    }
+    fn shape(&self) -> Shape {
+        Reference::shape(self)
+    }
+    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+        Reference::train_batch(self, batch, adam)
+    }
+    fn set_dropout(&mut self, dropout: Option<Dropout>) {
+        Reference::set_dropout(self, dropout)
+    }
+    fn set_token_mean(&mut self, token_mean: bool) {
+        Reference::set_token_mean(self, token_mean)
+    }
+    fn loss(&mut self, tokens: &[usize]) -> f64 {
+        Reference::loss(self, tokens)
+    }
+    fn params_flat(&self) -> Vec<f64> {
+        self.params().to_vec()
+    }
+    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
+        if flat.len() != self.num_params() {
+            bail!(
+                "{} values do not fit {} parameters",
+                flat.len(),
+                self.num_params()
+            );
+        }
+        self.set_params(flat);
+        Ok(())
+    }
+    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
+        let (m, v) = self.adam_moments();
+        (m.to_vec(), v.to_vec())
+    }
+    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+        self.set_adam_moments(m, v)
+    }
+}
+
+impl Forward for Reference {
+    fn block_size(&self) -> usize {
+        self.shape().block_size
+    }
+    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        Reference::forward_token(self, token, pos)
     }
 }

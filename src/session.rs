@@ -20,32 +20,15 @@ use crate::checkpoint::{AdamMoments, Checkpoint};
 use crate::curve::Curve;
 use crate::data::{self, EncodedDocs, Tokenizer};
 use crate::error::Result;
-use crate::gpt::{MicroGpt, SmallGpt};
+use crate::model::Model;
 use crate::optim::{Adam, Schedule};
 use crate::progress::Progress;
-use crate::reference::Reference;
 use crate::rng::{Rng, RngKind};
 use crate::sample::{self, Sampling};
 use crate::shape::{self, Shape};
-use crate::train::{self, Model};
+use crate::train;
 
-/// Which engine computes the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// Const-generic arrays with hand-written derivatives.
-    Static,
-    /// The scalar autograd tape.
-    Dynamic,
-}
-
-impl Engine {
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::Static => "static",
-            Engine::Dynamic => "dynamic",
-        }
-    }
-}
+pub use crate::presets::{Engine, build_model};
 
 /// Everything that defines a run's numbers. A checkpoint records all of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -290,27 +273,6 @@ impl Dataset {
     ) -> Result<Dataset> {
         RawDocs::read(path)?.split(rng, val_fraction, tok)
     }
-}
-
-/// A fresh model of `preset` for `vocab` tokens, its weights drawn from `rng`.
-pub fn build_model(
-    engine: Engine,
-    preset: &str,
-    vocab: usize,
-    rng: &mut Rng,
-) -> Result<Box<dyn Model>> {
-    let Some(shape) = shape::preset_shape(preset, vocab) else {
-        bail!(
-            "unknown model {preset:?}; compiled models: {}",
-            preset_names()
-        );
-    };
-    Ok(match (engine, preset) {
-        (Engine::Dynamic, _) => Box::new(Reference::new(shape, rng)?),
-        (Engine::Static, "micro") => Box::new(MicroGpt::new(vocab, rng)?),
-        (Engine::Static, "small") => Box::new(SmallGpt::new(vocab, rng)?),
-        (Engine::Static, other) => bail!("no static build of model {other:?}"),
-    })
 }
 
 /// A checkpoint of `model` after `step` steps of a run with these settings and data.

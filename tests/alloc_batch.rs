@@ -10,8 +10,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use microgpt::data::{EncodedDocs, Tokenizer, load_docs};
-use microgpt::gpt::{MicroGpt, SmallGpt};
 use microgpt::optim::Adam;
+use microgpt::presets::static_model;
 use microgpt::rng::Rng;
 
 struct Counting;
@@ -111,7 +111,7 @@ fn batched_steps_on_several_threads_allocate_nothing() {
     });
     assert!(on_a_thread > 1, "a thread and its allocation are counted");
 
-    let mut micro = MicroGpt::new(tok.vocab_size(), &mut rng.clone()).unwrap();
+    let mut micro = static_model("micro", tok.vocab_size(), &mut rng.clone()).unwrap();
     micro.set_threads(2).unwrap();
     let (losses, n) = measure(|b, s| micro.train_batch(b, &adam.at(s, 1000)), &enc, 32);
     println!(
@@ -125,7 +125,7 @@ fn batched_steps_on_several_threads_allocate_nothing() {
         "{n} heap allocations during {STEPS} steps of micro on 2 threads"
     );
 
-    let mut small = SmallGpt::new(tok.vocab_size(), &mut rng.clone()).unwrap();
+    let mut small = static_model("small", tok.vocab_size(), &mut rng.clone()).unwrap();
     small.set_threads(3).unwrap();
     let (losses, n) = measure(|b, s| small.train_batch(b, &adam.at(s, 1000)), &enc, 16);
     println!(

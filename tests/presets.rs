@@ -14,9 +14,8 @@ mod common;
 use common::names;
 
 use microgpt::data::EncodedDocs;
-use microgpt::gpt::{MicroGpt, SmallGpt};
 use microgpt::optim::Adam;
-use microgpt::presets::Small;
+use microgpt::presets::{self, BUCKETS, Small};
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
 use microgpt::session::{Engine, build_model};
@@ -41,15 +40,17 @@ fn small_on_names_has_201_088_parameters() {
 #[test]
 fn small_picks_the_smallest_bucket_that_fits() {
     for (vocab, bucket) in [(1, 27), (27, 27), (28, 64), (64, 64), (65, 128), (256, 256)] {
-        let m = SmallGpt::new(vocab, &mut Rng::pcg(1)).unwrap();
-        assert_eq!((m.bucket(), m.vocab()), (bucket, vocab));
+        assert_eq!(presets::bucket(vocab), Some(bucket));
+        let m = presets::static_model("small", vocab, &mut Rng::pcg(1)).unwrap();
+        assert_eq!(m.shape(), shape::preset_shape("small", vocab).unwrap());
     }
-    let err = SmallGpt::new(257, &mut Rng::pcg(1))
+    assert_eq!(presets::bucket(257), None);
+    let err = presets::static_model("small", 257, &mut Rng::pcg(1))
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("257") && err.contains("256"), "{err}");
-    assert_eq!(SmallGpt::BUCKETS, MicroGpt::BUCKETS);
+    assert_eq!(BUCKETS, [27, 64, 128, 256]);
 }
 
 /// The whole small model against the reference on one short document: the same initial
@@ -93,7 +94,7 @@ fn small_trains_a_few_batched_steps_on_a_2_mib_stack() {
     let run = || {
         let mut rng = Rng::pcg(42);
         let (tok, docs) = names(&mut rng);
-        let mut m = SmallGpt::new(tok.vocab_size(), &mut rng).unwrap();
+        let mut m = Small::new(tok.vocab_size(), &mut rng).unwrap();
         m.set_threads(2).unwrap();
         let adam = Adam {
             lr: 1e-3,
@@ -186,12 +187,12 @@ fn tokens_per_second(
 
 /// Training and forward-only throughput of one preset at 1 and 2 threads.
 macro_rules! throughput {
-    ($name:literal, $model:ty, $steps:expr, $docs:expr, $rng:expr, $batch_size:expr) => {{
+    ($name:literal, $steps:expr, $docs:expr, $rng:expr, $batch_size:expr) => {{
         let adam = Adam::default();
         let mut train = Vec::new();
         let mut eval = Vec::new();
         for threads in [1, 2] {
-            let mut m = <$model>::new($docs.0.vocab_size(), &mut $rng.clone()).unwrap();
+            let mut m = presets::static_model($name, $docs.0.vocab_size(), &mut $rng.clone()).unwrap();
             m.set_threads(threads).unwrap();
             let total = 4 * $steps;
             train.push(tokens_per_second(
@@ -212,7 +213,7 @@ macro_rules! throughput {
                 $steps / 4 + 1,
             ));
         }
-        let mut m = <$model>::new($docs.0.vocab_size(), &mut $rng.clone()).unwrap();
+        let mut m = presets::static_model($name, $docs.0.vocab_size(), &mut $rng.clone()).unwrap();
         let one_by_one = tokens_per_second(
             |b, _| b.iter().map(|d| m.loss(d)).sum(),
             &$docs.1,
@@ -242,8 +243,8 @@ fn throughput_of_each_preset_at_one_and_two_threads() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average before: {}", load.trim());
     println!("tokens (positions) per second; training in batches of {batch_size} names:");
-    throughput!("micro", MicroGpt, 200, docs, rng, batch_size);
-    throughput!("small", SmallGpt, 20, docs, rng, batch_size);
+    throughput!("micro", 200, docs, rng, batch_size);
+    throughput!("small", 20, docs, rng, batch_size);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average after: {}", load.trim());
 }

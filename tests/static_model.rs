@@ -5,8 +5,9 @@
 mod common;
 
 use common::{per_tensor, report};
-use microgpt::gpt::{Gpt, MicroGpt};
+use microgpt::gpt::Gpt;
 use microgpt::optim::Adam;
+use microgpt::presets;
 use microgpt::presets::{Micro, Micro64, Micro256};
 use microgpt::rng::Rng;
 use microgpt::shape::Shape;
@@ -91,8 +92,8 @@ fn vocab_bucket_equals_exact_vocab_model() {
     ];
     let mut exact = Micro::new(27, &mut Rng::pcg(7)).unwrap();
     let mut bucket = Micro64::new(27, &mut Rng::pcg(7)).unwrap();
-    let mut big = MicroGpt::new(27, &mut Rng::pcg(7)).unwrap();
-    assert_eq!(big.bucket(), 27);
+    let mut big = presets::static_model("micro", 27, &mut Rng::pcg(7)).unwrap();
+    assert_eq!(presets::bucket(27), Some(27));
     let mut b256 = Micro256::new(27, &mut Rng::pcg(7)).unwrap();
     assert_eq!(exact.params_flat(), bucket.params_flat());
     assert_eq!(exact.params_flat(), b256.params_flat());
@@ -112,10 +113,10 @@ fn vocab_bucket_equals_exact_vocab_model() {
         let le = exact.train_step(doc, &s);
         let lb = bucket.train_step(doc, &s);
         let l2 = b256.train_step(doc, &s);
-        let l3 = big.train_step(doc, &s);
+        let l3 = big.train_batch(&[doc], &s);
         assert_close(&format!("step {step} loss"), &[le], &[lb]);
         assert_close(&format!("step {step} loss"), &[le], &[l2]);
-        assert_eq!(le, l3, "step {step}: MicroGpt picks the V = 27 bucket");
+        assert_eq!(le, l3, "step {step}: static_model picks the V = 27 bucket");
         let g = exact.grads_flat();
         assert_close(&format!("step {step} gradients"), &g, &bucket.grads_flat());
         assert_close(&format!("step {step} gradients"), &g, &b256.grads_flat());
@@ -165,13 +166,18 @@ fn initial_weights_follow_the_exact_vocab_stream() {
 fn constructor_and_flat_parameters_report_size_errors() {
     let err = Micro::new(28, &mut Rng::pcg(1)).err().unwrap().to_string();
     assert!(err.contains("28") && err.contains("27"), "{err}");
-    let err = MicroGpt::new(300, &mut Rng::pcg(1))
+    let err = presets::static_model("micro", 300, &mut Rng::pcg(1))
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("300") && err.contains("256"), "{err}");
-    assert_eq!(MicroGpt::new(28, &mut Rng::pcg(1)).unwrap().bucket(), 64);
-    assert_eq!(MicroGpt::new(200, &mut Rng::pcg(1)).unwrap().bucket(), 256);
+    assert_eq!(presets::bucket(28), Some(64));
+    assert_eq!(presets::bucket(200), Some(256));
+    let err = presets::static_model("tiny", 27, &mut Rng::pcg(1))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("tiny"), "{err}");
     let mut m = Micro::new(27, &mut Rng::pcg(1)).unwrap();
     let err = m.set_params_flat(&[0.0; 10]).unwrap_err().to_string();
     assert!(err.contains("10") && err.contains("4192"), "{err}");

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use crate::bail;
 use crate::dropout::Dropout;
 use crate::error::Result;
+use crate::model::{Forward, Model};
 use crate::optim::AdamStep;
 use crate::parallel::{Crew, Job};
 use crate::rng::Rng;
@@ -450,156 +451,74 @@ impl<
 }
 
 // ------------------------------------------------------------------------------------------
-// A preset in every compiled vocabulary bucket
+// The engine traits
 
-/// `vocab_buckets!` defines an enum over one configuration compiled for several vocabulary
-/// sizes (`Variant(Alias) = V`, smallest first): the constructor picks the smallest bucket
-/// that holds the real vocabulary, and every method forwards to the model in it.
-macro_rules! vocab_buckets {
-    (
-        $(#[$doc:meta])*
-        pub enum $name:ident = $preset:literal {
-            $($variant:ident($alias:ty) = $bucket:literal),+ $(,)?
-        }
-    ) => {
-        $(#[$doc])*
-        pub enum $name {
-            $($variant($alias)),+
-        }
-
-        // each variant's alias is compiled for the vocabulary its name says
-        $(const _: () = assert!(<$alias>::V == $bucket);)+
-
-        impl $name {
-            /// The configuration's name, as `--model` spells it.
-            pub const PRESET: &'static str = $preset;
-
-            /// The compiled vocabulary sizes, smallest first.
-            pub const BUCKETS: &'static [usize] = &[$($bucket),+];
-
-            /// The model for a real vocabulary of `vocab` tokens, in the smallest bucket that
-            /// fits; the initial weights are those of the exact-vocab model from the same
-            /// `rng`.
-            pub fn new(vocab: usize, rng: &mut Rng) -> Result<$name> {
-                $(
-                    if vocab <= $bucket {
-                        return Ok($name::$variant(<$alias>::new(vocab, rng)?));
-                    }
-                )+
-                bail!(
-                    "the vocabulary has {vocab} tokens but the largest compiled vocabulary of model {} holds {}",
-                    $preset,
-                    Self::BUCKETS[Self::BUCKETS.len() - 1]
-                )
-            }
-
-            /// The compiled vocabulary size `V` of the bucket in use.
-            pub fn bucket(&self) -> usize {
-                match self { $($name::$variant(_) => $bucket),+ }
-            }
-
-            pub fn vocab(&self) -> usize {
-                match self { $($name::$variant(m) => m.vocab()),+ }
-            }
-
-            pub fn shape(&self) -> Shape {
-                match self { $($name::$variant(m) => m.shape()),+ }
-            }
-
-            pub fn num_params(&self) -> usize {
-                match self { $($name::$variant(m) => m.num_params()),+ }
-            }
-
-            pub fn set_threads(&mut self, n: usize) -> Result<()> {
-                match self { $($name::$variant(m) => m.set_threads(n)),+ }
-            }
-
-            pub fn threads(&self) -> usize {
-                match self { $($name::$variant(m) => m.threads()),+ }
-            }
-
-            pub fn set_token_mean(&mut self, token_mean: bool) {
-                match self { $($name::$variant(m) => m.set_token_mean(token_mean)),+ }
-            }
-
-            pub fn set_dropout(&mut self, dropout: Option<crate::dropout::Dropout>) {
-                match self { $($name::$variant(m) => m.set_dropout(dropout)),+ }
-            }
-
-            pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
-                match self { $($name::$variant(m) => m.loss_and_grad(tokens)),+ }
-            }
-
-            pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]]) -> f64 {
-                match self { $($name::$variant(m) => m.loss_and_grad_batch(batch)),+ }
-            }
-
-            pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
-                match self { $($name::$variant(m) => m.train_step(tokens, adam)),+ }
-            }
-
-            pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-                match self { $($name::$variant(m) => m.train_batch(batch, adam)),+ }
-            }
-
-            pub fn adam_update(&mut self, adam: &AdamStep) {
-                match self { $($name::$variant(m) => m.adam_update(adam)),+ }
-            }
-
-            pub fn loss(&mut self, tokens: &[usize]) -> f64 {
-                match self { $($name::$variant(m) => m.loss(tokens)),+ }
-            }
-
-            pub fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
-                match self { $($name::$variant(m) => m.losses(batch, out)),+ }
-            }
-
-            pub fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
-                match self { $($name::$variant(m) => m.forward_token(token, pos)),+ }
-            }
-
-            pub fn params_flat(&self) -> Vec<f64> {
-                match self { $($name::$variant(m) => m.params_flat()),+ }
-            }
-
-            pub fn grads_flat(&self) -> Vec<f64> {
-                match self { $($name::$variant(m) => m.grads_flat()),+ }
-            }
-
-            pub fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
-                match self { $($name::$variant(m) => m.set_params_flat(flat)),+ }
-            }
-
-            pub fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
-                match self { $($name::$variant(m) => m.adam_flat()),+ }
-            }
-
-            pub fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
-                match self { $($name::$variant(g) => g.set_adam_flat(m, v)),+ }
-            }
-        }
-    };
-}
-
-vocab_buckets! {
-    /// The micro model in the smallest compiled vocabulary bucket that holds the real
-    /// vocabulary: what the CLI trains on an arbitrary text file.
-    pub enum MicroGpt = "micro" {
-        V27(crate::presets::Micro) = 27,
-        V64(crate::presets::Micro64) = 64,
-        V128(crate::presets::Micro128) = 128,
-        V256(crate::presets::Micro256) = 256,
+impl<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> Model for Gpt<V, T, E, H, D, F, L>
+{
+    fn preset(&self) -> &'static str {
+        self.shape().preset().unwrap_or("custom")
+    }
+    fn shape(&self) -> Shape {
+        Gpt::shape(self)
+    }
+    fn num_params(&self) -> usize {
+        Gpt::num_params(self)
+    }
+    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+        Gpt::train_batch(self, batch, adam)
+    }
+    fn set_threads(&mut self, n: usize) -> Result<()> {
+        Gpt::set_threads(self, n)
+    }
+    fn set_dropout(&mut self, dropout: Option<Dropout>) {
+        Gpt::set_dropout(self, dropout)
+    }
+    fn set_token_mean(&mut self, token_mean: bool) {
+        Gpt::set_token_mean(self, token_mean)
+    }
+    fn loss(&mut self, tokens: &[usize]) -> f64 {
+        Gpt::loss(self, tokens)
+    }
+    fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
+        Gpt::losses(self, batch, out)
+    }
+    fn params_flat(&self) -> Vec<f64> {
+        Gpt::params_flat(self)
+    }
+    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
+        Gpt::set_params_flat(self, flat)
+    }
+    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
+        Gpt::adam_flat(self)
+    }
+    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+        Gpt::set_adam_flat(self, m, v)
     }
 }
 
-vocab_buckets! {
-    /// The small model (4 layers, n_embd 64) in the smallest compiled vocabulary bucket that
-    /// holds the real vocabulary.
-    pub enum SmallGpt = "small" {
-        V27(crate::presets::Small) = 27,
-        V64(crate::presets::Small64) = 64,
-        V128(crate::presets::Small128) = 128,
-        V256(crate::presets::Small256) = 256,
+impl<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const D: usize,
+    const F: usize,
+    const L: usize,
+> Forward for Gpt<V, T, E, H, D, F, L>
+{
+    fn block_size(&self) -> usize {
+        T
+    }
+    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        Gpt::forward_token(self, token, pos)
     }
 }
 

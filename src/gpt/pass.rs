@@ -10,7 +10,8 @@
 //! references ([`ParamsRef`]); the backward borrows each part's weights and gradient, in the
 //! order it finishes with them, through a [`Lease`]: the scheduler ([`super::step`])
 //! implements it with its locks and counters, so that other threads can update a part as soon
-//! as every backward has left it, and a single-threaded caller with plain references.
+//! as every backward has left it; a single thread can implement it with plain references (the
+//! unit test in `gpt/mod.rs` does, and gets the scheduler's bits).
 
 use super::acts::{BlockActs, Buffers, Scratch};
 use super::ops::{self, Put::Add, Put::Set};

@@ -1,0 +1,59 @@
+//! What training, evaluation and sampling need from a model, whichever engine computes it.
+//! Each engine implements these traits once, in its own module: the reference in
+//! [`crate::reference`], the static engine in [`crate::gpt`]; [`crate::presets`] builds either
+//! behind a `Box<dyn Model>`.
+
+use crate::dropout::Dropout;
+use crate::error::Result;
+use crate::optim::AdamStep;
+use crate::shape::Shape;
+
+/// Anything that can run the model one token at a time with a KV cache.
+pub trait Forward {
+    /// The block size: the most positions a sequence can have.
+    fn block_size(&self) -> usize;
+    /// The logits after feeding `token` at position `pos` (`pos == 0` starts a new sequence).
+    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64];
+}
+
+/// A trainable model: either engine, any compiled configuration.
+pub trait Model: Forward {
+    /// The configuration's name as `--model` and checkpoints spell it (e.g. `micro`).
+    fn preset(&self) -> &'static str;
+    /// The shape, with the real vocabulary.
+    fn shape(&self) -> Shape;
+    /// Number of trained parameters.
+    fn num_params(&self) -> usize {
+        self.shape().num_params()
+    }
+    /// One step on a batch of documents (each `[BOS] doc [BOS]`): the gradient is the mean of
+    /// the documents' gradients, then one Adam update. Returns the mean of their losses.
+    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64;
+    /// Spreads the documents of a batch over `n` threads (the results do not depend on `n`).
+    /// Engines without threads ignore it.
+    fn set_threads(&mut self, n: usize) -> Result<()> {
+        let _ = n;
+        Ok(())
+    }
+    /// Dropout for the following training steps (`None`: none, as microgpt); forward-only
+    /// passes never drop out.
+    fn set_dropout(&mut self, dropout: Option<Dropout>);
+    /// A step's loss: the mean of the documents' means (`false`, microgpt) or the mean over
+    /// all the batch's tokens (`true`, makemore).
+    fn set_token_mean(&mut self, token_mean: bool);
+    /// The loss of one document (mean over its positions), forward only.
+    fn loss(&mut self, tokens: &[usize]) -> f64;
+    /// [`Model::loss`] of each document of `batch` into `out`; engines with threads spread
+    /// the documents over them.
+    fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
+        for (doc, l) in batch.iter().zip(out) {
+            *l = self.loss(doc);
+        }
+    }
+    /// Parameters, flat, in [`Shape::tensors`] layout.
+    fn params_flat(&self) -> Vec<f64>;
+    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()>;
+    /// Adam's moments `(m, v)`, same layout.
+    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>);
+    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()>;
+}
