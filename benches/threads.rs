@@ -22,7 +22,7 @@
 use std::time::Instant;
 
 use microgpt::data::{EncodedDocs, Tokenizer, default_data_path, load_docs};
-use microgpt::model::Model;
+use microgpt::model::{Model, StepInputs};
 use microgpt::optim::Adam;
 use microgpt::presets::{Micro, Small};
 use microgpt::rng::Rng;
@@ -70,7 +70,7 @@ fn chunk(
         batch.clear();
         batch.extend((0..BATCH).map(|j| docs.get((s * BATCH + j) % docs.len())));
         tokens += batch.iter().map(|d| positions(d, block)).sum::<usize>();
-        model.train_batch(&batch, &adam.at(s, total));
+        model.train_batch(&batch, &adam.at(s, total), &StepInputs::MICROGPT);
     }
     (tokens, start.elapsed().as_secs_f64())
 }

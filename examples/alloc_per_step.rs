@@ -13,6 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use microgpt::data::{EncodedDocs, Tokenizer, default_data_path, load_docs};
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
 use microgpt::presets::static_model;
 use microgpt::reference::Reference;
@@ -134,7 +135,7 @@ fn main() {
         let doc = docs.get(step % docs.len());
         let n = positions(doc, block);
         let a = adam.at(step, STEPS);
-        let (ls, ca, cb) = count(|| st.train_batch(&[doc], &a));
+        let (ls, ca, cb) = count(|| st.train_batch(&[doc], &a, &StepInputs::MICROGPT));
         counts_st.push((n, ca, cb));
         let (ld, ca, cb) = count(|| dy.train_step(doc, &a));
         counts_dy.push((n, ca, cb));

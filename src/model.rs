@@ -8,6 +8,25 @@ use crate::error::Result;
 use crate::optim::AdamStep;
 use crate::shape::Shape;
 
+/// What a gradient step is given besides its documents and Adam's scalars.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepInputs {
+    /// This step's dropout masks (`None`: none, as microgpt); forward-only passes never drop
+    /// out.
+    pub dropout: Option<Dropout>,
+    /// The step's loss is the mean over all the batch's tokens (makemore's) rather than the
+    /// mean of the documents' means (microgpt's).
+    pub token_mean: bool,
+}
+
+impl StepInputs {
+    /// microgpt's: no dropout, the mean of the documents' means.
+    pub const MICROGPT: StepInputs = StepInputs {
+        dropout: None,
+        token_mean: false,
+    };
+}
+
 /// Anything that can run the model one token at a time with a KV cache.
 pub trait Forward {
     /// The block size: the most positions a sequence can have.
@@ -26,21 +45,16 @@ pub trait Model: Forward {
     fn num_params(&self) -> usize {
         self.shape().num_params()
     }
-    /// One step on a batch of documents (each `[BOS] doc [BOS]`): the gradient is the mean of
-    /// the documents' gradients, then one Adam update. Returns the mean of their losses.
-    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64;
+    /// One step on a batch of documents (each `[BOS] doc [BOS]`): the gradient of the step's
+    /// loss (the mean of the documents' losses, or with `inputs.token_mean` of their tokens'),
+    /// then one Adam update. Returns that loss.
+    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep, inputs: &StepInputs) -> f64;
     /// Spreads the documents of a batch over `n` threads (the results do not depend on `n`).
     /// Engines without threads ignore it.
     fn set_threads(&mut self, n: usize) -> Result<()> {
         let _ = n;
         Ok(())
     }
-    /// Dropout for the following training steps (`None`: none, as microgpt); forward-only
-    /// passes never drop out.
-    fn set_dropout(&mut self, dropout: Option<Dropout>);
-    /// A step's loss: the mean of the documents' means (`false`, microgpt) or the mean over
-    /// all the batch's tokens (`true`, makemore).
-    fn set_token_mean(&mut self, token_mean: bool);
     /// The loss of one document (mean over its positions), forward only.
     fn loss(&mut self, tokens: &[usize]) -> f64;
     /// [`Model::loss`] of each document of `batch` into `out`; engines with threads spread

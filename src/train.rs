@@ -4,7 +4,7 @@
 
 use crate::data::EncodedDocs;
 use crate::dropout::Dropout;
-use crate::model::Model;
+use crate::model::{Model, StepInputs};
 use crate::optim::Adam;
 use crate::rng::{Rng, mix64};
 
@@ -121,7 +121,6 @@ pub fn train<M: Model + ?Sized>(
 ) {
     let t = model.shape().block_size;
     let (adam, batch_size) = (&recipe.adam, recipe.batch_size);
-    model.set_token_mean(recipe.token_mean);
     let mut order = Order::new(docs.len(), recipe.reshuffle, recipe.seed);
     let mut batch: Vec<&[usize]> = Vec::with_capacity(batch_size);
     for step in first..last {
@@ -132,8 +131,11 @@ pub fn train<M: Model + ?Sized>(
             tokens += positions(doc, t);
             batch.push(doc);
         }
-        model.set_dropout(Dropout::at(recipe.dropout, recipe.seed, step));
-        let loss = model.train_batch(&batch, &adam.at(step, total));
+        let inputs = StepInputs {
+            dropout: Dropout::at(recipe.dropout, recipe.seed, step),
+            token_mean: recipe.token_mean,
+        };
+        let loss = model.train_batch(&batch, &adam.at(step, total), &inputs);
         on_step(model, step, loss, tokens);
     }
 }

@@ -10,6 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use microgpt::data::{EncodedDocs, Tokenizer, load_docs};
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
 use microgpt::presets::static_model;
 use microgpt::rng::Rng;
@@ -113,7 +114,11 @@ fn batched_steps_on_several_threads_allocate_nothing() {
 
     let mut micro = static_model("micro", tok.vocab_size(), &mut rng.clone()).unwrap();
     micro.set_threads(2).unwrap();
-    let (losses, n) = measure(|b, s| micro.train_batch(b, &adam.at(s, 1000)), &enc, 32);
+    let (losses, n) = measure(
+        |b, s| micro.train_batch(b, &adam.at(s, 1000), &StepInputs::MICROGPT),
+        &enc,
+        32,
+    );
     println!(
         "micro, 2 threads, batches of 32: losses {:.4} … {:.4}",
         losses[0],
@@ -127,7 +132,11 @@ fn batched_steps_on_several_threads_allocate_nothing() {
 
     let mut small = static_model("small", tok.vocab_size(), &mut rng.clone()).unwrap();
     small.set_threads(3).unwrap();
-    let (losses, n) = measure(|b, s| small.train_batch(b, &adam.at(s, 1000)), &enc, 16);
+    let (losses, n) = measure(
+        |b, s| small.train_batch(b, &adam.at(s, 1000), &StepInputs::MICROGPT),
+        &enc,
+        16,
+    );
     println!(
         "small, 3 threads, batches of 16: losses {:.4} … {:.4}",
         losses[0],

@@ -14,6 +14,7 @@ mod common;
 use common::names;
 
 use microgpt::data::EncodedDocs;
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
 use microgpt::presets::{self, BUCKETS, Small};
 use microgpt::reference::Reference;
@@ -65,8 +66,8 @@ fn small_gradient_equals_the_reference() {
     // "emma" and "ava": two documents, one batch
     let (emma, ava) = ([26, 4, 12, 12, 0, 26], [26, 0, 21, 0, 26]);
     let batch: [&[usize]; 2] = [&emma, &ava];
-    let ls = st.loss_and_grad_batch(&batch);
-    let lr = rf.loss_and_grad_batch(&batch);
+    let ls = st.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
+    let lr = rf.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
     assert!((ls - lr).abs() <= 1e-10 * lr, "loss {ls} vs reference {lr}");
     let (g, r) = (st.grads_flat(), rf.grads());
     let mut off = 0;
@@ -106,9 +107,9 @@ fn small_trains_a_few_batched_steps_on_a_2_mib_stack() {
         // uniform (3.65 here: four residual blocks and no final norm spread the logits)
         assert!((first - 27f64.ln()).abs() < 0.5, "initial loss {first}");
         let losses: Vec<f64> = (0..4)
-            .map(|s| m.train_batch(&batch, &adam.at(s, 4)))
+            .map(|s| m.train_batch(&batch, &adam.at(s, 4), &StepInputs::MICROGPT))
             .collect();
-        let after = m.loss_and_grad_batch(&batch);
+        let after = m.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
         println!("small, 16 names: losses {losses:.4?} then {after:.4}");
         assert!(losses.iter().all(|l| l.is_finite()));
         assert!(after < losses[0], "4 steps on the batch lower its loss");
@@ -132,7 +133,7 @@ fn every_preset_builds_trains_evaluates_and_samples_on_both_engines() {
             assert_eq!(m.preset(), name);
             m.set_threads(2).unwrap();
             let s = Adam::default().at(0, 10);
-            let l = m.train_batch(&[&doc, &doc[..3]], &s);
+            let l = m.train_batch(&[&doc, &doc[..3]], &s, &StepInputs::MICROGPT);
             let v = m.loss(&doc);
             assert!(l.is_finite() && v.is_finite(), "{name} on {engine:?}");
             // the forward-only loss is the one the sampling forward gives, position by position
@@ -196,7 +197,7 @@ macro_rules! throughput {
             m.set_threads(threads).unwrap();
             let total = 4 * $steps;
             train.push(tokens_per_second(
-                |b, s| m.train_batch(b, &adam.at(s, total)),
+                |b, s| m.train_batch(b, &adam.at(s, total), &StepInputs::MICROGPT),
                 &$docs.1,
                 $batch_size,
                 $steps,

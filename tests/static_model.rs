@@ -6,6 +6,7 @@ mod common;
 
 use common::{per_tensor, report};
 use microgpt::gpt::Gpt;
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
 use microgpt::presets;
 use microgpt::presets::{Micro, Micro64, Micro256};
@@ -113,7 +114,7 @@ fn vocab_bucket_equals_exact_vocab_model() {
         let le = exact.train_step(doc, &s);
         let lb = bucket.train_step(doc, &s);
         let l2 = b256.train_step(doc, &s);
-        let l3 = big.train_batch(&[doc], &s);
+        let l3 = big.train_batch(&[doc], &s, &StepInputs::MICROGPT);
         assert_close(&format!("step {step} loss"), &[le], &[lb]);
         assert_close(&format!("step {step} loss"), &[le], &[l2]);
         assert_eq!(le, l3, "step {step}: static_model picks the V = 27 bucket");

@@ -25,9 +25,8 @@
 use std::sync::Arc;
 
 use crate::bail;
-use crate::dropout::Dropout;
 use crate::error::Result;
-use crate::model::{Forward, Model};
+use crate::model::{Forward, Model, StepInputs};
 use crate::optim::AdamStep;
 use crate::parallel::{Crew, Job};
 use crate::rng::Rng;
@@ -66,10 +65,6 @@ pub struct Gpt<
     caller_buffers: Buffers<V, T, E, H, F, L>,
     /// the worker threads, if more than one thread computes a batch
     crew: Option<Crew<Shared<V, T, E, H, D, F, L>>>,
-    /// dropout for the gradient steps, until changed ([`Gpt::set_dropout`])
-    dropout: Option<Dropout>,
-    /// a batch's loss is the mean over its positions ([`Gpt::set_token_mean`])
-    token_mean: bool,
 }
 
 impl<
@@ -151,8 +146,6 @@ impl<
             shared: Arc::new(shared),
             caller_buffers: Buffers::new(buffer_rows::<T>()),
             crew: None,
-            dropout: None,
-            token_mean: false,
         })
     }
 
@@ -202,23 +195,15 @@ impl<
         self.crew.as_ref().map_or(1, |c| c.workers() + 1)
     }
 
-    /// How a batch's loss averages: `false` (microgpt's, the default) the mean over the
-    /// documents of each document's mean over its positions; `true` (makemore's) the mean
-    /// over all the batch's positions, so that every token weighs the same.
-    pub fn set_token_mean(&mut self, token_mean: bool) {
-        self.token_mean = token_mean;
-    }
-
-    /// Dropout for the following gradient steps ([`Gpt::loss_and_grad_batch`],
-    /// [`Gpt::train_batch`]; the forward-only passes never drop out): `None` is microgpt's
-    /// training. Its key says the step: set it before each step.
-    pub fn set_dropout(&mut self, dropout: Option<Dropout>) {
-        self.dropout = dropout;
-    }
-
     /// Checks the documents of `batch` and writes the step's plan for the threads
     /// ([`step::Shared::prepare`]).
-    fn prepare(&mut self, batch: &[&[usize]], backward: bool, adam: Option<AdamStep>) {
+    fn prepare(
+        &mut self,
+        batch: &[&[usize]],
+        backward: bool,
+        adam: Option<AdamStep>,
+        inputs: &StepInputs,
+    ) {
         let vocab = self.vocab();
         for tokens in batch {
             assert!(
@@ -230,7 +215,7 @@ impl<
                 assert!(t < vocab, "token {t} is not in the vocabulary of {vocab}");
             }
         }
-        let (dropout, token_mean) = (self.dropout, self.token_mean);
+        let (dropout, token_mean) = (inputs.dropout, inputs.token_mean);
         self.shared
             .prepare(batch, backward, adam, dropout, token_mean);
     }
@@ -244,12 +229,12 @@ impl<
     }
 
     /// Prepares and runs a step; returns the mean of the documents' losses (in document order),
-    /// or with [`Gpt::set_token_mean`] their mean weighted by their positions.
-    fn step(&mut self, batch: &[&[usize]], adam: Option<AdamStep>) -> f64 {
-        self.prepare(batch, true, adam);
+    /// or with `inputs.token_mean` their mean weighted by their positions.
+    fn step(&mut self, batch: &[&[usize]], adam: Option<AdamStep>, inputs: &StepInputs) -> f64 {
+        self.prepare(batch, true, adam, inputs);
         self.run();
         let losses = lock(&self.shared.doc_loss);
-        if self.token_mean {
+        if inputs.token_mean {
             let n = |d: &[usize]| T.min(d.len() - 1) as f64;
             let total: f64 = losses.iter().zip(batch).map(|(l, d)| l * n(d)).sum();
             let positions: f64 = batch.iter().map(|d| n(d)).sum();
@@ -261,30 +246,31 @@ impl<
     }
 
     /// The gradient of the mean loss over a minibatch — the mean of the documents'
-    /// gradients, each document's loss the mean over its positions — into [`Gpt::grads_flat`];
-    /// returns the mean loss.
-    pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]]) -> f64 {
+    /// gradients, each document's loss the mean over its positions (or with
+    /// `inputs.token_mean` the mean over all its positions), with `inputs.dropout`'s masks —
+    /// into [`Gpt::grads_flat`]; returns the mean loss.
+    pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]], inputs: &StepInputs) -> f64 {
         assert!(!batch.is_empty(), "an empty batch");
-        self.step(batch, None)
+        self.step(batch, None, inputs)
     }
 
     /// One step on a minibatch: [`Gpt::loss_and_grad_batch`], then one Adam update. Returns
     /// the mean loss.
-    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
+    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep, inputs: &StepInputs) -> f64 {
         assert!(!batch.is_empty(), "an empty batch");
-        self.step(batch, Some(*adam))
+        self.step(batch, Some(*adam), inputs)
     }
 
     /// Zeroes the gradients, runs forward and backward over the document `tokens`
     /// (`[BOS] ids [BOS]`, truncated to `T` positions like microgpt.py) and returns the mean
     /// loss `(1/n)·Σ −ln p(target)`.
     pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
-        self.loss_and_grad_batch(&[tokens])
+        self.loss_and_grad_batch(&[tokens], &StepInputs::MICROGPT)
     }
 
     /// One Adam update of every tensor's real rows from the current gradients.
     pub fn adam_update(&mut self, adam: &AdamStep) {
-        self.prepare(&[], false, Some(*adam));
+        self.prepare(&[], false, Some(*adam), &StepInputs::MICROGPT);
         self.run();
     }
 
@@ -294,14 +280,14 @@ impl<
     /// are.
     pub fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
         assert_eq!(batch.len(), out.len(), "one loss per document");
-        self.prepare(batch, false, None);
+        self.prepare(batch, false, None, &StepInputs::MICROGPT);
         self.run();
         out.copy_from_slice(&lock(&self.shared.doc_loss));
     }
 
     /// [`Gpt::loss_and_grad`] then [`Gpt::adam_update`]; returns the loss.
     pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
-        self.train_batch(&[tokens], adam)
+        self.train_batch(&[tokens], adam, &StepInputs::MICROGPT)
     }
 
     /// The loss of one document (mean cross-entropy over its positions), forward only, on
@@ -472,17 +458,11 @@ impl<
     fn num_params(&self) -> usize {
         Gpt::num_params(self)
     }
-    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-        Gpt::train_batch(self, batch, adam)
+    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep, inputs: &StepInputs) -> f64 {
+        Gpt::train_batch(self, batch, adam, inputs)
     }
     fn set_threads(&mut self, n: usize) -> Result<()> {
         Gpt::set_threads(self, n)
-    }
-    fn set_dropout(&mut self, dropout: Option<Dropout>) {
-        Gpt::set_dropout(self, dropout)
-    }
-    fn set_token_mean(&mut self, token_mean: bool) {
-        Gpt::set_token_mean(self, token_mean)
     }
     fn loss(&mut self, tokens: &[usize]) -> f64 {
         Gpt::loss(self, tokens)
@@ -527,6 +507,7 @@ mod tests {
     use super::pass::{Lease, ParamsRef};
     use super::step::Part;
     use super::*;
+    use crate::dropout::Dropout;
     use crate::optim::Adam;
 
     type Micro = Gpt<27, 16, 16, 4, 4, 64, 1>;
@@ -611,8 +592,11 @@ mod tests {
         let dropout = Dropout::at(0.2, 9, 4);
         let mut m = Two::new(27, &mut Rng::pcg(3)).unwrap();
         m.set_threads(2).unwrap();
-        m.set_dropout(dropout);
-        m.loss_and_grad_batch(&[&doc]);
+        let inputs = StepInputs {
+            dropout,
+            token_mean: false,
+        };
+        m.loss_and_grad_batch(&[&doc], &inputs);
         let n = doc.len() - 1;
         let key = dropout.map_or(0, |d| d.key);
         let rows: Vec<Row> = (0..n)
@@ -658,7 +642,8 @@ mod tests {
             let doc: Vec<usize> = vec![26, 1, 2, 3, 4, 5, 6, 7, 26];
             // 32 documents of 8 positions: 4 groups of 64 rows
             let batch = vec![doc.as_slice(); 32];
-            m.prepare(&batch, true, Some(Adam::default().at(0, 10)));
+            let adam = Adam::default().at(0, 10);
+            m.prepare(&batch, true, Some(adam), &StepInputs::MICROGPT);
             {
                 let mut plan = write(&m.shared.plan);
                 assert_eq!(plan.groups.len(), 4);
