@@ -131,8 +131,7 @@ fn bad_arguments_are_errors() {
 #[test]
 #[ignore]
 fn names_validation_loss() {
-    let path = microgpt::data::default_data_path()
-        .unwrap_or_else(|_| "/work/shared/data/names.txt".into());
+    let path = microgpt::data::default_data_path().expect("names.txt (see README: Data)");
     let mut docs = load_docs(&path).unwrap();
     Rng::pcg(42).shuffle(&mut docs);
     let tok = Tokenizer::from_docs(&docs);
