@@ -221,7 +221,7 @@ impl<
     }
 
     /// Runs the prepared step on every thread.
-    fn run(&mut self) {
+    fn run_on_threads(&mut self) {
         match &self.crew {
             Some(crew) => crew.run(&mut self.caller_buffers),
             None => self.shared.run(&mut self.caller_buffers),
@@ -230,9 +230,14 @@ impl<
 
     /// Prepares and runs a step; returns the mean of the documents' losses (in document order),
     /// or with `inputs.token_mean` their mean weighted by their positions.
-    fn step(&mut self, batch: &[&[usize]], adam: Option<AdamStep>, inputs: &StepInputs) -> f64 {
+    fn gradient_step(
+        &mut self,
+        batch: &[&[usize]],
+        adam: Option<AdamStep>,
+        inputs: &StepInputs,
+    ) -> f64 {
         self.prepare(batch, true, adam, inputs);
-        self.run();
+        self.run_on_threads();
         let losses = lock(&self.shared.doc_loss);
         if inputs.token_mean {
             let n = |d: &[usize]| T.min(d.len() - 1) as f64;
@@ -251,14 +256,14 @@ impl<
     /// into [`Gpt::grads_flat`]; returns the mean loss.
     pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]], inputs: &StepInputs) -> f64 {
         assert!(!batch.is_empty(), "an empty batch");
-        self.step(batch, None, inputs)
+        self.gradient_step(batch, None, inputs)
     }
 
     /// One step on a minibatch: [`Gpt::loss_and_grad_batch`], then one Adam update. Returns
     /// the mean loss.
     pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep, inputs: &StepInputs) -> f64 {
         assert!(!batch.is_empty(), "an empty batch");
-        self.step(batch, Some(*adam), inputs)
+        self.gradient_step(batch, Some(*adam), inputs)
     }
 
     /// Zeroes the gradients, runs forward and backward over the document `tokens`
@@ -271,7 +276,7 @@ impl<
     /// One Adam update of every tensor's real rows from the current gradients.
     pub fn adam_update(&mut self, adam: &AdamStep) {
         self.prepare(&[], false, Some(*adam), &StepInputs::MICROGPT);
-        self.run();
+        self.run_on_threads();
     }
 
     /// The loss of each document of `batch` (the mean cross-entropy over its positions) into
@@ -281,7 +286,7 @@ impl<
     pub fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
         assert_eq!(batch.len(), out.len(), "one loss per document");
         self.prepare(batch, false, None, &StepInputs::MICROGPT);
-        self.run();
+        self.run_on_threads();
         out.copy_from_slice(&lock(&self.shared.doc_loss));
     }
 
@@ -651,7 +656,7 @@ mod tests {
                 let row = plan.docs[plan.groups[1].start].start;
                 plan.rows[row].token = 1000;
             }
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.run()));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.run_on_threads()));
             drop(m);
             tx.send(r.is_err()).unwrap();
         });
