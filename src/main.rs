@@ -11,7 +11,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use microgpt::bail;
 use microgpt::checkpoint::Checkpoint;
-use microgpt::config;
 use microgpt::data::Source;
 use microgpt::error::Result;
 use microgpt::optim::{Adam, Schedule};
@@ -19,6 +18,7 @@ use microgpt::rng::{Rng, RngKind};
 use microgpt::sample::{self, Sampling};
 use microgpt::session::{self, Dataset, Engine, Save, Settings, Start, TrainOptions};
 use microgpt::train::{self, Recipe};
+use microgpt::{presets, shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum EngineArg {
@@ -275,9 +275,9 @@ struct TrainArgs {
 fn presets_help() -> String {
     let names_vocab = 27;
     let mut h = String::from("Presets (--model) and their recipes:\n");
-    for (name, _) in config::PRESETS {
-        let shape = config::preset_shape(name, names_vocab).expect("a preset");
-        let recipe = config::preset_recipe(name).expect("every preset has a recipe");
+    for (name, _) in shape::PRESETS {
+        let shape = shape::preset_shape(name, names_vocab).expect("a preset");
+        let recipe = presets::preset_recipe(name).expect("every preset has a recipe");
         h += &format!(
             "  {name}: {} layer(s), n_embd {}, {} heads, block {}, MLP {}; {} parameters on names.txt\n    recipe: {recipe}\n",
             shape.n_layer,
@@ -513,7 +513,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
             );
         }
         s.total_steps = s.total_steps.max(1);
-        let recipe = config::preset_recipe(&s.preset).unwrap_or(config::MICRO_RECIPE);
+        let recipe = presets::preset_recipe(&s.preset).unwrap_or(presets::MICRO_RECIPE);
         println!(
             "recipe: the checkpoint's ({})",
             describe_settings(
@@ -524,11 +524,11 @@ fn run_train(a: TrainArgs) -> Result<()> {
         );
         (s, Start::Resume(c), recipe)
     } else {
-        let Some(recipe) = config::preset_recipe(&a.model) else {
+        let Some(recipe) = presets::preset_recipe(&a.model) else {
             bail!(
                 "unknown model {:?}; compiled models: {}",
                 a.model,
-                config::PRESETS.map(|(n, _)| n).join(", ")
+                presets::preset_names()
             );
         };
         let steps = a.steps.unwrap_or(recipe.steps);
@@ -642,7 +642,7 @@ fn overrides(a: &TrainArgs) -> String {
 /// A resumed run's settings in the recipe's terms (the intervals are this run's).
 fn describe_settings(s: &Settings, eval_every: usize, print_every: usize) -> String {
     let r = &s.recipe;
-    let recipe = config::PresetRecipe {
+    let recipe = presets::PresetRecipe {
         adam: r.adam,
         batch_size: r.batch_size,
         dropout: r.dropout,

@@ -1,58 +1,14 @@
-//! What a training run needs from a model, whichever engine computes it, and the loop shared
-//! by both engines: `batch_size` documents per step (microgpt: one), cycling through the
-//! shuffled list, Adam with microgpt's linear decay.
+//! The training loop shared by both engines ([`Model`]): `batch_size` documents per step
+//! (microgpt: one), cycling through the shuffled list, Adam with microgpt's linear decay; and
+//! the evaluation pass.
 
 use std::ops::ControlFlow;
 
-use crate::config::Shape;
 use crate::data::EncodedDocs;
 use crate::dropout::Dropout;
-use crate::error::Result;
-use crate::optim::{Adam, AdamStep};
+use crate::model::{Model, StepInputs};
+use crate::optim::Adam;
 use crate::rng::{Rng, mix64};
-use crate::sample::Forward;
-
-/// A trainable model: either engine, any compiled configuration.
-pub trait Model: Forward {
-    /// The configuration's name as `--model` and checkpoints spell it (e.g. `micro`).
-    fn preset(&self) -> &'static str;
-    /// The shape, with the real vocabulary.
-    fn shape(&self) -> Shape;
-    /// Number of trained parameters.
-    fn num_params(&self) -> usize {
-        self.shape().num_params()
-    }
-    /// One step on a batch of documents (each `[BOS] doc [BOS]`): the gradient is the mean of
-    /// the documents' gradients, then one Adam update. Returns the mean of their losses.
-    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64;
-    /// Spreads the documents of a batch over `n` threads (the results do not depend on `n`).
-    /// Engines without threads ignore it.
-    fn set_threads(&mut self, n: usize) -> Result<()> {
-        let _ = n;
-        Ok(())
-    }
-    /// Dropout for the following training steps (`None`: none, as microgpt); forward-only
-    /// passes never drop out.
-    fn set_dropout(&mut self, dropout: Option<Dropout>);
-    /// A step's loss: the mean of the documents' means (`false`, microgpt) or the mean over
-    /// all the batch's tokens (`true`, makemore).
-    fn set_token_mean(&mut self, token_mean: bool);
-    /// The loss of one document (mean over its positions), forward only.
-    fn loss(&mut self, tokens: &[usize]) -> f64;
-    /// [`Model::loss`] of each document of `batch` into `out`; engines with threads spread
-    /// the documents over them.
-    fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
-        for (doc, l) in batch.iter().zip(out) {
-            *l = self.loss(doc);
-        }
-    }
-    /// Parameters, flat, in [`Shape::tensors`] layout.
-    fn params_flat(&self) -> Vec<f64>;
-    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()>;
-    /// Adam's moments `(m, v)`, same layout.
-    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>);
-    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()>;
-}
 
 /// Positions a document is trained on: `min(block_size, len − 1)`.
 pub fn positions(tokens: &[usize], block_size: usize) -> usize {
@@ -190,7 +146,6 @@ pub fn train_until<M: Model + ?Sized>(
 ) -> usize {
     let t = model.shape().block_size;
     let (adam, batch_size) = (&recipe.adam, recipe.batch_size);
-    model.set_token_mean(recipe.token_mean);
     let mut order = Order::new(docs.len(), recipe.reshuffle, recipe.seed);
     let mut batch: Vec<&[usize]> = Vec::with_capacity(batch_size);
     for step in first..last {
@@ -201,103 +156,17 @@ pub fn train_until<M: Model + ?Sized>(
             tokens += positions(doc, t);
             batch.push(doc);
         }
-        model.set_dropout(Dropout::at(recipe.dropout, recipe.seed, step));
-        let loss = model.train_batch(&batch, &adam.at(step, total));
+        let inputs = StepInputs {
+            dropout: Dropout::at(recipe.dropout, recipe.seed, step),
+            token_mean: recipe.token_mean,
+        };
+        let loss = model.train_batch(&batch, &adam.at(step, total), &inputs);
         if on_step(model, step, loss, tokens).is_break() {
             return step + 1;
         }
     }
     last.max(first)
 }
-
-impl Model for crate::reference::Reference {
-    fn preset(&self) -> &'static str {
-        self.shape().preset().unwrap_or("custom")
-    }
-    fn shape(&self) -> Shape {
-        crate::reference::Reference::shape(self)
-    }
-    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-        crate::reference::Reference::train_batch(self, batch, adam)
-    }
-    fn set_dropout(&mut self, dropout: Option<Dropout>) {
-        crate::reference::Reference::set_dropout(self, dropout)
-    }
-    fn set_token_mean(&mut self, token_mean: bool) {
-        crate::reference::Reference::set_token_mean(self, token_mean)
-    }
-    fn loss(&mut self, tokens: &[usize]) -> f64 {
-        crate::reference::Reference::loss(self, tokens)
-    }
-    fn params_flat(&self) -> Vec<f64> {
-        self.params().to_vec()
-    }
-    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
-        if flat.len() != self.num_params() {
-            crate::bail!(
-                "{} values do not fit {} parameters",
-                flat.len(),
-                self.num_params()
-            );
-        }
-        self.set_params(flat);
-        Ok(())
-    }
-    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
-        let (m, v) = self.adam_moments();
-        (m.to_vec(), v.to_vec())
-    }
-    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
-        self.set_adam_moments(m, v)
-    }
-}
-
-/// `Model` for the static engine's bucket enums (`crate::model::vocab_buckets!`): every
-/// method forwards to the enum's own.
-macro_rules! static_model {
-    ($($t:ty),+) => {$(
-        impl Model for $t {
-            fn preset(&self) -> &'static str {
-                <$t>::PRESET
-            }
-            fn shape(&self) -> Shape {
-                <$t>::shape(self)
-            }
-            fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-                <$t>::train_batch(self, batch, adam)
-            }
-            fn set_threads(&mut self, n: usize) -> Result<()> {
-                <$t>::set_threads(self, n)
-            }
-            fn set_dropout(&mut self, dropout: Option<Dropout>) {
-                <$t>::set_dropout(self, dropout)
-            }
-            fn set_token_mean(&mut self, token_mean: bool) {
-                <$t>::set_token_mean(self, token_mean)
-            }
-            fn loss(&mut self, tokens: &[usize]) -> f64 {
-                <$t>::loss(self, tokens)
-            }
-            fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
-                <$t>::losses(self, batch, out)
-            }
-            fn params_flat(&self) -> Vec<f64> {
-                <$t>::params_flat(self)
-            }
-            fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
-                <$t>::set_params_flat(self, flat)
-            }
-            fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
-                <$t>::adam_flat(self)
-            }
-            fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
-                <$t>::set_adam_flat(self, m, v)
-            }
-        }
-    )+};
-}
-
-static_model!(crate::model::MicroGpt, crate::model::SmallGpt);
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use microgpt::bail;
-use microgpt::data::{EncodedDocs, default_data_path};
+use microgpt::data::{EncodedDocs, Source};
 use microgpt::error::Result;
 use microgpt::rng::Rng;
 use microgpt::session::Dataset;
@@ -28,14 +28,12 @@ pub const VAL_FRACTION: f64 = 0.1;
 /// Positions scored per document, microgpt's block size (names have at most 15 letters, so
 /// every position of every name).
 pub const BLOCK_SIZE: usize = 16;
-/// `std` of the initial weights, microgpt's `gauss(0, 0.08)`.
-pub const INIT_STD: f64 = 0.08;
 
 /// names.txt split as `microgpt train --seed seed` splits it, and the stream after the shuffle
 /// (which then draws the initial weights, as in microgpt.py).
 pub fn names_with_seed(seed: u64) -> Result<(Dataset, Rng)> {
     let mut rng = Rng::pcg(seed);
-    let data = Dataset::load(&default_data_path()?, &mut rng, VAL_FRACTION, None)?;
+    let data = Dataset::load(&Source::Names, &mut rng, VAL_FRACTION, None)?;
     Ok((data, rng))
 }
 

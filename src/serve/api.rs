@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{Value, json};
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{self, Shape};
 use crate::data::{self, Docs, Source, Tokenizer};
 use crate::rng::{Rng, RngKind};
 use crate::sample::{self, Sampling};
 use crate::session::{Engine, RawDocs};
+use crate::shape::{self, Shape};
 
 use super::attention;
 use super::job::{self, ModelChoice, Plan};
@@ -65,7 +65,7 @@ fn shipped() -> [(&'static str, &'static str, &'static str, &'static str); 2] {
 
 /// `GET /api/info`.
 pub(crate) fn info(state: &State) -> Reply {
-    let presets: Vec<Value> = config::PRESETS
+    let presets: Vec<Value> = shape::PRESETS
         .iter()
         .map(|(name, s)| {
             let mut v = super::shape_json(s);
@@ -260,7 +260,7 @@ fn plan(state: &State, v: &Value) -> Result<Plan, String> {
             );
         }
         (ModelChoice::Custom(shape), why)
-    } else if config::preset_shape(model, 0).is_some() {
+    } else if shape::preset_shape(model, 0).is_some() {
         let engine = match text(v, "engine", "static")? {
             "static" => Engine::Static,
             "dynamic" => Engine::Dynamic,

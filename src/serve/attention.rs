@@ -5,8 +5,8 @@
 //! than speed. Its logits are checked against the reference engine's in the tests below, so
 //! the weights shown are the ones the model computes.
 
-use crate::config::Shape;
-use crate::reference::RMSNORM_EPS;
+use crate::shape::RMSNORM_EPS;
+use crate::shape::Shape;
 
 /// One pass over a sequence: the logits after its last token, and at that last position
 /// `attention[layer][head][t]`, the weight of position `t` (`0..len`).
@@ -111,9 +111,9 @@ pub fn inspect(shape: &Shape, params: &[f64], tokens: &[usize]) -> Inspection {
 #[cfg(test)]
 mod tests {
     use super::inspect;
-    use crate::config::Shape;
     use crate::reference::Reference;
     use crate::rng::Rng;
+    use crate::shape::Shape;
 
     #[test]
     fn the_logits_are_the_reference_engines_and_each_head_weighs_to_one() {

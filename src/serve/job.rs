@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::config::Shape;
 use crate::data::EncodedDocs;
 use crate::error::Result;
+use crate::model::Model;
 use crate::optim::Adam;
 use crate::reference::Reference;
 use crate::rng::{Rng, RngKind};
 use crate::sample::{self, Sampling};
 use crate::session::{self, Dataset, Engine, Settings};
-use crate::train::{self, Model, Recipe};
+use crate::shape::Shape;
+use crate::train::{self, Recipe};
 
 use super::{Current, State, lock};
 

@@ -24,12 +24,12 @@ use tiny_http::{Header, Method, Request, Response};
 
 use crate::bail;
 use crate::checkpoint::Checkpoint;
-use crate::config::{self, Shape};
 use crate::data::Tokenizer;
 use crate::error::Result;
+use crate::model::Model;
 use crate::reference::Reference;
 use crate::session::{self, Engine};
-use crate::train::Model;
+use crate::shape::{self, Shape};
 
 use hub::Hub;
 
@@ -134,7 +134,7 @@ impl Current {
         let compiled = c
             .model()
             .ok()
-            .and_then(|p| config::preset_shape(p, c.shape.vocab))
+            .and_then(|p| shape::preset_shape(p, c.shape.vocab))
             .is_some_and(|s| s == c.shape);
         let engine = if compiled && session::load_model(c).is_ok() {
             Engine::Static
