@@ -20,13 +20,14 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use microgpt::config::Shape;
 use microgpt::data::{EncodedDocs, Tokenizer};
-use microgpt::model::MicroGpt;
+use microgpt::model::Model;
 use microgpt::optim::{Adam, AdamStep};
+use microgpt::presets::Micro;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
-use microgpt::train::{Model, Recipe, positions, train};
+use microgpt::shape::Shape;
+use microgpt::train::{Recipe, positions, train};
 
 /// microgpt.py's run: seed 42, 1,000 steps, one document per step.
 const SEED: u64 = 42;
@@ -62,7 +63,7 @@ impl Setup {
         let tok = Tokenizer::from_docs(&names);
         let docs = EncodedDocs::new(&tok, &names).expect("every name encodes");
         let vocab = tok.vocab_size();
-        let first = MicroGpt::new(vocab, &mut rng.clone()).expect("names fit the micro model");
+        let first = Micro::new(vocab, &mut rng.clone()).expect("names fit the micro model");
         let (shape, init) = (first.shape(), first.params_flat());
         let block = shape.block_size;
 
@@ -113,9 +114,10 @@ impl Setup {
         s
     }
 
-    /// A fresh static model with the binary's initial weights.
-    fn static_model(&self) -> MicroGpt {
-        let m = MicroGpt::new(self.vocab, &mut self.rng.clone()).unwrap();
+    /// A fresh static model with the binary's initial weights (names.txt's 27 tokens are the
+    /// bucket the binary builds too).
+    fn static_model(&self) -> Micro {
+        let m = Micro::new(self.vocab, &mut self.rng.clone()).unwrap();
         debug_assert_eq!(m.params_flat(), self.init);
         m
     }
@@ -254,7 +256,6 @@ fn run<M: Model>(mut model: M, docs: &EncodedDocs) -> M {
         (0, STEPS, STEPS),
         |_, _, loss, _| {
             black_box(loss);
-            std::ops::ControlFlow::Continue(())
         },
     )
     .expect("a finite run");

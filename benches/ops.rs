@@ -18,7 +18,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use microgpt::autograd::{Tape, Var};
-use microgpt::ops;
+use microgpt::gpt::{kernels, ops};
 use microgpt::reference::{self, Mat};
 use microgpt::rng::Rng;
 
@@ -64,7 +64,7 @@ fn linear(c: &mut Criterion) {
     // the ops take rows (here one) and the forward reads W through its transpose, which the
     // model keeps next to W
     let mut wt = [[0.0; F]; E];
-    ops::transpose(&mut wt, &w);
+    kernels::transpose(&mut wt, &w);
     let (mut y, mut dx, mut dw) = ([[0.0; F]], [[0.0; E]], [[0.0; E]; F]);
     g.bench_function("static", |b| {
         b.iter(|| {
@@ -77,8 +77,8 @@ fn linear(c: &mut Criterion) {
                 dy,
                 std::slice::from_ref(x),
                 w,
-                ops::Write::Add,
-                ops::Write::Add,
+                ops::Put::Add,
+                ops::Put::Add,
             );
             black_box((&y, &dx, &dw));
         })

@@ -22,10 +22,11 @@
 use std::time::Instant;
 
 use microgpt::data::{EncodedDocs, Tokenizer};
-use microgpt::model::{MicroGpt, SmallGpt};
+use microgpt::model::{Model, StepInputs};
 use microgpt::optim::Adam;
+use microgpt::presets::{Micro, Small};
 use microgpt::rng::Rng;
-use microgpt::train::{Model, positions};
+use microgpt::train::positions;
 
 const BATCH: usize = 32;
 
@@ -44,9 +45,10 @@ fn main() {
     let vocab = tok.vocab_size();
     println!("batches of {BATCH} names, 1 thread vs {cores} cores, {rounds} rounds per preset");
     // chunks of ≈ 0.5-1.5 s at one thread
-    let micro = || MicroGpt::new(vocab, &mut rng.clone()).unwrap();
+    // names.txt has 27 tokens: the aliases of the bucket the binary builds
+    let micro = || Micro::new(vocab, &mut rng.clone()).unwrap();
     measure("micro", 2000, micro, &docs, cores, rounds);
-    let small = || SmallGpt::new(vocab, &mut rng.clone()).unwrap();
+    let small = || Small::new(vocab, &mut rng.clone()).unwrap();
     measure("small", 100, small, &docs, cores, rounds);
 }
 
@@ -68,7 +70,7 @@ fn chunk(
         batch.clear();
         batch.extend((0..BATCH).map(|j| docs.get((s * BATCH + j) % docs.len())));
         tokens += batch.iter().map(|d| positions(d, block)).sum::<usize>();
-        model.train_batch(&batch, &adam.at(s, total));
+        model.train_batch(&batch, &adam.at(s, total), &StepInputs::MICROGPT);
     }
     (tokens, start.elapsed().as_secs_f64())
 }

@@ -13,8 +13,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use microgpt::data::{EncodedDocs, Tokenizer};
-use microgpt::model::MicroGpt;
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
+use microgpt::presets::static_model;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
 use microgpt::train::positions;
@@ -122,7 +123,7 @@ fn main() {
     let docs = EncodedDocs::new(&tok, &names).unwrap();
     let adam = Adam::default();
 
-    let mut st = MicroGpt::new(tok.vocab_size(), &mut rng).unwrap();
+    let mut st = static_model("micro", tok.vocab_size(), &mut rng).unwrap();
     let mut dy = Reference::from_params(st.shape(), &st.params_flat()).unwrap();
     let block = st.shape().block_size;
 
@@ -134,7 +135,7 @@ fn main() {
         let doc = docs.get(step % docs.len());
         let n = positions(doc, block);
         let a = adam.at(step, STEPS);
-        let (ls, ca, cb) = count(|| st.train_step(doc, &a));
+        let (ls, ca, cb) = count(|| st.train_batch(&[doc], &a, &StepInputs::MICROGPT));
         counts_st.push((n, ca, cb));
         let (ld, ca, cb) = count(|| dy.train_step(doc, &a));
         counts_dy.push((n, ca, cb));

@@ -22,9 +22,10 @@
 
 use microgpt::bail;
 use microgpt::error::Result;
-use microgpt::ops::{
-    Write, cross_entropy_backward, cross_entropy_forward, linear_backward, linear_forward,
-    relu_backward, relu_forward, transpose,
+use microgpt::gpt::kernels::transpose;
+use microgpt::gpt::ops::{
+    Put, cross_entropy_backward, cross_entropy_forward, linear_backward, linear_forward,
+    relu_backward, relu_forward,
 };
 use microgpt::rng::Rng;
 use microgpt::session::Dataset;
@@ -73,7 +74,7 @@ impl<
     /// Every weight drawn from `gauss(0, 0.08)`, tensor after tensor, row by row.
     pub fn new(rng: &mut Rng) -> Box<Self> {
         let flat: Vec<f64> = (0..Self::NUM_PARAMS)
-            .map(|_| rng.gauss(0.0, common::INIT_STD))
+            .map(|_| rng.gauss(0.0, microgpt::shape::INIT_STD))
             .collect();
         Self::from_flat(&flat)
     }
@@ -142,7 +143,7 @@ impl<
                 *id = (t + 1 + j).checked_sub(C).map_or(tokens[0], |i| tokens[i]);
             }
         }
-        // forward reads each matrix through its transpose (see `ops::linear_forward`)
+        // forward reads each matrix through its transpose (see `gpt::ops::linear_forward`)
         let (mut fc1_t, mut lm_head_t) = ([[0.0; F]; CE], [[0.0; V]; F]);
         transpose(&mut fc1_t, &self.mlp_fc1);
         transpose(&mut lm_head_t, &self.lm_head);
@@ -170,7 +171,7 @@ impl<
 
         let Some(g) = grad else { return loss };
         // backward: the ops in reverse order, each under the derivative of its forward op;
-        // weight gradients accumulate (`Write::Add`), activation gradients are written (`Set`)
+        // weight gradients accumulate (`Put::Add`), activation gradients are written (`Set`)
         // loss = (1/n)·Σ_t −ln p_t[target_t]  ⇒  dlogits_t = (p_t − onehot(target_t)) / n
         let mut dlogits = [[0.0; V]; T];
         for t in 0..n {
@@ -184,8 +185,8 @@ impl<
             &dlogits[..n],
             &h[..n],
             &self.lm_head,
-            Write::Set,
-            Write::Add,
+            Put::Set,
+            Put::Add,
         );
         // h = relu(pre)  ⇒  dpre = dh·[h > 0]
         let mut dpre = [[0.0; F]; T];
@@ -200,8 +201,8 @@ impl<
             &dpre[..n],
             &x[..n],
             &self.mlp_fc1,
-            Write::Set,
-            Write::Add,
+            Put::Set,
+            Put::Add,
         );
         // x_t = [wte[ctx_t,0], …, wte[ctx_t,C−1]]  ⇒  dwte[ctx_t,j] += dx_t[jE .. (j+1)E]
         // (a token twice in a context, e.g. the padding BOS, collects both slices)

@@ -38,7 +38,9 @@ impl Mlp {
     /// Weights drawn from `gauss(0, 0.08)` in step 1's order, so both steps start alike.
     pub fn new(vocab: usize, rng: &mut Rng) -> Mlp {
         let n = vocab * N_EMBD + MLP * CONTEXT * N_EMBD + vocab * MLP;
-        let flat: Vec<f64> = (0..n).map(|_| rng.gauss(0.0, common::INIT_STD)).collect();
+        let flat: Vec<f64> = (0..n)
+            .map(|_| rng.gauss(0.0, microgpt::shape::INIT_STD))
+            .collect();
         Mlp::from_flat(vocab, &flat)
     }
 

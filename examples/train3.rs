@@ -19,11 +19,11 @@
 //! initialization, `--steps N` for another budget)
 
 use microgpt::autograd::{Tape, Var};
-use microgpt::config::Shape;
 use microgpt::error::Result;
 use microgpt::reference::{Mat, cross_entropy, linear, rmsnorm, softmax};
 use microgpt::rng::Rng;
 use microgpt::session::Dataset;
+use microgpt::shape::Shape;
 
 mod common;
 use common::{BLOCK_SIZE, Log, Report};
@@ -61,7 +61,9 @@ impl Block {
     /// Weights drawn from `gauss(0, 0.08)`, tensor after tensor, row by row.
     pub fn new(vocab: usize, rng: &mut Rng) -> Block {
         let n: usize = tensors(vocab).iter().map(|(_, r, c)| r * c).sum();
-        let flat: Vec<f64> = (0..n).map(|_| rng.gauss(0.0, common::INIT_STD)).collect();
+        let flat: Vec<f64> = (0..n)
+            .map(|_| rng.gauss(0.0, microgpt::shape::INIT_STD))
+            .collect();
         Block::from_flat(vocab, &flat)
     }
 

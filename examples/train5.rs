@@ -10,12 +10,12 @@
 //! `cargo run --release --example train5` (`-- --seed N` for another shuffle and
 //! initialization, `--steps N` for another budget)
 
-use microgpt::config::Shape;
 use microgpt::error::Result;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
 use microgpt::session::Dataset;
+use microgpt::shape::Shape;
 
 mod common;
 use common::{BLOCK_SIZE, Log, Report};

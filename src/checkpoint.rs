@@ -36,13 +36,13 @@ use std::str::FromStr;
 use safetensors::tensor::{Metadata, TensorView};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::atomic::{read_input, write_atomic};
 use crate::bail;
-use crate::config::Shape;
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
+use crate::io::{read_input, write_atomic};
 use crate::limits::{self, MAX_CHECKPOINT_BYTES};
 use crate::rng::RngKind;
+use crate::shape::Shape;
 
 /// The value of the `format` key this build writes and reads.
 pub const FORMAT: &str = "microgpt-1";
@@ -376,110 +376,19 @@ impl Checkpoint {
         let Some(kv) = header.metadata() else {
             bail!("not a microgpt checkpoint: the file has no metadata");
         };
-        let format = match kv.get("format") {
-            Some(f) => f,
-            None => bail!("not a microgpt checkpoint: the metadata has no `format`"),
-        };
-        if format != FORMAT {
-            if format.starts_with("microgpt-") {
-                bail!(
-                    "format {:?} is not supported (this build reads {:?})",
-                    format,
-                    FORMAT
-                );
-            }
-            bail!("not a microgpt checkpoint (its format is {:?})", format);
-        }
-        let structural = |key: &str| -> Result<usize> {
-            let Some(v) = kv.get(key) else {
-                bail!("metadata has no `{}`", key);
-            };
-            match v.parse::<usize>() {
-                Ok(x) => Ok(x),
-                Err(_) => bail!("metadata `{}` is {:?}, not a non-negative integer", key, v),
-            }
-        };
-        let chars: Vec<char> = match kv.get("vocab") {
-            Some(v) => v.chars().collect(),
-            None => bail!("metadata has no `vocab`"),
-        };
+        let get = |key: &str| kv.get(key).map(String::as_str);
+        check_format(get)?;
+        let (shape, chars) = shape_of(get)?;
         limits::check_vocab(&chars)?;
-        let shape = Shape {
-            vocab: chars.len() + 1,
-            block_size: structural("block_size")?,
-            n_embd: structural("n_embd")?,
-            n_head: structural("n_head")?,
-            mlp: structural("mlp")?,
-            n_layer: structural("n_layer")?,
-        };
-        check_shape(&shape)?;
-
         let names = st.names();
-        let is_adam = |n: &str| n.starts_with(ADAM_M_PREFIX) || n.starts_with(ADAM_V_PREFIX);
-        let n_weights = names.iter().filter(|n| !is_adam(n)).count();
-        // 3 + 6·n_layer weight tensors are expected; refuse an absurd n_layer before listing them
-        if shape.n_layer > n_weights {
-            bail!(
-                "metadata says n_layer = {}, but the file has only {} weight tensors",
-                shape.n_layer,
-                n_weights
-            );
-        }
-        let expected = shape.tensors();
-        let known: HashSet<&str> = expected.iter().map(|(n, _, _)| n.as_str()).collect();
-        for name in &names {
-            let base = name
-                .strip_prefix(ADAM_M_PREFIX)
-                .or_else(|| name.strip_prefix(ADAM_V_PREFIX))
-                .unwrap_or(name);
-            if !known.contains(base) {
-                bail!(
-                    "unexpected tensor `{}` (not a weight of a {}-layer model)",
-                    name,
-                    shape.n_layer
-                );
-            }
-        }
+        check_tensor_names(&names, &shape)?;
+        let read = |prefix: &str| read_tensors(&st, prefix, &shape);
+        let params = read("")?;
         let has_adam = names.iter().any(|n| is_adam(n));
-        let read_all = |prefix: &str| -> Result<Vec<f64>> {
-            let mut out = Vec::new();
-            for (name, rows, cols) in &expected {
-                let full = format!("{prefix}{name}");
-                let Ok(t) = st.tensor(&full) else {
-                    if prefix.is_empty() {
-                        bail!("missing tensor `{}`", full);
-                    }
-                    bail!("incomplete optimizer state: missing tensor `{}`", full);
-                };
-                if t.dtype() != Dtype::F64 {
-                    bail!("tensor `{}` has dtype {}, expected F64", full, t.dtype());
-                }
-                if t.shape() != [*rows, *cols] {
-                    bail!(
-                        "tensor `{}` has shape {:?}, but the metadata (vocab of {} characters + BOS, block_size {}, n_embd {}, mlp {}) needs [{}, {}]",
-                        full,
-                        t.shape(),
-                        chars.len(),
-                        shape.block_size,
-                        shape.n_embd,
-                        shape.mlp,
-                        rows,
-                        cols
-                    );
-                }
-                out.extend(t.data().chunks_exact(8).map(|b| {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    f64::from_le_bytes(a)
-                }));
-            }
-            Ok(out)
-        };
-        let params = read_all("")?;
         let adam = if has_adam {
             Some(AdamMoments {
-                m: read_all(ADAM_M_PREFIX)?,
-                v: read_all(ADAM_V_PREFIX)?,
+                m: read(ADAM_M_PREFIX)?,
+                v: read(ADAM_V_PREFIX)?,
             })
         } else {
             None
@@ -622,6 +531,123 @@ fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
         bytes[8 + sorted.len()..8 + n].fill(b' ');
     }
     bytes
+}
+
+/// The metadata (its values by key, `get`) says this is a checkpoint in this build's format.
+fn check_format<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<()> {
+    let format = match get("format") {
+        Some(f) => f,
+        None => bail!("not a microgpt checkpoint: the metadata has no `format`"),
+    };
+    if format != FORMAT {
+        if format.starts_with("microgpt-") {
+            bail!(
+                "format {:?} is not supported (this build reads {:?})",
+                format,
+                FORMAT
+            );
+        }
+        bail!("not a microgpt checkpoint (its format is {:?})", format);
+    }
+    Ok(())
+}
+
+/// The shape and the vocabulary's characters the metadata (`get`) records, checked.
+fn shape_of<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<(Shape, Vec<char>)> {
+    let structural = |key: &str| -> Result<usize> {
+        let Some(v) = get(key) else {
+            bail!("metadata has no `{}`", key);
+        };
+        match v.parse::<usize>() {
+            Ok(x) => Ok(x),
+            Err(_) => bail!("metadata `{}` is {:?}, not a non-negative integer", key, v),
+        }
+    };
+    let chars: Vec<char> = match get("vocab") {
+        Some(v) => v.chars().collect(),
+        None => bail!("metadata has no `vocab`"),
+    };
+    let shape = Shape {
+        vocab: chars.len() + 1,
+        block_size: structural("block_size")?,
+        n_embd: structural("n_embd")?,
+        n_head: structural("n_head")?,
+        mlp: structural("mlp")?,
+        n_layer: structural("n_layer")?,
+    };
+    check_shape(&shape)?;
+    Ok((shape, chars))
+}
+
+/// A tensor of Adam's moments (rather than a weight).
+fn is_adam(name: &str) -> bool {
+    name.starts_with(ADAM_M_PREFIX) || name.starts_with(ADAM_V_PREFIX)
+}
+
+/// Every tensor of the file is a weight of `shape` (or its moment).
+fn check_tensor_names(names: &[&str], shape: &Shape) -> Result<()> {
+    let n_weights = names.iter().filter(|n| !is_adam(n)).count();
+    // 3 + 6·n_layer weight tensors are expected; refuse an absurd n_layer before listing them
+    if shape.n_layer > n_weights {
+        bail!(
+            "metadata says n_layer = {}, but the file has only {} weight tensors",
+            shape.n_layer,
+            n_weights
+        );
+    }
+    let expected = shape.tensors();
+    let known: HashSet<&str> = expected.iter().map(|(n, _, _)| n.as_str()).collect();
+    for name in names {
+        let base = name
+            .strip_prefix(ADAM_M_PREFIX)
+            .or_else(|| name.strip_prefix(ADAM_V_PREFIX))
+            .unwrap_or(name);
+        if !known.contains(base) {
+            bail!(
+                "unexpected tensor `{}` (not a weight of a {}-layer model)",
+                name,
+                shape.n_layer
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The tensors `prefix + name` of every weight of `shape`, in [`Shape::tensors`] order, as
+/// one flat vector; each must be F64 of its weight's shape.
+fn read_tensors(st: &SafeTensors<'_>, prefix: &str, shape: &Shape) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for (name, rows, cols) in shape.tensors() {
+        let full = format!("{prefix}{name}");
+        let Ok(t) = st.tensor(&full) else {
+            if prefix.is_empty() {
+                bail!("missing tensor `{}`", full);
+            }
+            bail!("incomplete optimizer state: missing tensor `{}`", full);
+        };
+        if t.dtype() != Dtype::F64 {
+            bail!("tensor `{}` has dtype {}, expected F64", full, t.dtype());
+        }
+        if t.shape() != [rows, cols] {
+            bail!(
+                "tensor `{}` has shape {:?}, but the metadata (vocab of {} characters + BOS, block_size {}, n_embd {}, mlp {}) needs [{}, {}]",
+                full,
+                t.shape(),
+                shape.vocab - 1,
+                shape.block_size,
+                shape.n_embd,
+                shape.mlp,
+                rows,
+                cols
+            );
+        }
+        out.extend(t.data().chunks_exact(8).map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            f64::from_le_bytes(a)
+        }));
+    }
+    Ok(out)
 }
 
 /// Checks the header before handing the bytes to `safetensors`: the header length against

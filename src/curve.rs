@@ -16,9 +16,9 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-pub use crate::atomic::write_atomic;
 use crate::bail;
 use crate::error::Result;
+use crate::io::write_atomic;
 
 /// Default smoothing of the train loss: an average over roughly the last 100 steps.
 pub const EMA_BETA: f64 = 0.99;

@@ -62,7 +62,7 @@ impl Source {
             Source::File(p) => p,
         };
         // not a device, a FIFO or a directory, nor larger than the documented maximum
-        let bytes = crate::atomic::read_input(path, crate::limits::MAX_DATA_BYTES, "dataset")?;
+        let bytes = crate::io::read_input(path, crate::limits::MAX_DATA_BYTES, "dataset")?;
         match String::from_utf8(bytes) {
             Ok(t) => Ok(Cow::Owned(t)),
             Err(e) => bail!(

@@ -2,30 +2,48 @@
 //!
 //! - The **reference** (dynamic) engine is a faithful port: a scalar autograd tape
 //!   ([`autograd`]) and the GPT written on it line by line ([`reference`](mod@reference)).
-//! - The **static** engine has the model's dimensions as const generics ([`config`]), forward
-//!   and backward as explicit pairs of functions over fixed-size arrays ([`ops`]), a model that
-//!   allocates nothing per step ([`model`]) and Adam ([`optim`]). Every hand-written derivative
-//!   is checked against the reference.
+//! - The **static** engine ([`gpt`]) has the model's dimensions as const generics, forward and
+//!   backward as explicit pairs of functions over fixed-size arrays ([`gpt::ops`]), allocates
+//!   nothing per step, and spreads a minibatch over threads without changing a bit of the
+//!   result. Every hand-written derivative is checked against the reference.
+//!
+//! The modules, bottom to top (each uses only those above it):
+//!
+//! | module | what |
+//! |---|---|
+//! | [`error`], [`rng`], [`io`] | one-line errors; the random streams (PCG, CPython's MT19937); atomic file writes |
+//! | [`shape`] | [`shape::Shape`], the presets' shapes, `INIT_STD`, `RMSNORM_EPS`: no engine |
+//! | [`data`], [`dropout`], [`optim`] | documents and tokenizer; dropout masks; Adam |
+//! | [`model`] | the engine-neutral traits: what training, evaluation and sampling need |
+//! | [`autograd`], [`reference`](mod@reference) | the dynamic engine: the tape and the GPT on it |
+//! | [`parallel`] | the crew of worker threads the static engine's steps run on |
+//! | [`gpt`] | the static engine, cut like llm.c's `train_gpt2.c` (its own table) |
+//! | [`presets`] | the compiled configurations and engine selection: the only module naming concrete shapes and both engines |
+//! | [`sample`], [`train`], [`bigram`] | sampling, the training loop, the count baseline |
+//! | [`checkpoint`], [`curve`], [`progress`] | safetensors checkpoints, loss curves, the progress bar |
+//! | [`session`] | the commands' work, for `main.rs` |
 
-pub mod atomic;
 pub mod autograd;
 pub mod bigram;
 pub mod checkpoint;
-pub mod config;
 pub mod console;
 pub mod curve;
 pub mod data;
 pub mod dropout;
 pub mod error;
+pub mod gpt;
 pub mod interrupt;
+pub mod io;
 pub mod limits;
 pub mod model;
-pub mod ops;
 pub mod optim;
 pub mod parallel;
+pub mod presets;
 pub mod progress;
 pub mod reference;
 pub mod rng;
 pub mod sample;
+pub mod serve;
 pub mod session;
+pub mod shape;
 pub mod train;

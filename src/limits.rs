@@ -12,10 +12,8 @@ pub const MAX_VOCAB: usize = 256;
 
 // the static engine must hold every vocabulary this allows, and nothing more is promised
 const _: () = {
-    let micro = crate::model::MicroGpt::BUCKETS;
-    let small = crate::model::SmallGpt::BUCKETS;
-    assert!(micro[micro.len() - 1] == MAX_VOCAB);
-    assert!(small[small.len() - 1] == MAX_VOCAB);
+    let buckets = crate::presets::BUCKETS;
+    assert!(buckets[buckets.len() - 1] == MAX_VOCAB);
 };
 
 /// Documents per step (`--batch-size`, and a checkpoint's `batch_size`): a step's list of

@@ -10,7 +10,6 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use microgpt::checkpoint::Checkpoint;
-use microgpt::config;
 use microgpt::data::Source;
 use microgpt::error::Result;
 use microgpt::optim::{Adam, Schedule};
@@ -18,7 +17,7 @@ use microgpt::rng::{Rng, RngKind};
 use microgpt::sample::{self, Sampling};
 use microgpt::session::{self, Dataset, Engine, Save, Settings, Start, TrainOptions};
 use microgpt::train::{self, Recipe};
-use microgpt::{bail, console, interrupt, limits, say};
+use microgpt::{bail, console, interrupt, limits, presets, say, shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum EngineArg {
@@ -97,6 +96,18 @@ enum Command {
     /// The count-based bigram baseline's loss on the same split as `train`
     #[command(allow_negative_numbers = true)]
     Baseline(BaselineArgs),
+    /// A playground in the browser: train live, generate, step through a sample
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Port to listen on (0 = any free port; the URL printed says which)
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Address to listen on (loopback by default: the playground has no authentication)
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
 }
 
 #[derive(Debug, Args)]
@@ -263,9 +274,9 @@ struct TrainArgs {
 fn presets_help() -> String {
     let names_vocab = 27;
     let mut h = String::from("Presets (--model) and their recipes:\n");
-    for (name, _) in config::PRESETS {
-        let shape = config::preset_shape(name, names_vocab).expect("a preset");
-        let recipe = config::preset_recipe(name).expect("every preset has a recipe");
+    for (name, _) in shape::PRESETS {
+        let shape = shape::preset_shape(name, names_vocab).expect("a preset");
+        let recipe = presets::preset_recipe(name).expect("every preset has a recipe");
         h += &format!(
             "  {name}: {} layer(s), n_embd {}, {} heads, block {}, MLP {}; {} parameters on names.txt\n    recipe: {recipe}\n",
             shape.n_layer,
@@ -358,6 +369,10 @@ fn main() -> ExitCode {
         Some(Command::Sample(a)) => run_sample(&a),
         Some(Command::Eval(a)) => run_eval(&a),
         Some(Command::Baseline(a)) => run_baseline(&a),
+        Some(Command::Serve(a)) => microgpt::serve::Server::bind(&a.host, a.port).map(|s| {
+            say!("microgpt playground: {}", s.url());
+            s.run()
+        }),
     };
     // an output error is reported after the work it did not stop (a checkpoint is saved by now)
     let result = result.and_then(|()| console::status());
@@ -458,7 +473,6 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
             if s == 1 || s == steps || s % every == 0 {
                 say!("step {s:4} / {steps:4} | loss {loss:.4}");
             }
-            std::ops::ControlFlow::Continue(())
         },
     )?;
     let elapsed = start.elapsed().as_secs_f64();
@@ -503,7 +517,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
             );
         }
         s.total_steps = s.total_steps.max(1);
-        let recipe = config::preset_recipe(&s.preset).unwrap_or(config::MICRO_RECIPE);
+        let recipe = presets::preset_recipe(&s.preset).unwrap_or(presets::MICRO_RECIPE);
         say!(
             "recipe: the checkpoint's ({})",
             describe_settings(
@@ -514,11 +528,11 @@ fn run_train(a: TrainArgs) -> Result<()> {
         );
         (s, Start::Resume(c), recipe)
     } else {
-        let Some(recipe) = config::preset_recipe(&a.model) else {
+        let Some(recipe) = presets::preset_recipe(&a.model) else {
             bail!(
                 "unknown model {:?}; compiled models: {}",
                 a.model,
-                config::PRESETS.map(|(n, _)| n).join(", ")
+                presets::preset_names()
             );
         };
         let steps = a.steps.unwrap_or(recipe.steps);
@@ -635,7 +649,7 @@ fn overrides(a: &TrainArgs) -> String {
 /// A resumed run's settings in the recipe's terms (the intervals are this run's).
 fn describe_settings(s: &Settings, eval_every: usize, print_every: usize) -> String {
     let r = &s.recipe;
-    let recipe = config::PresetRecipe {
+    let recipe = presets::PresetRecipe {
         adam: r.adam,
         batch_size: r.batch_size,
         dropout: r.dropout,

@@ -1,14 +1,14 @@
-//! A crew of persistent worker threads that run a job's phases in lockstep with the caller.
+//! A crew of persistent worker threads that run a job together with the caller.
 //!
-//! The threads are spawned once ([`Crew::spawn`]) and then, for every [`Crew::run`], wake up,
-//! run phase 0, meet the others at a barrier, run phase 1, …, and park again. What a phase
-//! does, and how the work inside it is split (the model claims documents and parameter blocks
-//! from atomic counters), is the job's business. The barrier is a `Mutex` and a `Condvar`
+//! The threads are spawned once ([`Crew::spawn`]) and then, for every [`Crew::run`], wake up
+//! at a barrier, run the job, meet the others at the barrier again, and park. How the work
+//! inside a job is split (the static engine claims groups of documents and parameter parts
+//! from atomic counters) is the job's business. The barrier is a `Mutex` and a `Condvar`
 //! (waiters spin briefly on an atomic first); none of it allocates, so a run allocates
 //! nothing.
 //!
-//! A panic in a phase (a bug: the model checks its inputs on the caller before a run) is
-//! caught so that every thread still reaches every barrier, and re-raised on the caller after
+//! A panic in a job (a bug: the model checks its inputs on the caller before a run) is
+//! caught so that every thread still reaches the barrier, and re-raised on the caller after
 //! the run. Dropping the crew wakes the parked threads with a shutdown and joins them.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -18,12 +18,11 @@ use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 
-/// Work that a crew runs: `PHASES` phases, each run by every thread with its own `Local`
-/// state (e.g. its activation buffers), with a barrier between consecutive phases.
+/// Work that a crew runs: every thread runs it with its own `Local` state (e.g. its
+/// activation buffers).
 pub trait Job: Send + Sync + 'static {
     type Local: Send + 'static;
-    const PHASES: usize;
-    fn phase(&self, phase: usize, local: &mut Self::Local);
+    fn run(&self, local: &mut Self::Local);
 }
 
 /// A reusable barrier for a fixed number of parties that can also be shut down, which
@@ -37,12 +36,9 @@ struct Gate {
     generation: AtomicU64,
 }
 
-/// Checks of the generation a waiter spins for before it sleeps on the condition variable
-/// (a `pause` takes ≈ 21 ns on the machine the README measures, so ≈ 43 µs): the other
-/// threads usually arrive within microseconds, and waking a sleeping thread costs tens of
-/// them. Spinning longer does not pay: 50,000 spins against 2,000, alternating in one
-/// process over 30 chunks of 100 `small` steps on 2 threads, changed the time by 0.4%
-/// (median), within the machine's noise.
+/// Checks of the generation a waiter spins for before it sleeps on the condition variable:
+/// the other threads usually arrive within microseconds, and waking a sleeping thread costs
+/// tens of them (see docs/measurements.md).
 const SPINS: usize = 2000;
 
 struct GateState {
@@ -147,18 +143,13 @@ impl<J: Job> Crew<J> {
         self.handles.len()
     }
 
-    /// Runs every phase of the job on the caller (with `local`) and on each worker, all
-    /// threads finishing a phase before any starts the next. Returns when all are done.
+    /// Runs the job on the caller (with `local`) and on each worker. Returns when all are
+    /// done.
     pub fn run(&self, local: &mut J::Local) {
         let s = &*self.shared;
-        let mut panic = None;
         s.gate.wait();
-        for phase in 0..J::PHASES {
-            if panic.is_none() {
-                panic = catch_unwind(AssertUnwindSafe(|| s.job.phase(phase, local))).err();
-            }
-            s.gate.wait();
-        }
+        let panic = catch_unwind(AssertUnwindSafe(|| s.job.run(local))).err();
+        s.gate.wait();
         if let Some(p) = panic {
             resume_unwind(p);
         }
@@ -168,16 +159,14 @@ impl<J: Job> Crew<J> {
     }
 }
 
-/// A worker's life: wait for a run, do its phases, repeat until shut down.
+/// A worker's life: wait for a run, do its share, repeat until shut down.
 fn work<J: Job>(s: &Shared<J>, mut local: J::Local) {
     while s.gate.wait() {
-        for phase in 0..J::PHASES {
-            if catch_unwind(AssertUnwindSafe(|| s.job.phase(phase, &mut local))).is_err() {
-                s.failed.store(true, Ordering::SeqCst);
-            }
-            if !s.gate.wait() {
-                return;
-            }
+        if catch_unwind(AssertUnwindSafe(|| s.job.run(&mut local))).is_err() {
+            s.failed.store(true, Ordering::SeqCst);
+        }
+        if !s.gate.wait() {
+            return;
         }
     }
 }

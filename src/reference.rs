@@ -13,16 +13,16 @@
 
 use crate::autograd::{Tape, Var};
 use crate::bail;
-use crate::config::Shape;
 use crate::dropout::{self, Dropout};
 use crate::error::Result;
+use crate::model::{Forward, Model, StepInputs};
 use crate::optim::AdamStep;
 use crate::rng::Rng;
+use crate::shape::Shape;
 
-/// `std` of the initial weights: `matrix = lambda nout, nin, std=0.08: ...`
-pub const INIT_STD: f64 = 0.08;
-/// rmsnorm's epsilon: `scale = (ms + 1e-5) ** -0.5`
-pub const RMSNORM_EPS: f64 = 1e-5;
+// microgpt.py's `matrix = lambda nout, nin, std=0.08: ...` and rmsnorm's
+// `scale = (ms + 1e-5) ** -0.5`
+use crate::shape::{INIT_STD, RMSNORM_EPS};
 
 /// A weight matrix on the tape: `rows × cols` consecutive leaves, row-major (`[out][in]`).
 #[derive(Debug, Clone, Copy)]
@@ -164,10 +164,6 @@ pub struct Reference {
     keys: Vec<Vec<Vec<Var>>>,
     values: Vec<Vec<Vec<Var>>>,
     logits: Vec<f64>,
-    /// dropout for the gradient steps ([`Reference::set_dropout`])
-    dropout: Option<Dropout>,
-    /// a batch's loss is the mean over its tokens ([`Reference::set_token_mean`])
-    token_mean: bool,
     /// a dropout mask's multipliers
     mask: Vec<f64>,
 }
@@ -242,8 +238,6 @@ impl Reference {
             keys: vec![Vec::new(); shape.n_layer],
             values: vec![Vec::new(); shape.n_layer],
             logits: Vec::with_capacity(shape.vocab),
-            dropout: None,
-            token_mean: false,
             mask: vec![0.0; shape.n_embd],
         })
     }
@@ -295,20 +289,6 @@ impl Reference {
     fn clear_cache(&mut self) {
         self.keys.iter_mut().for_each(Vec::clear);
         self.values.iter_mut().for_each(Vec::clear);
-    }
-
-    /// Dropout for the following gradient steps ([`Reference::loss_and_grad_batch`] and
-    /// [`Reference::train_batch`]; [`Reference::loss`] and inference never drop out): `None`
-    /// is microgpt.py's training. Set it before each step: its key says the step.
-    pub fn set_dropout(&mut self, dropout: Option<Dropout>) {
-        self.dropout = dropout;
-    }
-
-    /// How a batch's loss averages: `false` (microgpt's, the default) the mean over the
-    /// documents of each document's mean over its positions; `true` (makemore's) the mean
-    /// over all the batch's positions, so that every token weighs the same.
-    pub fn set_token_mean(&mut self, token_mean: bool) {
-        self.token_mean = token_mean;
     }
 
     /// `gpt(token_id, pos_id, keys, values)`: the logits for the next token, appending this
@@ -381,29 +361,29 @@ impl Reference {
     /// is the mean of their cross-entropies. Parameter gradients are overwritten, not
     /// accumulated. Returns the loss.
     pub fn loss_and_grad(&mut self, tokens: &[usize]) -> f64 {
-        self.loss_and_grad_batch(&[tokens])
+        self.loss_and_grad_batch(&[tokens], &StepInputs::MICROGPT)
     }
 
     /// A minibatch in one graph: the mean over the documents of their losses, so that the
-    /// gradient is the mean of the documents' gradients (or, with
-    /// [`Reference::set_token_mean`], each document's loss weighted by its share `n/N` of
-    /// the batch's positions: the mean over all positions). Returns that loss.
-    pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]]) -> f64 {
+    /// gradient is the mean of the documents' gradients (or, with `inputs.token_mean`, each
+    /// document's loss weighted by its share `n/N` of the batch's positions: the mean over all
+    /// positions), with `inputs.dropout`'s masks. Returns that loss.
+    pub fn loss_and_grad_batch(&mut self, batch: &[&[usize]], inputs: &StepInputs) -> f64 {
         assert!(!batch.is_empty(), "an empty batch");
         self.reset();
         let t = self.shape.block_size;
         let positions: usize = batch.iter().map(|d| t.min(d.len() - 1)).sum();
         let mut doc_losses = Vec::with_capacity(batch.len());
         for (j, tokens) in batch.iter().enumerate() {
-            let mut l = self.doc_loss(tokens, self.dropout.map(|d| (d, j)));
-            if self.token_mean {
+            let mut l = self.doc_loss(tokens, inputs.dropout.map(|d| (d, j)));
+            if inputs.token_mean {
                 let n = t.min(tokens.len() - 1);
                 l = self.tape.mul_const(l, n as f64 / positions as f64);
             }
             doc_losses.push(l);
         }
         let total = self.tape.sum(&doc_losses);
-        let scale = if self.token_mean {
+        let scale = if inputs.token_mean {
             1.0
         } else {
             1.0 / batch.len() as f64
@@ -439,12 +419,12 @@ impl Reference {
 
     /// One step of training: forward, backward, and Adam on every parameter.
     pub fn train_step(&mut self, tokens: &[usize], adam: &AdamStep) -> f64 {
-        self.train_batch(&[tokens], adam)
+        self.train_batch(&[tokens], adam, &StepInputs::MICROGPT)
     }
 
     /// [`Reference::loss_and_grad_batch`], then Adam on every parameter.
-    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-        let loss = self.loss_and_grad_batch(batch);
+    pub fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep, inputs: &StepInputs) -> f64 {
+        let loss = self.loss_and_grad_batch(batch, inputs);
         let grads = &self.tape.grads()[1..1 + self.num_params];
         adam.update(&mut self.params, grads, &mut self.m, &mut self.v);
         loss
@@ -477,5 +457,53 @@ impl Reference {
         self.logits
             .extend(logits.iter().map(|&l| self.tape.data(l)));
         &self.logits
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The engine traits
+
+impl Model for Reference {
+    fn preset(&self) -> &'static str {
+        self.shape().preset().unwrap_or("custom")
+    }
+    fn shape(&self) -> Shape {
+        Reference::shape(self)
+    }
+    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep, inputs: &StepInputs) -> f64 {
+        Reference::train_batch(self, batch, adam, inputs)
+    }
+    fn loss(&mut self, tokens: &[usize]) -> f64 {
+        Reference::loss(self, tokens)
+    }
+    fn params_flat(&self) -> Vec<f64> {
+        self.params().to_vec()
+    }
+    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
+        if flat.len() != self.num_params() {
+            bail!(
+                "{} values do not fit {} parameters",
+                flat.len(),
+                self.num_params()
+            );
+        }
+        self.set_params(flat);
+        Ok(())
+    }
+    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
+        let (m, v) = self.adam_moments();
+        (m.to_vec(), v.to_vec())
+    }
+    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
+        self.set_adam_moments(m, v)
+    }
+}
+
+impl Forward for Reference {
+    fn block_size(&self) -> usize {
+        self.shape().block_size
+    }
+    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
+        Reference::forward_token(self, token, pos)
     }
 }

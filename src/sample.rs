@@ -5,6 +5,7 @@
 
 use crate::bail;
 use crate::error::Result;
+use crate::model::Forward;
 use crate::rng::Rng;
 
 /// How the next token is chosen from the logits.
@@ -110,14 +111,6 @@ fn kth_largest(xs: &[f64], k: usize) -> f64 {
     best
 }
 
-/// Anything that can run the model one token at a time with a KV cache.
-pub trait Forward {
-    /// The block size: the most positions a sequence can have.
-    fn block_size(&self) -> usize;
-    /// The logits after feeding `token` at position `pos` (`pos == 0` starts a new sequence).
-    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64];
-}
-
 /// One sample: BOS, then the prompt's tokens fed in turn, then tokens drawn until BOS or until
 /// the block is full. `out` receives the prompt followed by the drawn tokens (BOS excluded);
 /// `probs` is scratch space at least as long as the logits.
@@ -146,28 +139,3 @@ pub fn generate<M: Forward + ?Sized>(
         out.push(token);
     }
 }
-
-impl Forward for crate::reference::Reference {
-    fn block_size(&self) -> usize {
-        self.shape().block_size
-    }
-    fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
-        crate::reference::Reference::forward_token(self, token, pos)
-    }
-}
-
-/// `Forward` for the static engine's bucket enums (`crate::model::vocab_buckets!`).
-macro_rules! static_forward {
-    ($($t:ty),+) => {$(
-        impl Forward for $t {
-            fn block_size(&self) -> usize {
-                self.shape().block_size
-            }
-            fn forward_token(&mut self, token: usize, pos: usize) -> &[f64] {
-                <$t>::forward_token(self, token, pos)
-            }
-        }
-    )+};
-}
-
-static_forward!(crate::model::MicroGpt, crate::model::SmallGpt);

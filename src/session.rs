@@ -14,40 +14,24 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::atomic::{check_distinct, check_output};
 use crate::bigram::Bigram;
 use crate::checkpoint::{AdamMoments, Checkpoint};
-use crate::config::{self, Shape};
 use crate::curve::Curve;
 use crate::data::{self, Docs, EncodedDocs, Source, Tokenizer};
 use crate::error::Result;
+use crate::io::{check_distinct, check_output};
 use crate::limits;
-use crate::model::{MicroGpt, SmallGpt};
+use crate::model::Model;
 use crate::optim::{Adam, Schedule};
 use crate::progress::Progress;
-use crate::reference::Reference;
 use crate::rng::{Rng, RngKind};
 use crate::sample::{self, Sampling};
-use crate::train::{self, Model};
+use crate::shape::{self, Shape};
+use crate::train;
 use crate::{bail, console, interrupt, say};
 
-/// Which engine computes the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// Const-generic arrays with hand-written derivatives.
-    Static,
-    /// The scalar autograd tape.
-    Dynamic,
-}
-
-impl Engine {
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::Static => "static",
-            Engine::Dynamic => "dynamic",
-        }
-    }
-}
+use crate::presets;
+pub use crate::presets::{Engine, build_model};
 
 /// Everything that defines a run's numbers. A checkpoint records all of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,11 +88,11 @@ impl Settings {
                 r.batch_size
             );
         }
-        if config::preset_shape(&self.preset, 0).is_none() {
+        if shape::preset_shape(&self.preset, 0).is_none() {
             bail!(
                 "unknown model {:?}; compiled models: {}",
                 self.preset,
-                preset_names()
+                presets::preset_names()
             );
         }
         Ok(())
@@ -171,14 +155,6 @@ impl Settings {
         }
         Ok(s)
     }
-}
-
-fn preset_names() -> String {
-    config::PRESETS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A dataset read, shuffled and split.
@@ -319,27 +295,6 @@ fn is_names(c: &Checkpoint) -> bool {
     c.get("data_fingerprint").ok() == Some(format!("{names:016x}").as_str())
 }
 
-/// A fresh model of `preset` for `vocab` tokens, its weights drawn from `rng`.
-pub fn build_model(
-    engine: Engine,
-    preset: &str,
-    vocab: usize,
-    rng: &mut Rng,
-) -> Result<Box<dyn Model>> {
-    let Some(shape) = config::preset_shape(preset, vocab) else {
-        bail!(
-            "unknown model {preset:?}; compiled models: {}",
-            preset_names()
-        );
-    };
-    Ok(match (engine, preset) {
-        (Engine::Dynamic, _) => Box::new(Reference::new(shape, rng)?),
-        (Engine::Static, "micro") => Box::new(MicroGpt::new(vocab, rng)?),
-        (Engine::Static, "small") => Box::new(SmallGpt::new(vocab, rng)?),
-        (Engine::Static, other) => bail!("no static build of model {other:?}"),
-    })
-}
-
 /// A checkpoint of `model` after `step` steps of a run with these settings and data (whose
 /// [`RawDocs::fingerprint`] is `fingerprint`).
 pub fn checkpoint_of(
@@ -442,10 +397,10 @@ pub struct TrainOptions {
 /// The shape of a checkpoint's model must be the compiled shape of its preset.
 fn check_checkpoint_shape(c: &Checkpoint) -> Result<Shape> {
     let preset = c.model()?;
-    let Some(expected) = config::preset_shape(preset, c.shape.vocab) else {
+    let Some(expected) = shape::preset_shape(preset, c.shape.vocab) else {
         bail!(
             "the checkpoint holds model {preset:?}, which this build does not have (it has {})",
-            preset_names()
+            presets::preset_names()
         );
     };
     if expected != c.shape {
@@ -654,7 +609,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         ours = true;
     };
     let mut final_val = None;
-    let done = train::train(
+    let done = train::train_until(
         model.as_mut(),
         &data.train,
         &settings.recipe,

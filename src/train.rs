@@ -1,59 +1,16 @@
-//! What a training run needs from a model, whichever engine computes it, and the loop shared
-//! by both engines: `batch_size` documents per step (microgpt: one), cycling through the
-//! shuffled list, Adam with microgpt's linear decay.
+//! The training loop shared by both engines ([`Model`]): `batch_size` documents per step
+//! (microgpt: one), cycling through the shuffled list, Adam with microgpt's linear decay; and
+//! the evaluation pass.
 
 use std::ops::ControlFlow;
 
 use crate::bail;
-use crate::config::Shape;
 use crate::data::EncodedDocs;
 use crate::dropout::Dropout;
 use crate::error::Result;
-use crate::optim::{Adam, AdamStep};
+use crate::model::{Model, StepInputs};
+use crate::optim::Adam;
 use crate::rng::{Rng, mix64};
-use crate::sample::Forward;
-
-/// A trainable model: either engine, any compiled configuration.
-pub trait Model: Forward {
-    /// The configuration's name as `--model` and checkpoints spell it (e.g. `micro`).
-    fn preset(&self) -> &'static str;
-    /// The shape, with the real vocabulary.
-    fn shape(&self) -> Shape;
-    /// Number of trained parameters.
-    fn num_params(&self) -> usize {
-        self.shape().num_params()
-    }
-    /// One step on a batch of documents (each `[BOS] doc [BOS]`): the gradient is the mean of
-    /// the documents' gradients, then one Adam update. Returns the mean of their losses.
-    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64;
-    /// Spreads the documents of a batch over `n` threads (the results do not depend on `n`).
-    /// Engines without threads ignore it.
-    fn set_threads(&mut self, n: usize) -> Result<()> {
-        let _ = n;
-        Ok(())
-    }
-    /// Dropout for the following training steps (`None`: none, as microgpt); forward-only
-    /// passes never drop out.
-    fn set_dropout(&mut self, dropout: Option<Dropout>);
-    /// A step's loss: the mean of the documents' means (`false`, microgpt) or the mean over
-    /// all the batch's tokens (`true`, makemore).
-    fn set_token_mean(&mut self, token_mean: bool);
-    /// The loss of one document (mean over its positions), forward only.
-    fn loss(&mut self, tokens: &[usize]) -> f64;
-    /// [`Model::loss`] of each document of `batch` into `out`; engines with threads spread
-    /// the documents over them.
-    fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
-        for (doc, l) in batch.iter().zip(out) {
-            *l = self.loss(doc);
-        }
-    }
-    /// Parameters, flat, in [`Shape::tensors`] layout.
-    fn params_flat(&self) -> Vec<f64>;
-    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()>;
-    /// Adam's moments `(m, v)`, same layout.
-    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>);
-    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()>;
-}
 
 /// Positions a document is trained on: `min(block_size, len − 1)`.
 pub fn positions(tokens: &[usize], block_size: usize) -> usize {
@@ -166,10 +123,7 @@ impl Order {
 
 /// Runs steps `first..last` of a schedule of `total` steps, `recipe.batch_size` documents
 /// per step (the run's documents `step·batch_size + i`, see [`Order`]), and calls
-/// `on_step(step, loss, tokens)` after each with the number of positions trained on; when it
-/// returns [`ControlFlow::Break`] the run stops there (e.g. on Ctrl-C, see
-/// [`crate::interrupt`]). Returns the number of steps the model has done, `last` unless it
-/// was stopped.
+/// `on_step(step, loss, tokens)` after each with the number of positions trained on.
 ///
 /// A step whose loss is not finite ends the run with an error that names it, before `on_step`
 /// sees it, and so does a run that ends with weights that are not finite (a step's update can
@@ -178,15 +132,32 @@ pub fn train<M: Model + ?Sized>(
     model: &mut M,
     docs: &EncodedDocs,
     recipe: &Recipe,
+    steps: (usize, usize, usize),
+    mut on_step: impl FnMut(&mut M, usize, f64, usize),
+) -> Result<()> {
+    train_until(model, docs, recipe, steps, |m, step, loss, tokens| {
+        on_step(m, step, loss, tokens);
+        ControlFlow::Continue(())
+    })?;
+    Ok(())
+}
+
+/// [`train`], stopping early after any step whose `on_step` returns `Break` (the playground's
+/// stop button, a first Ctrl-C: see [`crate::interrupt`]). Returns the number of the last step
+/// done plus one.
+pub fn train_until<M: Model + ?Sized>(
+    model: &mut M,
+    docs: &EncodedDocs,
+    recipe: &Recipe,
     (first, last, total): (usize, usize, usize),
     mut on_step: impl FnMut(&mut M, usize, f64, usize) -> ControlFlow<()>,
 ) -> Result<usize> {
     let t = model.shape().block_size;
     let (adam, batch_size) = (&recipe.adam, recipe.batch_size);
-    model.set_token_mean(recipe.token_mean);
     let mut order = Order::new(docs.len(), recipe.reshuffle, recipe.seed);
     let mut batch: Vec<&[usize]> = Vec::with_capacity(batch_size);
-    let mut done = first;
+    // what is done if no step runs (`first ≥ last`)
+    let mut done = first.max(last);
     for step in first..last {
         batch.clear();
         let mut tokens = 0;
@@ -195,8 +166,11 @@ pub fn train<M: Model + ?Sized>(
             tokens += positions(doc, t);
             batch.push(doc);
         }
-        model.set_dropout(Dropout::at(recipe.dropout, recipe.seed, step));
-        let loss = model.train_batch(&batch, &adam.at(step, total));
+        let inputs = StepInputs {
+            dropout: Dropout::at(recipe.dropout, recipe.seed, step),
+            token_mean: recipe.token_mean,
+        };
+        let loss = model.train_batch(&batch, &adam.at(step, total), &inputs);
         done = step + 1;
         if !loss.is_finite() {
             bail!(
@@ -214,95 +188,6 @@ pub fn train<M: Model + ?Sized>(
     }
     Ok(done)
 }
-
-impl Model for crate::reference::Reference {
-    fn preset(&self) -> &'static str {
-        self.shape().preset().unwrap_or("custom")
-    }
-    fn shape(&self) -> Shape {
-        crate::reference::Reference::shape(self)
-    }
-    fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-        crate::reference::Reference::train_batch(self, batch, adam)
-    }
-    fn set_dropout(&mut self, dropout: Option<Dropout>) {
-        crate::reference::Reference::set_dropout(self, dropout)
-    }
-    fn set_token_mean(&mut self, token_mean: bool) {
-        crate::reference::Reference::set_token_mean(self, token_mean)
-    }
-    fn loss(&mut self, tokens: &[usize]) -> f64 {
-        crate::reference::Reference::loss(self, tokens)
-    }
-    fn params_flat(&self) -> Vec<f64> {
-        self.params().to_vec()
-    }
-    fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
-        if flat.len() != self.num_params() {
-            crate::bail!(
-                "{} values do not fit {} parameters",
-                flat.len(),
-                self.num_params()
-            );
-        }
-        self.set_params(flat);
-        Ok(())
-    }
-    fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
-        let (m, v) = self.adam_moments();
-        (m.to_vec(), v.to_vec())
-    }
-    fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
-        self.set_adam_moments(m, v)
-    }
-}
-
-/// `Model` for the static engine's bucket enums (`crate::model::vocab_buckets!`): every
-/// method forwards to the enum's own.
-macro_rules! static_model {
-    ($($t:ty),+) => {$(
-        impl Model for $t {
-            fn preset(&self) -> &'static str {
-                <$t>::PRESET
-            }
-            fn shape(&self) -> Shape {
-                <$t>::shape(self)
-            }
-            fn train_batch(&mut self, batch: &[&[usize]], adam: &AdamStep) -> f64 {
-                <$t>::train_batch(self, batch, adam)
-            }
-            fn set_threads(&mut self, n: usize) -> Result<()> {
-                <$t>::set_threads(self, n)
-            }
-            fn set_dropout(&mut self, dropout: Option<Dropout>) {
-                <$t>::set_dropout(self, dropout)
-            }
-            fn set_token_mean(&mut self, token_mean: bool) {
-                <$t>::set_token_mean(self, token_mean)
-            }
-            fn loss(&mut self, tokens: &[usize]) -> f64 {
-                <$t>::loss(self, tokens)
-            }
-            fn losses(&mut self, batch: &[&[usize]], out: &mut [f64]) {
-                <$t>::losses(self, batch, out)
-            }
-            fn params_flat(&self) -> Vec<f64> {
-                <$t>::params_flat(self)
-            }
-            fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
-                <$t>::set_params_flat(self, flat)
-            }
-            fn adam_flat(&self) -> (Vec<f64>, Vec<f64>) {
-                <$t>::adam_flat(self)
-            }
-            fn set_adam_flat(&mut self, m: &[f64], v: &[f64]) -> Result<()> {
-                <$t>::set_adam_flat(self, m, v)
-            }
-        }
-    )+};
-}
-
-static_model!(crate::model::MicroGpt, crate::model::SmallGpt);
 
 #[cfg(test)]
 mod tests {

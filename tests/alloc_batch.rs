@@ -6,56 +6,17 @@
 //! global allocator), so this file holds a single test: the harness has no other test thread
 //! to disturb the count.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod common;
 
-use microgpt::data::{EncodedDocs, Tokenizer, load_docs};
-use microgpt::model::{MicroGpt, SmallGpt};
+use common::counting_alloc::{Counting, count_in_process as count_allocations};
+use microgpt::data::EncodedDocs;
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
+use microgpt::presets::static_model;
 use microgpt::rng::Rng;
-
-struct Counting;
-
-static MEASURING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-fn note_allocation() {
-    if MEASURING.load(Ordering::SeqCst) {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`, which upholds `GlobalAlloc`'s
-// contract; the counting touches only two atomics, which do not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Runs `f` with every allocation of the process counted; returns the count.
-fn count_allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    MEASURING.store(true, Ordering::SeqCst);
-    f();
-    MEASURING.store(false, Ordering::SeqCst);
-    ALLOCATIONS.load(Ordering::SeqCst) - before
-}
 
 const STEPS: usize = 25;
 
@@ -87,12 +48,8 @@ fn measure<'d>(
 
 #[test]
 fn batched_steps_on_several_threads_allocate_nothing() {
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/names.txt"));
-    let mut docs = load_docs(path).unwrap();
     let mut rng = Rng::pcg(42);
-    rng.shuffle(&mut docs);
-    let tok = Tokenizer::from_docs(&docs);
-    let enc = EncodedDocs::new(&tok, &docs).unwrap();
+    let (tok, enc) = common::names(&mut rng);
     let adam = Adam::default();
 
     // the measuring code itself must not allocate: prove the counter counts, on any thread
@@ -107,9 +64,13 @@ fn batched_steps_on_several_threads_allocate_nothing() {
     });
     assert!(on_a_thread > 1, "a thread and its allocation are counted");
 
-    let mut micro = MicroGpt::new(tok.vocab_size(), &mut rng.clone()).unwrap();
+    let mut micro = static_model("micro", tok.vocab_size(), &mut rng.clone()).unwrap();
     micro.set_threads(2).unwrap();
-    let (losses, n) = measure(|b, s| micro.train_batch(b, &adam.at(s, 1000)), &enc, 32);
+    let (losses, n) = measure(
+        |b, s| micro.train_batch(b, &adam.at(s, 1000), &StepInputs::MICROGPT),
+        &enc,
+        32,
+    );
     println!(
         "micro, 2 threads, batches of 32: losses {:.4} … {:.4}",
         losses[0],
@@ -121,9 +82,13 @@ fn batched_steps_on_several_threads_allocate_nothing() {
         "{n} heap allocations during {STEPS} steps of micro on 2 threads"
     );
 
-    let mut small = SmallGpt::new(tok.vocab_size(), &mut rng.clone()).unwrap();
+    let mut small = static_model("small", tok.vocab_size(), &mut rng.clone()).unwrap();
     small.set_threads(3).unwrap();
-    let (losses, n) = measure(|b, s| small.train_batch(b, &adam.at(s, 1000)), &enc, 16);
+    let (losses, n) = measure(
+        |b, s| small.train_batch(b, &adam.at(s, 1000), &StepInputs::MICROGPT),
+        &enc,
+        16,
+    );
     println!(
         "small, 3 threads, batches of 16: losses {:.4} … {:.4}",
         losses[0],

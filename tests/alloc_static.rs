@@ -4,73 +4,22 @@
 //! Only allocations made by the measuring thread while it measures are counted (a thread-local
 //! flag), so the test harness's own threads cannot disturb the count.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
-use microgpt::config::Micro;
-use microgpt::data::{EncodedDocs, Tokenizer, load_docs};
+use common::counting_alloc::{Counting, count_on_this_thread as count_allocations};
 use microgpt::optim::Adam;
+use microgpt::presets::Micro;
 use microgpt::rng::Rng;
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    // const-initialized and without Drop: reading it never allocates and never fails
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    if MEASURING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`, which upholds `GlobalAlloc`'s
-// contract; the counting touches only an atomic and a const thread-local `Cell<bool>`, neither
-// of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Runs `f` with allocations on this thread counted; returns the count.
-fn count_allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    MEASURING.with(|m| m.set(true));
-    f();
-    MEASURING.with(|m| m.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
-}
 
 #[test]
 fn training_steps_and_a_sample_allocate_nothing() {
     const V: usize = 27;
     const T: usize = 16;
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/names.txt"));
-    let mut docs = load_docs(path).unwrap();
     let mut rng = Rng::pcg(42);
-    rng.shuffle(&mut docs);
-    let tok = Tokenizer::from_docs(&docs);
-    let enc = EncodedDocs::new(&tok, &docs).unwrap();
+    let (tok, enc) = common::names(&mut rng);
     let vocab = tok.vocab_size();
     let bos = tok.bos();
     let mut model = Micro::new(vocab, &mut rng).unwrap();

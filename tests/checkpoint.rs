@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::bits;
 use microgpt::checkpoint::{AdamMoments, Checkpoint, FORMAT};
-use microgpt::config::Shape;
 use microgpt::rng::{Rng, RngKind};
+use microgpt::shape::Shape;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
@@ -29,10 +32,6 @@ fn files_in(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn bits(v: &[f64]) -> Vec<u64> {
-    v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// A checkpoint with N(0, 0.08) weights (and moments), plus values a lossy path would change:

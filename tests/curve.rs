@@ -3,7 +3,8 @@
 use std::fs;
 use std::path::PathBuf;
 
-use microgpt::curve::{Curve, Ema, write_atomic};
+use microgpt::curve::{Curve, Ema};
+use microgpt::io::write_atomic;
 
 /// A fresh, empty directory for one test under cargo's per-target scratch directory.
 fn scratch(name: &str) -> PathBuf {

@@ -10,7 +10,8 @@ mod common;
 
 use common::max_rel;
 use microgpt::dropout::{self, Dropout};
-use microgpt::model::Gpt;
+use microgpt::gpt::Gpt;
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
@@ -42,10 +43,12 @@ fn dropout_gradient_equals_the_reference_at_any_thread_count() {
         let mut st = Tiny::new(BOS + 1, &mut Rng::pcg(5)).unwrap();
         st.set_threads(threads).unwrap();
         let mut rf = Reference::new(st.shape(), &mut Rng::pcg(5)).unwrap();
-        st.set_dropout(d);
-        rf.set_dropout(d);
-        let ls = st.loss_and_grad_batch(&batch);
-        let lr = rf.loss_and_grad_batch(&batch);
+        let dropped = StepInputs {
+            dropout: d,
+            ..StepInputs::MICROGPT
+        };
+        let ls = st.loss_and_grad_batch(&batch, &dropped);
+        let lr = rf.loss_and_grad_batch(&batch, &dropped);
         let rel = max_rel(&st.shape(), &st.grads_flat(), rf.grads());
         println!("{threads} thread(s): loss {ls:.15} vs {lr:.15}; gradient relative {rel:.2e}");
         assert!((ls - lr).abs() <= REL * lr, "loss {ls} vs reference {lr}");
@@ -55,8 +58,7 @@ fn dropout_gradient_equals_the_reference_at_any_thread_count() {
         // initial weights the residual branches are small beside the normalized embedding,
         // so the loss moves by ~4e-4 only; the gradient, by tens of percent)
         let g_drop = st.grads_flat();
-        st.set_dropout(None);
-        let l0 = st.loss_and_grad_batch(&batch);
+        let l0 = st.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
         let moved = max_rel(&st.shape(), &g_drop, &st.grads_flat());
         println!("without dropout: loss {l0:.6}, gradient relative difference {moved:.2e}");
         assert!(
@@ -78,8 +80,11 @@ fn dropout_gradient_matches_central_differences() {
     let docs = docs(4);
     let batch: Vec<&[usize]> = docs.iter().map(Vec::as_slice).collect();
     let mut st = Tiny::new(BOS + 1, &mut Rng::pcg(9)).unwrap();
-    st.set_dropout(Dropout::at(0.25, 3, 0));
-    st.loss_and_grad_batch(&batch);
+    let dropped = StepInputs {
+        dropout: Dropout::at(0.25, 3, 0),
+        ..StepInputs::MICROGPT
+    };
+    st.loss_and_grad_batch(&batch, &dropped);
     let grads = st.grads_flat();
     let params = st.params_flat();
     let h = 1e-5;
@@ -89,10 +94,10 @@ fn dropout_gradient_matches_central_differences() {
         let mut p = params.clone();
         p[i] = params[i] + h;
         st.set_params_flat(&p).unwrap();
-        let up = st.loss_and_grad_batch(&batch);
+        let up = st.loss_and_grad_batch(&batch, &dropped);
         p[i] = params[i] - h;
         st.set_params_flat(&p).unwrap();
-        let down = st.loss_and_grad_batch(&batch);
+        let down = st.loss_and_grad_batch(&batch, &dropped);
         let fd = (up - down) / (2.0 * h);
         worst = worst.max((fd - grads[i]).abs());
     }
@@ -100,18 +105,28 @@ fn dropout_gradient_matches_central_differences() {
     assert!(worst < 1e-8, "largest difference {worst:.2e}");
 }
 
+/// Dropout is an input of a gradient step only: a step with dropout leaves nothing behind
+/// that the forward-only passes (the loss, the batched losses, inference) would see.
 #[test]
 fn evaluation_never_drops_out() {
     let docs = docs(3);
+    let batch: Vec<&[usize]> = docs.iter().map(Vec::as_slice).collect();
+    let dropped = StepInputs {
+        dropout: Dropout::at(0.5, 1, 1),
+        ..StepInputs::MICROGPT
+    };
     let mut st = Tiny::new(BOS + 1, &mut Rng::pcg(1)).unwrap();
     let before: Vec<f64> = docs.iter().map(|d| st.loss(d)).collect();
     let logits = st.forward_token(BOS, 0).to_vec();
-    st.set_dropout(Dropout::at(0.5, 1, 1));
+    st.loss_and_grad_batch(&batch, &dropped);
     let after: Vec<f64> = docs.iter().map(|d| st.loss(d)).collect();
     assert_eq!(before, after);
+    let mut batched = vec![0.0; batch.len()];
+    st.losses(&batch, &mut batched);
+    assert_eq!(before, batched);
     assert_eq!(logits, st.forward_token(BOS, 0));
     let mut rf = Reference::new(st.shape(), &mut Rng::pcg(1)).unwrap();
-    rf.set_dropout(Dropout::at(0.5, 1, 1));
+    rf.loss_and_grad_batch(&batch, &dropped);
     for (d, l) in docs.iter().zip(&before) {
         let r = rf.loss(d);
         assert!((r - l).abs() <= REL * l, "reference {r} vs static {l}");
@@ -131,10 +146,12 @@ fn training_with_dropout_follows_the_reference() {
             .map(|i| docs[(3 * step + i) % 6].as_slice())
             .collect();
         let d = Dropout::at(0.2, 42, step);
-        st.set_dropout(d);
-        rf.set_dropout(d);
-        let ls = st.train_batch(&batch, &adam.at(step, 6));
-        let lr = rf.train_batch(&batch, &adam.at(step, 6));
+        let dropped = StepInputs {
+            dropout: d,
+            ..StepInputs::MICROGPT
+        };
+        let ls = st.train_batch(&batch, &adam.at(step, 6), &dropped);
+        let lr = rf.train_batch(&batch, &adam.at(step, 6), &dropped);
         assert!((ls - lr).abs() <= 1e-9 * lr, "step {step}: {ls} vs {lr}");
     }
     let rel = max_rel(&st.shape(), &st.params_flat(), rf.params());

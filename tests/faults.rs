@@ -193,7 +193,7 @@ fn a_symlink_as_out_replaces_its_target_and_stays_a_link() {
 #[cfg(unix)]
 #[test]
 fn same_file_sees_through_spellings_and_links() {
-    use microgpt::atomic::{check_distinct, same_file};
+    use microgpt::io::{check_distinct, same_file};
     let dir = scratch("same_file");
     let a = dir.join("a.txt");
     fs::write(&a, b"a").unwrap();
@@ -441,7 +441,7 @@ fn only_temporaries_of_dead_writers_are_removed() {
     for n in &names {
         fs::write(dir.join(n), b"x").unwrap();
     }
-    let removed = microgpt::atomic::remove_stale_temporaries(&dir, "c.st");
+    let removed = microgpt::io::remove_stale_temporaries(&dir, "c.st");
     let mut left: Vec<String> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

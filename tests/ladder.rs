@@ -163,10 +163,12 @@ fn step3_is_the_reference_gpt_with_one_head_and_no_mlp() {
     let n: usize = tensors.iter().map(|t| t.1).sum();
     assert_eq!(n, 2144);
     let mut rng = Rng::pcg(4);
-    let mut flat: Vec<f64> = (0..n).map(|_| rng.gauss(0.0, common::INIT_STD)).collect();
+    let mut flat: Vec<f64> = (0..n)
+        .map(|_| rng.gauss(0.0, microgpt::shape::INIT_STD))
+        .collect();
     let mut block = train3::Block::from_flat(27, &flat);
     let (fc1, fc2) = (shape.mlp * shape.n_embd, shape.n_embd * shape.mlp);
-    flat.extend((0..fc1).map(|_| rng.gauss(0.0, common::INIT_STD)));
+    flat.extend((0..fc1).map(|_| rng.gauss(0.0, microgpt::shape::INIT_STD)));
     flat.extend(std::iter::repeat_n(0.0, fc2));
     let mut reference = Reference::from_params(shape, &flat).unwrap();
     for tokens in [&EMMA[..], &ANNA[..]] {

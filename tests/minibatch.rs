@@ -14,7 +14,8 @@ mod common;
 use std::sync::Mutex;
 
 use common::{assert_tensors_close, max_rel};
-use microgpt::model::{Gpt, num_groups};
+use microgpt::gpt::{Gpt, num_groups};
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
@@ -64,8 +65,8 @@ fn batch_gradient_is_the_mean_of_the_documents_gradients() {
         assert_eq!(st.params_flat(), rf.params(), "initial weights differ");
 
         // against the reference's one graph over the batch
-        let ls = st.loss_and_grad_batch(&batch);
-        let lr = rf.loss_and_grad_batch(&batch);
+        let ls = st.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
+        let lr = rf.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
         assert!(
             (ls - lr).abs() <= REL * lr.abs(),
             "batch loss {ls} vs reference {lr}"
@@ -124,8 +125,8 @@ fn batched_training_follows_the_reference() {
             .map(|i| docs[(step * 5 + i) % docs.len()].as_slice())
             .collect();
         let s = adam.at(step, 6);
-        let ls = st.train_batch(&batch, &s);
-        let lr = rf.train_batch(&batch, &s);
+        let ls = st.train_batch(&batch, &s, &StepInputs::MICROGPT);
+        let lr = rf.train_batch(&batch, &s, &StepInputs::MICROGPT);
         assert!(
             (ls - lr).abs() <= 1e-9,
             "step {step}: static loss {ls} vs reference {lr}"
@@ -154,7 +155,7 @@ fn train(threads: usize, steps: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64
         let batch: Vec<&[usize]> = (0..b)
             .map(|i| docs[(step * 7 + i) % docs.len()].as_slice())
             .collect();
-        losses.push(m.train_batch(&batch, &adam.at(step, steps)));
+        losses.push(m.train_batch(&batch, &adam.at(step, steps), &StepInputs::MICROGPT));
     }
     let (am, av) = m.adam_flat();
     (m.params_flat(), am, av, losses)
@@ -210,15 +211,15 @@ fn workers_start_with_set_threads_and_stop_with_the_model() {
     let s = Adam::default().at(0, 10);
     // one thread: nothing is spawned, now or by a step
     m.set_threads(1).unwrap();
-    m.train_batch(&batch, &s);
+    m.train_batch(&batch, &s, &StepInputs::MICROGPT);
     assert_eq!((m.threads(), workers(0)), (1, 0));
     m.set_threads(3).unwrap();
     assert_eq!((m.threads(), workers(2)), (3, 2));
-    m.train_batch(&batch, &s);
+    m.train_batch(&batch, &s, &StepInputs::MICROGPT);
     // fewer: the old crew is joined before the new one starts
     m.set_threads(2).unwrap();
     assert_eq!((m.threads(), workers(1)), (2, 1));
-    m.train_batch(&batch, &s);
+    m.train_batch(&batch, &s, &StepInputs::MICROGPT);
     m.set_threads(1).unwrap();
     assert_eq!((m.threads(), workers(0)), (1, 0));
     m.set_threads(2).unwrap();
@@ -243,11 +244,14 @@ fn a_bad_document_panics_on_the_caller_and_the_model_still_drops() {
     let bad = vec![BOS, 11, BOS]; // token 11 is not in the vocabulary of 11
     let s = Adam::default().at(0, 10);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        m.train_batch(&[&good, &bad], &s);
+        m.train_batch(&[&good, &bad], &s, &StepInputs::MICROGPT);
     }));
     assert!(r.is_err());
     // the workers were never woken: the model still works, and drops without hanging
-    assert!(m.train_batch(&[&good, &good], &s).is_finite());
+    assert!(
+        m.train_batch(&[&good, &good], &s, &StepInputs::MICROGPT)
+            .is_finite()
+    );
     drop(m);
 }
 
@@ -258,7 +262,7 @@ fn batched_forward_only_losses_equal_the_single_document_loss() {
     let batch: Vec<&[usize]> = docs.iter().map(Vec::as_slice).collect();
     let mut m = Tiny::new(BOS + 1, &mut Rng::pcg(6)).unwrap();
     let single: Vec<f64> = batch.iter().map(|d| m.loss(d)).collect();
-    m.loss_and_grad_batch(&batch[..3]);
+    m.loss_and_grad_batch(&batch[..3], &StepInputs::MICROGPT);
     let grads = m.grads_flat();
     for threads in [1, 2, 3] {
         m.set_threads(threads).unwrap();
@@ -308,10 +312,12 @@ fn token_mean_gradient_equals_the_reference_and_weighs_tokens_alike() {
         st.set_threads(threads).unwrap();
         let shape = st.shape();
         let mut rf = Reference::new(shape, &mut Rng::pcg(4)).unwrap();
-        st.set_token_mean(true);
-        rf.set_token_mean(true);
-        let ls = st.loss_and_grad_batch(&batch);
-        let lr = rf.loss_and_grad_batch(&batch);
+        let token_mean = StepInputs {
+            token_mean: true,
+            ..StepInputs::MICROGPT
+        };
+        let ls = st.loss_and_grad_batch(&batch, &token_mean);
+        let lr = rf.loss_and_grad_batch(&batch, &token_mean);
         assert!((ls - lr).abs() <= REL * lr, "loss {ls} vs reference {lr}");
         assert_tensors_close(
             &format!("token mean, {threads} thread(s)"),
@@ -330,8 +336,7 @@ fn token_mean_gradient_equals_the_reference_and_weighs_tokens_alike() {
         // (at initial weights every token's loss is near ln 11, so the two means are close;
         // the gradients, which weigh the documents differently, are not)
         let g_token = st.grads_flat();
-        st.set_token_mean(false);
-        let per_doc = st.loss_and_grad_batch(&batch);
+        let per_doc = st.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
         let worst = max_rel(&shape, &g_token, &st.grads_flat());
         println!("mean of document means {per_doc:.6}, token mean {ls:.6}; gradients {worst:.2e}");
         assert!((per_doc - ls).abs() > 1e-4, "{per_doc} vs {ls}");

@@ -1,6 +1,6 @@
 //! The compiled presets: `small`'s size, its buckets, its gradient against the reference, a
 //! few batched training steps on a test thread's 2 MiB stack, and that every preset builds on
-//! both engines with the shape `config::PRESETS` gives it, trains, evaluates and samples.
+//! both engines with the shape `shape::PRESETS` gives it, trains, evaluates and samples.
 //!
 //! The throughput of each preset (tokens/s at 1 and at 2 threads) is an ignored test:
 //!
@@ -13,17 +13,18 @@ use std::time::Instant;
 mod common;
 use common::names;
 
-use microgpt::config::{self, PRESETS, Shape, Small};
 use microgpt::data::EncodedDocs;
-use microgpt::model::{MicroGpt, SmallGpt};
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
+use microgpt::presets::{self, BUCKETS, Small};
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
 use microgpt::session::{Engine, build_model};
+use microgpt::shape::{self, PRESETS, Shape};
 
 #[test]
 fn small_on_names_has_201_088_parameters() {
-    let shape = config::preset_shape("small", 27).unwrap();
+    let shape = shape::preset_shape("small", 27).unwrap();
     // 27·64 (wte) + 16·64 (wpe) + 27·64 (lm_head) = 4,480
     // per layer 4·64·64 (attention) + 2·256·64 (MLP) = 16,384 + 32,768 = 49,152; 4 layers 196,608
     assert_eq!(
@@ -40,15 +41,17 @@ fn small_on_names_has_201_088_parameters() {
 #[test]
 fn small_picks_the_smallest_bucket_that_fits() {
     for (vocab, bucket) in [(1, 27), (27, 27), (28, 64), (64, 64), (65, 128), (256, 256)] {
-        let m = SmallGpt::new(vocab, &mut Rng::pcg(1)).unwrap();
-        assert_eq!((m.bucket(), m.vocab()), (bucket, vocab));
+        assert_eq!(presets::bucket(vocab), Some(bucket));
+        let m = presets::static_model("small", vocab, &mut Rng::pcg(1)).unwrap();
+        assert_eq!(m.shape(), shape::preset_shape("small", vocab).unwrap());
     }
-    let err = SmallGpt::new(257, &mut Rng::pcg(1))
+    assert_eq!(presets::bucket(257), None);
+    let err = presets::static_model("small", 257, &mut Rng::pcg(1))
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("257") && err.contains("256"), "{err}");
-    assert_eq!(SmallGpt::BUCKETS, MicroGpt::BUCKETS);
+    assert_eq!(BUCKETS, [27, 64, 128, 256]);
 }
 
 /// The whole small model against the reference on one short document: the same initial
@@ -63,8 +66,8 @@ fn small_gradient_equals_the_reference() {
     // "emma" and "ava": two documents, one batch
     let (emma, ava) = ([26, 4, 12, 12, 0, 26], [26, 0, 21, 0, 26]);
     let batch: [&[usize]; 2] = [&emma, &ava];
-    let ls = st.loss_and_grad_batch(&batch);
-    let lr = rf.loss_and_grad_batch(&batch);
+    let ls = st.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
+    let lr = rf.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
     assert!((ls - lr).abs() <= 1e-10 * lr, "loss {ls} vs reference {lr}");
     let (g, r) = (st.grads_flat(), rf.grads());
     let mut off = 0;
@@ -92,7 +95,7 @@ fn small_trains_a_few_batched_steps_on_a_2_mib_stack() {
     let run = || {
         let mut rng = Rng::pcg(42);
         let (tok, docs) = names(&mut rng);
-        let mut m = SmallGpt::new(tok.vocab_size(), &mut rng).unwrap();
+        let mut m = Small::new(tok.vocab_size(), &mut rng).unwrap();
         m.set_threads(2).unwrap();
         let adam = Adam {
             lr: 1e-3,
@@ -104,9 +107,9 @@ fn small_trains_a_few_batched_steps_on_a_2_mib_stack() {
         // uniform (3.65 here: four residual blocks and no final norm spread the logits)
         assert!((first - 27f64.ln()).abs() < 0.5, "initial loss {first}");
         let losses: Vec<f64> = (0..4)
-            .map(|s| m.train_batch(&batch, &adam.at(s, 4)))
+            .map(|s| m.train_batch(&batch, &adam.at(s, 4), &StepInputs::MICROGPT))
             .collect();
-        let after = m.loss_and_grad_batch(&batch);
+        let after = m.loss_and_grad_batch(&batch, &StepInputs::MICROGPT);
         println!("small, 16 names: losses {losses:.4?} then {after:.4}");
         assert!(losses.iter().all(|l| l.is_finite()));
         assert!(after < losses[0], "4 steps on the batch lower its loss");
@@ -125,12 +128,12 @@ fn every_preset_builds_trains_evaluates_and_samples_on_both_engines() {
     for (name, _) in PRESETS {
         for engine in [Engine::Static, Engine::Dynamic] {
             let mut m = build_model(engine, name, 27, &mut Rng::pcg(4)).unwrap();
-            let expected = config::preset_shape(name, 27).unwrap();
+            let expected = shape::preset_shape(name, 27).unwrap();
             assert_eq!(m.shape(), expected, "{name} on {engine:?}");
             assert_eq!(m.preset(), name);
             m.set_threads(2).unwrap();
             let s = Adam::default().at(0, 10);
-            let l = m.train_batch(&[&doc, &doc[..3]], &s);
+            let l = m.train_batch(&[&doc, &doc[..3]], &s, &StepInputs::MICROGPT);
             let v = m.loss(&doc);
             assert!(l.is_finite() && v.is_finite(), "{name} on {engine:?}");
             // the forward-only loss is the one the sampling forward gives, position by position
@@ -185,16 +188,16 @@ fn tokens_per_second(
 
 /// Training and forward-only throughput of one preset at 1 and 2 threads.
 macro_rules! throughput {
-    ($name:literal, $model:ty, $steps:expr, $docs:expr, $rng:expr, $batch_size:expr) => {{
+    ($name:literal, $steps:expr, $docs:expr, $rng:expr, $batch_size:expr) => {{
         let adam = Adam::default();
         let mut train = Vec::new();
         let mut eval = Vec::new();
         for threads in [1, 2] {
-            let mut m = <$model>::new($docs.0.vocab_size(), &mut $rng.clone()).unwrap();
+            let mut m = presets::static_model($name, $docs.0.vocab_size(), &mut $rng.clone()).unwrap();
             m.set_threads(threads).unwrap();
             let total = 4 * $steps;
             train.push(tokens_per_second(
-                |b, s| m.train_batch(b, &adam.at(s, total)),
+                |b, s| m.train_batch(b, &adam.at(s, total), &StepInputs::MICROGPT),
                 &$docs.1,
                 $batch_size,
                 $steps,
@@ -211,7 +214,7 @@ macro_rules! throughput {
                 $steps / 4 + 1,
             ));
         }
-        let mut m = <$model>::new($docs.0.vocab_size(), &mut $rng.clone()).unwrap();
+        let mut m = presets::static_model($name, $docs.0.vocab_size(), &mut $rng.clone()).unwrap();
         let one_by_one = tokens_per_second(
             |b, _| b.iter().map(|d| m.loss(d)).sum(),
             &$docs.1,
@@ -241,8 +244,8 @@ fn throughput_of_each_preset_at_one_and_two_threads() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average before: {}", load.trim());
     println!("tokens (positions) per second; training in batches of {batch_size} names:");
-    throughput!("micro", MicroGpt, 200, docs, rng, batch_size);
-    throughput!("small", SmallGpt, 20, docs, rng, batch_size);
+    throughput!("micro", 200, docs, rng, batch_size);
+    throughput!("small", 20, docs, rng, batch_size);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average after: {}", load.trim());
 }

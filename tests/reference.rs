@@ -4,12 +4,12 @@
 mod common;
 
 use common::names;
-use microgpt::config::Shape;
 use microgpt::data;
 use microgpt::optim::Adam;
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
 use microgpt::sample::{self, Sampling};
+use microgpt::shape::Shape;
 
 /// A small shape with two layers and two heads, so that every code path is exercised.
 const TINY: Shape = Shape {

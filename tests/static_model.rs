@@ -5,10 +5,13 @@
 mod common;
 
 use common::{per_tensor, report};
-use microgpt::config::{Micro, Micro64, Micro256, Shape};
-use microgpt::model::{Gpt, MicroGpt};
+use microgpt::gpt::Gpt;
+use microgpt::model::StepInputs;
 use microgpt::optim::Adam;
+use microgpt::presets;
+use microgpt::presets::{Micro, Micro64, Micro256};
 use microgpt::rng::Rng;
+use microgpt::shape::Shape;
 
 /// A second shape: 2 layers, everything different from microgpt's.
 type Small = Gpt<7, 4, 8, 2, 4, 32, 2>;
@@ -90,8 +93,8 @@ fn vocab_bucket_equals_exact_vocab_model() {
     ];
     let mut exact = Micro::new(27, &mut Rng::pcg(7)).unwrap();
     let mut bucket = Micro64::new(27, &mut Rng::pcg(7)).unwrap();
-    let mut big = MicroGpt::new(27, &mut Rng::pcg(7)).unwrap();
-    assert_eq!(big.bucket(), 27);
+    let mut big = presets::static_model("micro", 27, &mut Rng::pcg(7)).unwrap();
+    assert_eq!(presets::bucket(27), Some(27));
     let mut b256 = Micro256::new(27, &mut Rng::pcg(7)).unwrap();
     assert_eq!(exact.params_flat(), bucket.params_flat());
     assert_eq!(exact.params_flat(), b256.params_flat());
@@ -111,10 +114,10 @@ fn vocab_bucket_equals_exact_vocab_model() {
         let le = exact.train_step(doc, &s);
         let lb = bucket.train_step(doc, &s);
         let l2 = b256.train_step(doc, &s);
-        let l3 = big.train_step(doc, &s);
+        let l3 = big.train_batch(&[doc], &s, &StepInputs::MICROGPT);
         assert_close(&format!("step {step} loss"), &[le], &[lb]);
         assert_close(&format!("step {step} loss"), &[le], &[l2]);
-        assert_eq!(le, l3, "step {step}: MicroGpt picks the V = 27 bucket");
+        assert_eq!(le, l3, "step {step}: static_model picks the V = 27 bucket");
         let g = exact.grads_flat();
         assert_close(&format!("step {step} gradients"), &g, &bucket.grads_flat());
         assert_close(&format!("step {step} gradients"), &g, &b256.grads_flat());
@@ -156,21 +159,26 @@ fn initial_weights_follow_the_exact_vocab_stream() {
     assert_eq!(w.wte[26][15], expected[26 * 16 + 15]);
     assert_eq!(w.wpe[0][0], expected[27 * 16]);
     assert_eq!(w.lm_head[0][0], expected[27 * 16 + 256]);
-    assert_eq!(w.layers[0].attn_wq[0][0], expected[2 * 27 * 16 + 256]);
-    assert_eq!(w.layers[0].mlp_fc2[15][63], expected[4191]);
+    assert_eq!(w.blocks[0].attn_wq[0][0], expected[2 * 27 * 16 + 256]);
+    assert_eq!(w.blocks[0].mlp_fc2[15][63], expected[4191]);
 }
 
 #[test]
 fn constructor_and_flat_parameters_report_size_errors() {
     let err = Micro::new(28, &mut Rng::pcg(1)).err().unwrap().to_string();
     assert!(err.contains("28") && err.contains("27"), "{err}");
-    let err = MicroGpt::new(300, &mut Rng::pcg(1))
+    let err = presets::static_model("micro", 300, &mut Rng::pcg(1))
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("300") && err.contains("256"), "{err}");
-    assert_eq!(MicroGpt::new(28, &mut Rng::pcg(1)).unwrap().bucket(), 64);
-    assert_eq!(MicroGpt::new(200, &mut Rng::pcg(1)).unwrap().bucket(), 256);
+    assert_eq!(presets::bucket(28), Some(64));
+    assert_eq!(presets::bucket(200), Some(256));
+    let err = presets::static_model("tiny", 27, &mut Rng::pcg(1))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("tiny"), "{err}");
     let mut m = Micro::new(27, &mut Rng::pcg(1)).unwrap();
     let err = m.set_params_flat(&[0.0; 10]).unwrap_err().to_string();
     assert!(err.contains("10") && err.contains("4192"), "{err}");

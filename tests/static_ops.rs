@@ -11,7 +11,7 @@
 //! components near 0); a wrong derivative is off by O(|gradient|) ≈ 0.01–10.
 
 use approx::assert_relative_eq;
-use microgpt::ops;
+use microgpt::gpt::{kernels, ops};
 use microgpt::rng::Rng;
 
 const H_STEP: f64 = 1e-5;
@@ -131,7 +131,7 @@ fn rows<const N: usize>(s: &[f64]) -> Vec<[f64; N]> {
 /// `y_t = W x_t` for the rows of `x` through `ops::linear_forward` (which reads `Wᵀ`).
 fn linear<const IN: usize, const OUT: usize>(x: &[f64], w: &[f64]) -> Vec<f64> {
     let mut wt = [[0.0; OUT]; IN];
-    ops::transpose(&mut wt, &mat::<OUT, IN>(w));
+    kernels::transpose(&mut wt, &mat::<OUT, IN>(w));
     let x = rows::<IN>(x);
     let mut y = vec![[0.0; OUT]; x.len()];
     ops::linear_forward(&mut y, &x, &wt);
@@ -153,8 +153,8 @@ fn linear_grad<const IN: usize, const OUT: usize>(
         &rows::<OUT>(c),
         &rows::<IN>(x),
         &mat::<OUT, IN>(w),
-        ops::Write::Add,
-        ops::Write::Add,
+        ops::Put::Add,
+        ops::Put::Add,
     );
     dx.copy_from_slice(dxr.as_flattened());
 }
@@ -211,7 +211,7 @@ fn linear_backward_matches_finite_differences() {
     case::<13, 27>(8, 5);
 }
 
-/// `Write::Set` writes the gradient over whatever the buffers hold and gives the bits `Add`
+/// `Put::Set` writes the gradient over whatever the buffers hold and gives the bits `Add`
 /// gives into zeroed buffers; mixed, each buffer follows its own mode.
 #[test]
 fn linear_backward_set_overwrites_with_the_bits_of_add_into_zeros() {
@@ -228,13 +228,13 @@ fn linear_backward_set_overwrites_with_the_bits_of_add_into_zeros() {
             (dx, dw)
         };
         let zeros = vec![[0.0; IN]; n];
-        let (add_dx, add_dw) = run(&zeros, &[[0.0; IN]; OUT], ops::Write::Add, ops::Write::Add);
-        let (set_dx, set_dw) = run(&old_dx, &old_dw, ops::Write::Set, ops::Write::Set);
+        let (add_dx, add_dw) = run(&zeros, &[[0.0; IN]; OUT], ops::Put::Add, ops::Put::Add);
+        let (set_dx, set_dw) = run(&old_dx, &old_dw, ops::Put::Set, ops::Put::Set);
         let bits = |a: &[f64]| a.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
         assert_eq!(bits(set_dx.as_flattened()), bits(add_dx.as_flattened()));
         assert_eq!(bits(set_dw.as_flattened()), bits(add_dw.as_flattened()));
         // Add keeps what was there, Set replaces it: dx added, dW written over
-        let (mixed_dx, mixed_dw) = run(&old_dx, &old_dw, ops::Write::Add, ops::Write::Set);
+        let (mixed_dx, mixed_dw) = run(&old_dx, &old_dw, ops::Put::Add, ops::Put::Set);
         assert_eq!(bits(mixed_dw.as_flattened()), bits(add_dw.as_flattened()));
         let sum: Vec<f64> = (old_dx.as_flattened().iter())
             .zip(add_dx.as_flattened())
@@ -656,13 +656,13 @@ fn exp_is_within_two_ulp_of_libm() {
         .chain(random)
         .chain([0.0, -0.0, 1e-300, -1e-300, 0.5, -0.5, 709.0, -708.0])
     {
-        let (ours, libm) = (ops::exp(x), x.exp());
+        let (ours, libm) = (kernels::exp(x), x.exp());
         let ulp = (libm.to_bits() as i64 - ours.to_bits() as i64).abs();
         worst = worst.max(ulp as f64);
         assert!(ulp <= 2, "exp({x:e}) = {ours:e}, libm {libm:e} ({ulp} ulp)");
     }
     println!("largest difference from libm: {worst} ulp");
-    assert_eq!(ops::exp(-800.0), 0.0);
-    assert_eq!(ops::exp(f64::NEG_INFINITY), 0.0);
-    assert_eq!(ops::exp(800.0), f64::INFINITY);
+    assert_eq!(kernels::exp(-800.0), 0.0);
+    assert_eq!(kernels::exp(f64::NEG_INFINITY), 0.0);
+    assert_eq!(kernels::exp(800.0), f64::INFINITY);
 }

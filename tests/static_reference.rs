@@ -10,11 +10,12 @@
 mod common;
 
 use common::{names, per_tensor, report, within};
-use microgpt::config::{Micro, Micro64, Shape};
-use microgpt::model::Gpt;
+use microgpt::gpt::Gpt;
 use microgpt::optim::Adam;
+use microgpt::presets::{Micro, Micro64};
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
+use microgpt::shape::Shape;
 
 /// A second shape: V 11, T 8, E 8, H 2, D 4, F 32, L 2.
 type Second = Gpt<11, 8, 8, 2, 4, 32, 2>;

@@ -11,9 +11,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use microgpt::config::Micro;
-use microgpt::data::{self, EncodedDocs, Tokenizer};
+mod common;
+
 use microgpt::optim::Adam;
+use microgpt::presets::Micro;
 use microgpt::rng::Rng;
 
 const STEPS: usize = 1000;
@@ -32,12 +33,8 @@ fn best_ms(mut run: impl FnMut()) -> f64 {
 #[test]
 #[ignore = "timing, run with --ignored --nocapture"]
 fn thousand_training_steps_on_names() {
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/names.txt"));
-    let mut docs = data::load_docs(path).unwrap();
     let mut rng = Rng::pcg(42);
-    rng.shuffle(&mut docs);
-    let tok = Tokenizer::from_docs(&docs);
-    let enc = EncodedDocs::new(&tok, &docs).unwrap();
+    let (tok, enc) = common::names(&mut rng);
     let adam = Adam::default();
     let fresh = || Micro::new(tok.vocab_size(), &mut rng.clone()).unwrap();
 

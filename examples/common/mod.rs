@@ -28,8 +28,6 @@ pub const VAL_FRACTION: f64 = 0.1;
 /// Positions scored per document, microgpt's block size (names have at most 15 letters, so
 /// every position of every name).
 pub const BLOCK_SIZE: usize = 16;
-/// `std` of the initial weights, microgpt's `gauss(0, 0.08)`.
-pub const INIT_STD: f64 = 0.08;
 
 /// names.txt split as `microgpt train --seed seed` splits it, and the stream after the shuffle
 /// (which then draws the initial weights, as in microgpt.py).

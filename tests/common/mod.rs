@@ -1,16 +1,24 @@
-//! What several integration tests share: names.txt as microgpt.py shuffles it, and per-tensor
+//! What several integration tests share: names.txt as microgpt.py shuffles it, per-tensor
 //! gradient comparisons (the difference of two flat vectors laid out as `shape.tensors()`,
 //! tensor by tensor, with the largest difference of each printed by name before a test says
-//! whether it is within tolerance).
+//! whether it is within tolerance), bit patterns, and the allocation tests' counting
+//! allocator ([`counting_alloc`]).
 
 // Each test binary compiles its own copy of this module and uses only some of it.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
-use microgpt::config::Shape;
 use microgpt::data::{self, EncodedDocs, Tokenizer};
 use microgpt::rng::Rng;
+use microgpt::shape::Shape;
+
+pub mod counting_alloc;
+
+/// The bit pattern of each value: for comparisons that must be exact (NaN payloads, −0).
+pub fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
 
 /// The committed data/names.txt (the binary's built-in dataset).
 pub fn names_path() -> PathBuf {

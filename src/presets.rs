@@ -1,89 +1,19 @@
-//! Model shapes.
+//! The compiled configurations and the choice of engine: the only module that names concrete
+//! shapes of the static engine, and both engines.
 //!
-//! [`Shape`] is the run-time description of a model: what the reference (dynamic) engine is
-//! built from and what a checkpoint records. The static engine carries the same numbers as
-//! const generics; see the configuration aliases below.
+//! The positional const parameters are spelled here and nowhere else; each alias forces the
+//! compile-time shape check ([`Gpt::CHECK`]) with an item-level `const _`, so a wrong alias
+//! fails `cargo check`. Each preset is compiled for the vocabulary sizes of [`BUCKETS`]; a
+//! model is built in the smallest that holds the real vocabulary ([`static_model`]).
 
-/// The dimensions of one GPT, in the letters used throughout: `V` vocab, `T` block size,
-/// `E` n_embd, `H` heads (head dim `D = E / H`), `F` MLP width (`4·E` in microgpt), `L` layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
-    pub vocab: usize,
-    pub block_size: usize,
-    pub n_embd: usize,
-    pub n_head: usize,
-    pub mlp: usize,
-    pub n_layer: usize,
-}
-
-impl Shape {
-    /// microgpt.py's model for a vocabulary of `vocab` tokens (BOS included):
-    /// 1 layer, n_embd 16, 4 heads, block 16, MLP 64.
-    pub const fn micro(vocab: usize) -> Shape {
-        Shape {
-            vocab,
-            block_size: 16,
-            n_embd: 16,
-            n_head: 4,
-            mlp: 64,
-            n_layer: 1,
-        }
-    }
-
-    /// The named configuration this shape is (whatever its vocabulary), if any.
-    pub fn preset(&self) -> Option<&'static str> {
-        PRESETS
-            .iter()
-            .find(|(_, p)| {
-                Shape {
-                    vocab: self.vocab,
-                    ..*p
-                } == *self
-            })
-            .map(|(name, _)| *name)
-    }
-
-    pub const fn head_dim(&self) -> usize {
-        self.n_embd / self.n_head
-    }
-
-    /// Every weight matrix as `(name, rows, cols)` in microgpt.py's `state_dict` order, which
-    /// is also the order the initial weights are drawn in (row by row) and the layout of a
-    /// flat parameter vector.
-    pub fn tensors(&self) -> Vec<(String, usize, usize)> {
-        let (v, t, e, f) = (self.vocab, self.block_size, self.n_embd, self.mlp);
-        let mut out = vec![
-            ("wte".to_string(), v, e),
-            ("wpe".to_string(), t, e),
-            ("lm_head".to_string(), v, e),
-        ];
-        for i in 0..self.n_layer {
-            for (name, rows, cols) in [
-                ("attn_wq", e, e),
-                ("attn_wk", e, e),
-                ("attn_wv", e, e),
-                ("attn_wo", e, e),
-                ("mlp_fc1", f, e),
-                ("mlp_fc2", e, f),
-            ] {
-                out.push((format!("layer{i}.{name}"), rows, cols));
-            }
-        }
-        out
-    }
-
-    /// Number of parameters (4,192 for `micro(27)`).
-    pub fn num_params(&self) -> usize {
-        self.tensors().iter().map(|(_, r, c)| r * c).sum()
-    }
-}
-
-// ------------------------------------------------------------------------------------------
-// The static engine's configurations. The positional const parameters are spelled here and
-// nowhere else; each alias forces the compile-time shape check (`Gpt::CHECK`) with an
-// item-level `const _`, so a wrong alias fails `cargo check`.
-
-use crate::model::Gpt;
+use crate::bail;
+use crate::error::Result;
+use crate::gpt::Gpt;
+use crate::model::Model;
+use crate::optim::{Adam, Schedule};
+use crate::reference::Reference;
+use crate::rng::Rng;
+use crate::shape;
 
 /// microgpt.py's model on names.txt: V 27, T 16, E 16, H 4, D 4, F 64, L 1 (4,192 parameters).
 pub type Micro = Gpt<27, 16, 16, 4, 4, 64, 1>;
@@ -119,36 +49,112 @@ const _: () = Small128::CHECK;
 pub type Small256 = Gpt<256, 16, 64, 4, 16, 256, 4>;
 const _: () = Small256::CHECK;
 
-/// The compiled configurations by name (`--model`), with a placeholder vocabulary of 0: the
-/// real one comes from the data.
-pub const PRESETS: [(&str, Shape); 2] = [
-    ("micro", Shape::micro(0)),
-    (
-        "small",
-        Shape {
-            vocab: 0,
-            block_size: 16,
-            n_embd: 64,
-            n_head: 4,
-            mlp: 256,
-            n_layer: 4,
-        },
-    ),
+/// The compiled vocabulary sizes of every preset, smallest first.
+pub const BUCKETS: [usize; 4] = [27, 64, 128, 256];
+
+// each alias is compiled for the bucket its position says
+const _: () = assert!(Micro::V == BUCKETS[0] && Small::V == BUCKETS[0]);
+const _: () = assert!(Micro64::V == BUCKETS[1] && Small64::V == BUCKETS[1]);
+const _: () = assert!(Micro128::V == BUCKETS[2] && Small128::V == BUCKETS[2]);
+const _: () = assert!(Micro256::V == BUCKETS[3] && Small256::V == BUCKETS[3]);
+
+/// Builds one alias for a real vocabulary, its weights drawn from the stream.
+type Build = fn(usize, &mut Rng) -> Result<Box<dyn Model>>;
+
+fn boxed<M: Model + 'static>(model: Result<M>) -> Result<Box<dyn Model>> {
+    Ok(Box::new(model?))
+}
+
+/// `micro` in each bucket of [`BUCKETS`].
+const MICRO: [Build; 4] = [
+    |vocab, rng| boxed(Micro::new(vocab, rng)),
+    |vocab, rng| boxed(Micro64::new(vocab, rng)),
+    |vocab, rng| boxed(Micro128::new(vocab, rng)),
+    |vocab, rng| boxed(Micro256::new(vocab, rng)),
 ];
 
-/// The shape of preset `name` for a vocabulary of `vocab` tokens.
-pub fn preset_shape(name: &str, vocab: usize) -> Option<Shape> {
-    PRESETS
+/// `small` in each bucket of [`BUCKETS`].
+const SMALL: [Build; 4] = [
+    |vocab, rng| boxed(Small::new(vocab, rng)),
+    |vocab, rng| boxed(Small64::new(vocab, rng)),
+    |vocab, rng| boxed(Small128::new(vocab, rng)),
+    |vocab, rng| boxed(Small256::new(vocab, rng)),
+];
+
+/// The compiled vocabulary size a model for `vocab` tokens is built in: the smallest bucket
+/// that holds it.
+pub fn bucket(vocab: usize) -> Option<usize> {
+    BUCKETS.iter().copied().find(|&b| vocab <= b)
+}
+
+/// The static model of preset `name` for a real vocabulary of `vocab` tokens, in the smallest
+/// bucket that holds it; the initial weights are those of the exact-vocab model from the same
+/// `rng`.
+pub fn static_model(name: &str, vocab: usize, rng: &mut Rng) -> Result<Box<dyn Model>> {
+    let builds = match name {
+        "micro" => &MICRO,
+        "small" => &SMALL,
+        other => bail!("no static build of model {other:?}"),
+    };
+    let Some(i) = BUCKETS.iter().position(|&b| vocab <= b) else {
+        bail!(
+            "the vocabulary has {vocab} tokens but the largest compiled vocabulary of model {name} holds {}",
+            BUCKETS[BUCKETS.len() - 1]
+        )
+    };
+    builds[i](vocab, rng)
+}
+
+/// Which engine computes the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Const-generic arrays with hand-written derivatives.
+    Static,
+    /// The scalar autograd tape.
+    Dynamic,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Static => "static",
+            Engine::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// A fresh model of preset `name` for `vocab` tokens on `engine`, its weights drawn from `rng`.
+pub fn build_model(
+    engine: Engine,
+    name: &str,
+    vocab: usize,
+    rng: &mut Rng,
+) -> Result<Box<dyn Model>> {
+    let Some(shape) = shape::preset_shape(name, vocab) else {
+        bail!(
+            "unknown model {name:?}; compiled models: {}",
+            preset_names()
+        );
+    };
+    match engine {
+        Engine::Dynamic => Ok(Box::new(Reference::new(shape, rng)?)),
+        Engine::Static => static_model(name, vocab, rng),
+    }
+}
+
+/// The presets' names, comma-separated.
+/// The compiled presets' names, for messages (`micro, small`).
+pub fn preset_names() -> String {
+    shape::PRESETS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| Shape { vocab, ..*s })
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 // ------------------------------------------------------------------------------------------
 // The presets' recipes: how `train --model NAME` trains when no flag says otherwise (each flag
 // given overrides its one setting). Retune a preset here.
-
-use crate::optim::{Adam, Schedule};
 
 /// A preset's training recipe: the optimizer, the batch and its loss, the length of the run,
 /// the validation split and how often it reports.
@@ -214,7 +220,7 @@ pub const SMALL_RECIPE: PresetRecipe = PresetRecipe {
     print_every: 4000,
 };
 
-/// Each preset's recipe, by name (the names of [`PRESETS`]).
+/// Each preset's recipe, by name (the names of [`PRESETS`](shape::PRESETS)).
 pub const RECIPES: [(&str, PresetRecipe); 2] = [("micro", MICRO_RECIPE), ("small", SMALL_RECIPE)];
 
 /// The recipe of preset `name`.
@@ -263,18 +269,11 @@ mod tests {
 
     #[test]
     fn every_preset_has_a_recipe_and_micro_s_is_microgpt_s() {
-        let presets: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+        let presets: Vec<&str> = shape::PRESETS.iter().map(|(n, _)| *n).collect();
         let recipes: Vec<&str> = RECIPES.iter().map(|(n, _)| *n).collect();
         assert_eq!(presets, recipes);
         assert_eq!(MICRO_RECIPE.adam, Adam::default());
         assert_eq!(preset_recipe("small"), Some(SMALL_RECIPE));
         assert_eq!(preset_recipe("huge"), None);
-    }
-
-    #[test]
-    fn micro_on_names_has_4192_parameters() {
-        // 27·16 (wte) + 16·16 (wpe) + 27·16 (lm_head) + 4·16·16 (attention) + 2·64·16 (MLP)
-        assert_eq!(Shape::micro(27).num_params(), 432 + 256 + 432 + 1024 + 2048);
-        assert_eq!(Shape::micro(27).num_params(), 4192);
     }
 }

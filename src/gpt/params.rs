@@ -1,0 +1,308 @@
+//! The static engine's tensors as plain structs (no locks): the weights of a block, of the
+//! embeddings and head and of the whole model (also the layout of a gradient), and each weight
+//! matrix with what the optimizer and the forward keep beside it. Like llm.c's
+//! `ParameterTensors`, one layout for parameters, gradients and Adam's moments; the
+//! scheduler ([`super::step`]) puts its locks around these, never inside them.
+
+use bytemuck::Zeroable;
+
+use super::kernels::transpose;
+use crate::error::{Error, Result};
+use crate::optim::AdamStep;
+
+/// One transformer block's weights; microgpt's names. Matrices are `[[f64; IN]; OUT]`.
+#[derive(Zeroable)]
+pub struct BlockWeights<const E: usize, const F: usize> {
+    pub attn_wq: [[f64; E]; E],
+    pub attn_wk: [[f64; E]; E],
+    pub attn_wv: [[f64; E]; E],
+    pub attn_wo: [[f64; E]; E],
+    pub mlp_fc1: [[f64; E]; F],
+    pub mlp_fc2: [[f64; F]; E],
+}
+
+impl<const E: usize, const F: usize> BlockWeights<E, F> {
+    /// The six matrices, flattened, in [`Shape::tensors`](crate::shape::Shape::tensors) order.
+    pub fn tensors(&self) -> [&[f64]; 6] {
+        [
+            self.attn_wq.as_flattened(),
+            self.attn_wk.as_flattened(),
+            self.attn_wv.as_flattened(),
+            self.attn_wo.as_flattened(),
+            self.mlp_fc1.as_flattened(),
+            self.mlp_fc2.as_flattened(),
+        ]
+    }
+
+    /// [`BlockWeights::tensors`], mutable.
+    pub fn tensors_mut(&mut self) -> [&mut [f64]; 6] {
+        [
+            self.attn_wq.as_flattened_mut(),
+            self.attn_wk.as_flattened_mut(),
+            self.attn_wv.as_flattened_mut(),
+            self.attn_wo.as_flattened_mut(),
+            self.mlp_fc1.as_flattened_mut(),
+            self.mlp_fc2.as_flattened_mut(),
+        ]
+    }
+}
+
+/// The embeddings and the output head.
+#[derive(Zeroable)]
+pub struct Embed<const V: usize, const T: usize, const E: usize> {
+    pub wte: [[f64; E]; V],
+    pub wpe: [[f64; E]; T],
+    pub lm_head: [[f64; E]; V],
+}
+
+impl<const V: usize, const T: usize, const E: usize> Embed<V, T, E> {
+    /// `wte`, `wpe`, `lm_head` (real rows only), flattened.
+    pub fn tensors(&self, vocab: usize) -> [&[f64]; 3] {
+        [
+            self.wte[..vocab].as_flattened(),
+            self.wpe.as_flattened(),
+            self.lm_head[..vocab].as_flattened(),
+        ]
+    }
+
+    /// [`Embed::tensors`], mutable.
+    pub fn tensors_mut(&mut self, vocab: usize) -> [&mut [f64]; 3] {
+        [
+            self.wte[..vocab].as_flattened_mut(),
+            self.wpe.as_flattened_mut(),
+            self.lm_head[..vocab].as_flattened_mut(),
+        ]
+    }
+
+    /// Zeroes the gradients a backward adds into, the embedding tables: every other gradient
+    /// tensor (`lm_head` and the blocks' matrices) it writes over
+    /// ([`Put::Set`](super::ops::Put::Set)), so they need no zeroing between steps.
+    pub(super) fn zero_tables(&mut self) {
+        self.wte.as_flattened_mut().fill(0.0);
+        self.wpe.as_flattened_mut().fill(0.0);
+    }
+}
+
+/// Every weight of the model in one struct: the layout of a gradient (and of a copy of the
+/// parameters, [`Gpt::weights`](super::Gpt::weights)).
+#[derive(Zeroable)]
+pub struct Weights<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
+    pub wte: [[f64; E]; V],
+    pub wpe: [[f64; E]; T],
+    pub lm_head: [[f64; E]; V],
+    pub blocks: [BlockWeights<E, F>; L],
+}
+
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
+    Weights<V, T, E, F, L>
+{
+    /// Each tensor's real rows (`wte` and `lm_head` cut to `vocab`), flattened row-major, in
+    /// [`Shape::tensors`](crate::shape::Shape::tensors) order. Allocates nothing.
+    pub fn tensors(&self, vocab: usize) -> impl Iterator<Item = &[f64]> {
+        [
+            self.wte[..vocab].as_flattened(),
+            self.wpe.as_flattened(),
+            self.lm_head[..vocab].as_flattened(),
+        ]
+        .into_iter()
+        .chain(self.blocks.iter().flat_map(BlockWeights::tensors))
+    }
+
+    /// [`Weights::tensors`], mutable.
+    pub fn tensors_mut(&mut self, vocab: usize) -> impl Iterator<Item = &mut [f64]> {
+        [
+            self.wte[..vocab].as_flattened_mut(),
+            self.wpe.as_flattened_mut(),
+            self.lm_head[..vocab].as_flattened_mut(),
+        ]
+        .into_iter()
+        .chain(self.blocks.iter_mut().flat_map(BlockWeights::tensors_mut))
+    }
+}
+
+/// Which per-parameter array: the weights or one of Adam's moments.
+#[derive(Clone, Copy)]
+pub(super) enum ParamArray {
+    Weights,
+    AdamM,
+    AdamV,
+}
+
+/// The embeddings and the head as the optimizer keeps them: weights, `lm_head`'s transpose
+/// (what the forward reads, kept in step) and Adam's moments.
+#[derive(Zeroable)]
+pub(super) struct EmbedParams<const V: usize, const T: usize, const E: usize> {
+    pub w: Embed<V, T, E>,
+    pub lm_head_t: [[f64; V]; E],
+    pub m: Embed<V, T, E>,
+    pub v: Embed<V, T, E>,
+}
+
+impl<const V: usize, const T: usize, const E: usize> EmbedParams<V, T, E> {
+    pub fn refresh(&mut self) {
+        transpose(&mut self.lm_head_t, &self.w.lm_head);
+    }
+
+    /// The array `which` of the three tensors.
+    pub fn array(&self, which: ParamArray) -> &Embed<V, T, E> {
+        match which {
+            ParamArray::Weights => &self.w,
+            ParamArray::AdamM => &self.m,
+            ParamArray::AdamV => &self.v,
+        }
+    }
+
+    /// Overwrites the array `which` (real rows) with the next values of `src`, which
+    /// advances; the transpose follows.
+    pub fn set_from(&mut self, which: ParamArray, vocab: usize, src: &mut &[f64]) {
+        let dst = match which {
+            ParamArray::Weights => &mut self.w,
+            ParamArray::AdamM => &mut self.m,
+            ParamArray::AdamV => &mut self.v,
+        };
+        for t in dst.tensors_mut(vocab) {
+            take(t, src);
+        }
+        self.refresh();
+    }
+
+    pub fn adam(&mut self, g: &Embed<V, T, E>, vocab: usize, adam: &AdamStep) {
+        let tensors = (self.w.tensors_mut(vocab).into_iter())
+            .zip(g.tensors(vocab))
+            .zip(self.m.tensors_mut(vocab))
+            .zip(self.v.tensors_mut(vocab));
+        for (((p, g), m), v) in tensors {
+            adam.update(p, g, m, v);
+        }
+        self.refresh();
+    }
+}
+
+/// One weight matrix `[[f64; I]; O]`: its weights, their transpose (what the forward reads,
+/// kept in step) and Adam's moments.
+#[derive(Zeroable)]
+pub(super) struct Param<const I: usize, const O: usize> {
+    pub w: [[f64; I]; O],
+    pub wt: [[f64; O]; I],
+    pub m: [[f64; I]; O],
+    pub v: [[f64; I]; O],
+}
+
+impl<const I: usize, const O: usize> Param<I, O> {
+    fn refresh(&mut self) {
+        transpose(&mut self.wt, &self.w);
+    }
+
+    /// The per-parameter array `which`, flattened.
+    pub fn get(&self, which: ParamArray) -> &[f64] {
+        match which {
+            ParamArray::Weights => self.w.as_flattened(),
+            ParamArray::AdamM => self.m.as_flattened(),
+            ParamArray::AdamV => self.v.as_flattened(),
+        }
+    }
+
+    /// Overwrites the per-parameter array `which` with the next values of `src`, which
+    /// advances; the transpose follows.
+    pub fn set_from(&mut self, which: ParamArray, src: &mut &[f64]) {
+        let dst = match which {
+            ParamArray::Weights => &mut self.w,
+            ParamArray::AdamM => &mut self.m,
+            ParamArray::AdamV => &mut self.v,
+        };
+        take(dst.as_flattened_mut(), src);
+        self.refresh();
+    }
+
+    /// One Adam update from the gradient `g`; the transpose follows.
+    pub fn adam(&mut self, g: &[[f64; I]; O], adam: &AdamStep) {
+        let (w, m, v) = (&mut self.w, &mut self.m, &mut self.v);
+        adam.update(
+            w.as_flattened_mut(),
+            g.as_flattened(),
+            m.as_flattened_mut(),
+            v.as_flattened_mut(),
+        );
+        self.refresh();
+    }
+}
+
+/// The attention's four matrices, in microgpt's order: `attn[WQ]` … `attn[WO]`.
+pub(super) type Attn<const E: usize> = [Param<E, E>; 4];
+/// Their gradient.
+pub(super) type AttnGrad<const E: usize> = [[[f64; E]; E]; 4];
+pub(super) const WQ: usize = 0;
+pub(super) const WK: usize = 1;
+pub(super) const WV: usize = 2;
+pub(super) const WO: usize = 3;
+
+/// A part of a block that Adam updates as one, from a gradient of type `Grad`: a matrix, or
+/// the attention's four.
+pub(super) trait BlockPart {
+    type Grad: Flat;
+    fn adam(&mut self, g: &Self::Grad, adam: &AdamStep);
+}
+
+impl<const I: usize, const O: usize> BlockPart for Param<I, O> {
+    type Grad = [[f64; I]; O];
+    fn adam(&mut self, g: &Self::Grad, adam: &AdamStep) {
+        Param::adam(self, g, adam);
+    }
+}
+
+impl<const E: usize> BlockPart for Attn<E> {
+    type Grad = AttnGrad<E>;
+    fn adam(&mut self, g: &Self::Grad, adam: &AdamStep) {
+        for (p, g) in self.iter_mut().zip(g) {
+            p.adam(g, adam);
+        }
+    }
+}
+
+/// A gradient part as one slice.
+pub(super) trait Flat {
+    fn flat(&self) -> &[f64];
+    fn flat_mut(&mut self) -> &mut [f64];
+}
+
+impl<const I: usize, const O: usize> Flat for [[f64; I]; O] {
+    fn flat(&self) -> &[f64] {
+        self.as_flattened()
+    }
+    fn flat_mut(&mut self) -> &mut [f64] {
+        self.as_flattened_mut()
+    }
+}
+
+impl<const E: usize> Flat for AttnGrad<E> {
+    fn flat(&self) -> &[f64] {
+        self.as_flattened().as_flattened()
+    }
+    fn flat_mut(&mut self) -> &mut [f64] {
+        self.as_flattened_mut().as_flattened_mut()
+    }
+}
+
+/// Overwrites `dst` with the next `dst.len()` values of `src`, which advances past them.
+pub(super) fn take(dst: &mut [f64], src: &mut &[f64]) {
+    let (head, tail) = src.split_at(dst.len());
+    dst.copy_from_slice(head);
+    *src = tail;
+}
+
+/// `dst += src`, element by element.
+pub(super) fn add(dst: &mut [f64], src: &[f64]) {
+    for (x, y) in dst.iter_mut().zip(src) {
+        *x += *y;
+    }
+}
+
+/// A boxed, zeroed `X`, allocated directly on the heap (never on the stack first).
+pub(super) fn zeroed_box<X: Zeroable>() -> Result<Box<X>> {
+    bytemuck::try_zeroed_box().map_err(|_| {
+        Error(format!(
+            "cannot allocate {} bytes for the model",
+            std::mem::size_of::<X>()
+        ))
+    })
+}
