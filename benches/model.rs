@@ -257,7 +257,8 @@ fn run<M: Model>(mut model: M, docs: &EncodedDocs) -> M {
         |_, _, loss, _| {
             black_box(loss);
         },
-    );
+    )
+    .expect("a finite run");
     model
 }
 

@@ -11,6 +11,7 @@
 
 use crate::bail;
 use crate::error::Result;
+use crate::limits::MAX_VOCAB;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bigram {
@@ -27,14 +28,20 @@ impl Bigram {
     pub const DEFAULT_SMOOTHING: f64 = 1.0;
 
     /// Counts every adjacent pair of every document. `vocab` is the number of token ids (BOS
-    /// included); a token outside `0..vocab`, an empty vocabulary or a negative or non-finite
-    /// `smoothing` is an error.
+    /// included); a token outside `0..vocab`, an empty vocabulary, one larger than a model's
+    /// ([`MAX_VOCAB`]: the table is `vocab²` counts) or a negative or non-finite `smoothing` is
+    /// an error.
     pub fn fit<'a, I>(vocab: usize, docs: I, smoothing: f64) -> Result<Bigram>
     where
         I: IntoIterator<Item = &'a [usize]>,
     {
         if vocab == 0 {
             bail!("bigram: the vocabulary is empty");
+        }
+        if vocab > MAX_VOCAB {
+            bail!(
+                "bigram: the vocabulary has {vocab} tokens, more than the {MAX_VOCAB} a model can have"
+            );
         }
         if !(smoothing.is_finite() && smoothing >= 0.0) {
             bail!(

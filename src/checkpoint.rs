@@ -14,6 +14,12 @@
 //! must hold at least `step`, `seed`, `rng` and `model` ([`REQUIRED_KEYS`]) and may hold anything
 //! else.
 //!
+//! Integrity: the metadata key `tensor_checksum` ([`CHECKSUM_KEY`]) holds
+//! `fnv1a64w:` and 16 hex digits, a checksum of every tensor's name and bytes ([`checksum`]);
+//! [`Checkpoint::load`] refuses a file whose tensors do not match it (one flipped bit is always
+//! caught), and files written before the key existed load without the check. Weights and
+//! moments must be finite, and the vocabulary must obey [`limits::check_vocab`].
+//!
 //! In Python: `safetensors.numpy.load_file(path)` gives the tensors and
 //! `safetensors.safe_open(path, "np").metadata()` the metadata.
 //!
@@ -24,7 +30,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
-use std::fs;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -34,7 +39,8 @@ use safetensors::{Dtype, SafeTensors};
 use crate::bail;
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use crate::io::{read_input, write_atomic};
+use crate::limits::{self, MAX_CHECKPOINT_BYTES};
 use crate::rng::RngKind;
 use crate::shape::Shape;
 
@@ -56,6 +62,38 @@ pub const STRUCTURAL_KEYS: [&str; 7] = [
 /// Run-state keys every checkpoint's [`Checkpoint::meta`] must hold: steps done, the seed and
 /// word source of the run's random stream (`pcg` | `python`), and the model's preset name.
 pub const REQUIRED_KEYS: [&str; 4] = ["step", "seed", "rng", "model"];
+
+/// The metadata key of the tensors' checksum ([`checksum`]), written by
+/// [`Checkpoint::to_bytes`] and checked, where present, by [`Checkpoint::from_bytes`]; like the
+/// [`STRUCTURAL_KEYS`], never in [`Checkpoint::meta`].
+pub const CHECKSUM_KEY: &str = "tensor_checksum";
+
+/// The algorithm tag before the checksum's hex digits.
+const CHECKSUM_TAG: &str = "fnv1a64w:";
+
+/// FNV-1a (64-bit) over the tensors in the order given (the writer and the reader both use the
+/// names' sorted order): for each, the bytes of its name, then `0xff` (never in UTF-8), then its
+/// data as 64-bit little-endian words, each one step `h = (h ^ x) · 0x100000001b3` from
+/// `h = 0xcbf29ce484222325`. Every step is a bijection of `h`, so any change of one byte or
+/// word changes the result; words rather than bytes make it 8× faster than byte-wise FNV.
+/// In Python: `for x in words: h = ((h ^ x) * 0x100000001b3) % 2**64`.
+pub fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, data) in tensors {
+        for &b in name.as_bytes().iter().chain(&[0xff]) {
+            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+        }
+        let words = data.chunks_exact(8);
+        debug_assert!(words.remainder().is_empty(), "F64 data is whole words");
+        for w in words {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            h = (h ^ u64::from_le_bytes(a)).wrapping_mul(PRIME);
+        }
+    }
+    h
+}
 
 /// Name prefixes of Adam's first and second moments.
 pub const ADAM_M_PREFIX: &str = "adam.m.";
@@ -206,9 +244,7 @@ impl Checkpoint {
     /// structural key in `meta`, and every required run-state key present and well-formed.
     pub fn validate(&self) -> Result<()> {
         check_shape(&self.shape)?;
-        if self.chars.is_empty() {
-            bail!("the vocabulary is empty");
-        }
+        limits::check_vocab(&self.chars)?;
         self.tokenizer()?;
         if self.shape.vocab != self.chars.len() + 1 {
             bail!(
@@ -239,10 +275,15 @@ impl Checkpoint {
                 );
             }
         }
+        self.check_finite("", &self.params)?;
+        if let Some(a) = &self.adam {
+            self.check_finite(ADAM_M_PREFIX, &a.m)?;
+            self.check_finite(ADAM_V_PREFIX, &a.v)?;
+        }
         if let Some(k) = self
             .meta
             .keys()
-            .find(|k| STRUCTURAL_KEYS.contains(&k.as_str()))
+            .find(|k| STRUCTURAL_KEYS.contains(&k.as_str()) || k.as_str() == CHECKSUM_KEY)
         {
             bail!(
                 "metadata key `{}` is written from the shape and vocabulary, not from meta",
@@ -254,6 +295,28 @@ impl Checkpoint {
         self.rng()?;
         self.model()?;
         Ok(())
+    }
+
+    /// An error naming the first tensor of `values` (in [`Shape::tensors`] layout, names with
+    /// `prefix`) that holds a NaN or an infinity, and where.
+    fn check_finite(&self, prefix: &str, values: &[f64]) -> Result<()> {
+        let Some(i) = values.iter().position(|x| !x.is_finite()) else {
+            return Ok(());
+        };
+        let mut offset = 0;
+        for (name, rows, cols) in self.shape.tensors() {
+            if i < offset + rows * cols {
+                let k = i - offset;
+                bail!(
+                    "tensor `{prefix}{name}` holds {} at [{}, {}]: the weights are not finite (a diverged run?)",
+                    values[i],
+                    k / cols,
+                    k % cols
+                );
+            }
+            offset += rows * cols;
+        }
+        bail!("value {i} is {}, not finite", values[i])
     }
 
     /// The file's bytes (after [`Checkpoint::validate`]).
@@ -285,6 +348,9 @@ impl Checkpoint {
             push_all(ADAM_M_PREFIX, &a.m);
             push_all(ADAM_V_PREFIX, &a.v);
         }
+        blobs.sort_by(|a, b| a.0.cmp(&b.0));
+        let sum = checksum(blobs.iter().map(|(n, _, b)| (n.as_str(), b.as_slice())));
+        info.insert(CHECKSUM_KEY.into(), format!("{CHECKSUM_TAG}{sum:016x}"));
         let mut views = Vec::with_capacity(blobs.len());
         for (name, shape, bytes) in &blobs {
             match TensorView::new(Dtype::F64, shape.clone(), bytes) {
@@ -313,6 +379,7 @@ impl Checkpoint {
         let get = |key: &str| kv.get(key).map(String::as_str);
         check_format(get)?;
         let (shape, chars) = shape_of(get)?;
+        limits::check_vocab(&chars)?;
         let names = st.names();
         check_tensor_names(&names, &shape)?;
         let read = |prefix: &str| read_tensors(&st, prefix, &shape);
@@ -326,9 +393,35 @@ impl Checkpoint {
         } else {
             None
         };
+        // after the structural checks, whose errors say more than a checksum's
+        if let Some(recorded) = kv.get(CHECKSUM_KEY) {
+            let Some(want) = recorded
+                .strip_prefix(CHECKSUM_TAG)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            else {
+                bail!(
+                    "metadata `{CHECKSUM_KEY}` is {recorded:?}, not {CHECKSUM_TAG} and 16 hex digits"
+                );
+            };
+            let mut sorted = names.clone();
+            sorted.sort();
+            let mut tensors = Vec::with_capacity(sorted.len());
+            for name in sorted {
+                match st.tensor(name) {
+                    Ok(t) => tensors.push((name, t.data())),
+                    Err(e) => bail!("corrupted: tensor `{name}`: {e}"),
+                }
+            }
+            let got = checksum(tensors);
+            if got != want {
+                bail!(
+                    "corrupted: the tensors' checksum is {CHECKSUM_TAG}{got:016x}, the metadata records {recorded}"
+                );
+            }
+        }
         let meta = kv
             .iter()
-            .filter(|(k, _)| !STRUCTURAL_KEYS.contains(&k.as_str()))
+            .filter(|(k, _)| !STRUCTURAL_KEYS.contains(&k.as_str()) && k.as_str() != CHECKSUM_KEY)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let ckpt = Checkpoint {
@@ -366,12 +459,10 @@ impl Checkpoint {
         })
     }
 
-    /// Reads and validates a checkpoint; every failure is one line that names the file.
+    /// Reads and validates a checkpoint; every failure is one line that names the file. What is
+    /// not a regular file, or is larger than [`MAX_CHECKPOINT_BYTES`], is refused unread.
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        let bytes = match fs::read(path) {
-            Ok(b) => b,
-            Err(e) => bail!("cannot read checkpoint {}: {}", path.display(), e),
-        };
+        let bytes = read_input(path, MAX_CHECKPOINT_BYTES, "checkpoint")?;
         Checkpoint::from_bytes(&bytes)
             .map_err(|e| Error(format!("checkpoint {}: {}", path.display(), e.0)))
     }

@@ -100,11 +100,15 @@ pub struct Curve {
 }
 
 impl Curve {
+    /// The most train points [`Curve::new`] reserves (24 bytes each: 24 MiB).
+    pub const RESERVED: usize = 1 << 20;
+
     /// An empty curve with room for `steps` train points (so recording allocates nothing),
-    /// smoothed with [`EMA_BETA`].
+    /// smoothed with [`EMA_BETA`]. At most [`Curve::RESERVED`] points are reserved up front,
+    /// whatever `steps` says: past them the curve grows as the run goes, with the work done.
     pub fn new(steps: usize) -> Self {
         Curve {
-            train: Vec::with_capacity(steps),
+            train: Vec::with_capacity(steps.min(Self::RESERVED)),
             val: Vec::new(),
             references: Vec::new(),
             ema: Ema::default(),

@@ -53,17 +53,16 @@ impl Source {
         }
     }
 
-    /// The text: the built-in names, or the file read as UTF-8. Errors are one line that
-    /// names the file.
+    /// The text: the built-in names, or the file read as UTF-8. Errors (missing, unreadable,
+    /// not a regular file, larger than [`MAX_DATA_BYTES`](crate::limits::MAX_DATA_BYTES), not
+    /// UTF-8) are one line that names the file.
     pub fn text(&self) -> Result<Cow<'static, str>> {
         let path = match self {
             Source::Names => return Ok(Cow::Borrowed(NAMES)),
             Source::File(p) => p,
         };
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => bail!("cannot read dataset {}: {}", path.display(), e),
-        };
+        // not a device, a FIFO or a directory, nor larger than the documented maximum
+        let bytes = crate::io::read_input(path, crate::limits::MAX_DATA_BYTES, "dataset")?;
         match String::from_utf8(bytes) {
             Ok(t) => Ok(Cow::Owned(t)),
             Err(e) => bail!(
@@ -198,7 +197,8 @@ pub fn parse_docs(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Reads a UTF-8 file of documents, in file order. Errors (missing, unreadable, not UTF-8, no
+/// Reads a UTF-8 file of documents, in file order. Errors (missing, unreadable, not a regular
+/// file, larger than [`MAX_DATA_BYTES`](crate::limits::MAX_DATA_BYTES), not UTF-8, no
 /// documents) are one line that names the file.
 pub fn load_docs(path: &Path) -> Result<Vec<String>> {
     Ok(Docs::read(&Source::File(path.to_path_buf()))?.to_vec())

@@ -26,12 +26,15 @@
 pub mod autograd;
 pub mod bigram;
 pub mod checkpoint;
+pub mod console;
 pub mod curve;
 pub mod data;
 pub mod dropout;
 pub mod error;
 pub mod gpt;
+pub mod interrupt;
 pub mod io;
+pub mod limits;
 pub mod model;
 pub mod optim;
 pub mod parallel;

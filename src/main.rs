@@ -2,14 +2,13 @@
 //! `eval` and `baseline` commands. The work is in the library ([`microgpt::session`]); this file
 //! only turns arguments into settings and results into lines.
 
-use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use microgpt::bail;
 use microgpt::checkpoint::Checkpoint;
 use microgpt::data::Source;
 use microgpt::error::Result;
@@ -18,7 +17,7 @@ use microgpt::rng::{Rng, RngKind};
 use microgpt::sample::{self, Sampling};
 use microgpt::session::{self, Dataset, Engine, Save, Settings, Start, TrainOptions};
 use microgpt::train::{self, Recipe};
-use microgpt::{presets, shape};
+use microgpt::{bail, console, interrupt, limits, presets, say, shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum EngineArg {
@@ -371,16 +370,20 @@ fn main() -> ExitCode {
         Some(Command::Eval(a)) => run_eval(&a),
         Some(Command::Baseline(a)) => run_baseline(&a),
         Some(Command::Serve(a)) => microgpt::serve::Server::bind(&a.host, a.port).map(|s| {
-            println!("microgpt playground: {}", s.url());
+            say!("microgpt playground: {}", s.url());
             s.run()
         }),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
+    // an output error is reported after the work it did not stop (a checkpoint is saved by now)
+    let result = result.and_then(|()| console::status());
+    if let Err(e) = &result {
+        console::warn(format!("error: {e}"));
+    }
+    match (interrupt::requested(), result) {
+        // the run saved what it had and said where; the shell learns it was interrupted
+        (Some(sig), _) => ExitCode::from(sig.exit_code()),
+        (None, Ok(())) => ExitCode::SUCCESS,
+        (None, Err(_)) => ExitCode::from(1),
     }
 }
 
@@ -406,7 +409,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .filter(|l| !l.is_empty())
         .collect();
-    eprintln!("{} (see --help)", parts.join(" "));
+    console::warn(format!("{} (see --help)", parts.join(" ")));
     ExitCode::from(2)
 }
 
@@ -417,13 +420,6 @@ fn positive(s: &str) -> std::result::Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{s:?} is not a whole number")),
     }
-}
-
-fn check_temperature(t: f64) -> Result<()> {
-    if !(t >= 0.0 && t.is_finite()) {
-        bail!("--temperature must be a positive number (or 0 for greedy), got {t}");
-    }
-    Ok(())
 }
 
 /// The classic run: microgpt.py's output, line for line.
@@ -439,27 +435,33 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
         ..Settings::microgpt()
     };
     settings.validate()?;
-    check_temperature(a.temperature)?;
     let sampling = Sampling {
         temperature: a.temperature,
         top_k: None,
     };
+    // before training: the vocabulary is not known yet, and no top-k needs it
+    sampling.validate(limits::MAX_VOCAB)?;
+    if a.num_samples > limits::MAX_SAMPLES {
+        bail!(
+            "--num-samples must be at most {}, got {}",
+            limits::MAX_SAMPLES,
+            a.num_samples
+        );
+    }
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
     let data = Dataset::load(&Source::new(a.data.as_deref()), &mut rng, 0.0, None)?;
-    println!("num docs: {}", data.num_docs);
-    println!("vocab size: {}", data.tok.vocab_size());
+    say!("num docs: {}", data.num_docs);
+    say!("vocab size: {}", data.tok.vocab_size());
     let engine = Engine::from(a.engine);
     let mut model =
         session::build_model(engine, &settings.preset, data.tok.vocab_size(), &mut rng)?;
-    println!("num params: {}", model.num_params());
+    say!("num params: {}", model.num_params());
 
     let steps = settings.total_steps;
     let every = a.print_every.unwrap_or(match a.rng {
         RngArg::Python => 1,
         RngArg::Pcg => 100,
     });
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     let start = Instant::now();
     train::train(
         model.as_mut(),
@@ -469,23 +471,25 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
         |_, step, loss, _| {
             let s = step + 1;
             if s == 1 || s == steps || s % every == 0 {
-                let _ = writeln!(out, "step {s:4} / {steps:4} | loss {loss:.4}");
+                say!("step {s:4} / {steps:4} | loss {loss:.4}");
             }
         },
-    );
+    )?;
     let elapsed = start.elapsed().as_secs_f64();
-    let _ = writeln!(
-        out,
+    say!(
         "training time: {:.1} ms ({} engine, {:.1} µs/step)",
         elapsed * 1e3,
         engine.name(),
         elapsed * 1e6 / steps as f64
     );
 
-    let _ = writeln!(out, "\n--- inference (new, hallucinated names) ---");
+    say!("\n--- inference (new, hallucinated names) ---");
     let mut probs = vec![0.0; data.tok.vocab_size()];
     let mut ids = Vec::with_capacity(model.shape().block_size);
     for i in 0..a.num_samples {
+        if !console::is_open() {
+            break;
+        }
         sample::generate(
             model.as_mut(),
             data.tok.bos(),
@@ -495,13 +499,13 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
             &mut probs,
             &mut ids,
         );
-        let _ = writeln!(out, "sample {:2}: {}", i + 1, data.tok.decode(&ids));
+        say!("sample {:2}: {}", i + 1, data.tok.decode(&ids));
     }
-    let _ = out.flush();
     Ok(())
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
+    interrupt::install()?;
     let (settings, start, recipe) = if let Some(path) = &a.resume {
         // the checkpoint's settings, whatever the preset's recipe says
         let c = Checkpoint::load(path)?;
@@ -514,7 +518,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         }
         s.total_steps = s.total_steps.max(1);
         let recipe = presets::preset_recipe(&s.preset).unwrap_or(presets::MICRO_RECIPE);
-        println!(
+        say!(
             "recipe: the checkpoint's ({})",
             describe_settings(
                 &s,
@@ -548,7 +552,9 @@ fn run_train(a: TrainArgs) -> Result<()> {
                     beta2: a.beta2.unwrap_or(r.beta2),
                     eps: r.eps,
                     weight_decay: a.weight_decay.unwrap_or(r.weight_decay),
-                    warmup: a.warmup.unwrap_or(r.warmup),
+                    // a recipe's warm-up is for a run of its own length: a shorter run warms
+                    // up over all of it at most (a --warmup longer than the run is an error)
+                    warmup: a.warmup.unwrap_or(r.warmup.min(total)),
                     schedule: match a.schedule {
                         Some(ScheduleArg::Linear) => Schedule::Linear,
                         Some(ScheduleArg::Cosine) => Schedule::Cosine,
@@ -564,7 +570,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
             total_steps: total,
             val_fraction: a.val_fraction.unwrap_or(recipe.val_fraction),
         };
-        println!("recipe: {} ({recipe}){}", a.model, overrides(&a));
+        say!("recipe: {} ({recipe}){}", a.model, overrides(&a));
         let start = match &a.init {
             Some(p) => Start::Init(Checkpoint::load(p)?),
             None => Start::Fresh,
@@ -595,6 +601,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         progress: !a.no_progress,
         log: a.log,
         threads: a.threads,
+        start_file: a.resume.or(a.init),
     };
     session::run_train(&settings, start, &opts)?;
     Ok(())
@@ -657,40 +664,39 @@ fn describe_settings(s: &Settings, eval_every: usize, print_every: usize) -> Str
 }
 
 fn run_sample(a: &SampleArgs) -> Result<()> {
-    check_temperature(a.temperature)?;
     let c = Checkpoint::load(&a.checkpoint)?;
     let sampling = Sampling {
         temperature: a.temperature,
         top_k: a.top_k,
     };
-    let samples = session::run_sample(
+    let seen = if a.mark_seen {
+        Some(session::training_docs(&c, None)?)
+    } else {
+        None
+    };
+    // each sample is printed as it is drawn; a closed stdout ends the drawing
+    session::each_sample(
         &c,
         a.num_samples,
         &sampling,
         a.seed,
         a.rng.into(),
         &a.prompt,
+        |s| {
+            let mark = match &seen {
+                Some(set) if set.contains(s) => " *",
+                _ => "",
+            };
+            say!("{s}{mark}");
+            if console::is_open() {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        },
     )?;
-    let seen = if a.mark_seen {
-        Some(session::training_docs(&c, None)?)
-    } else {
-        None
-    };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for s in samples {
-        let mark = match &seen {
-            Some(set) if set.contains(&s) => " *",
-            _ => "",
-        };
-        let _ = writeln!(out, "{s}{mark}");
-    }
     if let Some(set) = &seen {
-        let _ = writeln!(
-            out,
-            "(* = one of the {} distinct training documents)",
-            set.len()
-        );
+        say!("(* = one of the {} distinct training documents)", set.len());
     }
     Ok(())
 }
@@ -698,7 +704,7 @@ fn run_sample(a: &SampleArgs) -> Result<()> {
 fn run_eval(a: &EvalArgs) -> Result<()> {
     let c = Checkpoint::load(&a.checkpoint)?;
     let (loss, tokens, docs) = session::run_eval(&c, &a.data)?;
-    println!("loss {loss:.4} ({tokens} tokens, {docs} docs)");
+    say!("loss {loss:.4} ({tokens} tokens, {docs} docs)");
     Ok(())
 }
 
@@ -709,9 +715,11 @@ fn run_baseline(a: &BaselineArgs) -> Result<()> {
     let mut rng = Rng::new(a.rng.into(), a.seed);
     let source = Source::new(a.data.as_deref());
     let data = Dataset::load(&source, &mut rng, a.val_fraction, None)?;
-    let loss = session::bigram_baseline(&data)?.expect("a validation split");
+    let Some(loss) = session::bigram_baseline(&data)? else {
+        bail!("no validation documents to score the baseline on");
+    };
     let tokens: usize = data.val.iter().map(|d| d.len() - 1).sum();
-    println!(
+    say!(
         "bigram baseline (add-one smoothing), fit on {} train docs: val loss {loss:.4} ({tokens} tokens, {} docs)",
         data.train.len(),
         data.val.len()

@@ -6,6 +6,9 @@
 //! decay, no warm-up, `lr_t = lr · (1 − step/steps)`. Larger models train better with AdamW's
 //! decoupled weight decay, a linear warm-up and a cosine decay; those are options.
 
+use crate::bail;
+use crate::error::Result;
+
 /// The shape of the learning rate over a run, after the warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
@@ -81,6 +84,47 @@ pub struct AdamStep {
 }
 
 impl Adam {
+    /// Checks every number against its range and the others, for a run whose schedule is
+    /// `total_steps` long: `lr` finite and > 0, the betas in [0, 1), `eps` finite and > 0,
+    /// `weight_decay` finite, ≥ 0 and with `lr · weight_decay < 1` (else the decay zeroes or
+    /// negates the weights), `warmup` within the schedule, `min_lr_fraction` in [0, 1] (the
+    /// linear schedule ignores it). Errors name the option.
+    pub fn validate(&self, total_steps: usize) -> Result<()> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!("--lr must be a finite number > 0, got {}", self.lr);
+        }
+        for (name, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                bail!("{name} must be in [0, 1), got {b}");
+            }
+        }
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            bail!("Adam's eps must be a finite number > 0, got {}", self.eps);
+        }
+        let wd = self.weight_decay;
+        if !(wd >= 0.0 && wd.is_finite()) {
+            bail!("--weight-decay must be a finite number >= 0, got {wd}");
+        }
+        if self.lr * wd >= 1.0 {
+            bail!(
+                "--weight-decay {wd} with --lr {} shrinks the weights by lr·wd = {} >= 1 per step (to zero or past it); lower one of them",
+                self.lr,
+                self.lr * wd
+            );
+        }
+        if self.warmup > total_steps {
+            bail!(
+                "--warmup {} is longer than the schedule ({total_steps} steps)",
+                self.warmup
+            );
+        }
+        let f = self.min_lr_fraction;
+        if !(0.0..=1.0).contains(&f) {
+            bail!("--min-lr-fraction must be in [0, 1], got {f}");
+        }
+        Ok(())
+    }
+
     /// The learning rate at step `step` (0-based) of a run of `steps` steps.
     pub fn lr_at(&self, step: usize, steps: usize) -> f64 {
         if step < self.warmup {
@@ -169,6 +213,73 @@ mod tests {
         assert_eq!(a.lr_at(10, 110), 1.0); // cos 0: the peak
         assert!((a.lr_at(60, 110) - 0.55).abs() < 1e-15); // halfway: (1 + 0.1)/2
         assert!((a.lr_at(109, 110) - 0.1).abs() < 1e-3);
+    }
+
+    #[test]
+    fn every_bad_number_is_refused_by_name() {
+        let ok = Adam::default();
+        assert!(ok.validate(100).is_ok());
+        let cosine = Adam {
+            schedule: Schedule::Cosine,
+            min_lr_fraction: 0.1,
+            warmup: 100,
+            ..ok
+        };
+        assert!(cosine.validate(100).is_ok());
+        let cases = [
+            (Adam { lr: f64::NAN, ..ok }, "--lr"),
+            (Adam { lr: 0.0, ..ok }, "--lr"),
+            (
+                Adam {
+                    lr: f64::INFINITY,
+                    ..ok
+                },
+                "--lr",
+            ),
+            (Adam { beta1: 1.0, ..ok }, "--beta1"),
+            (Adam { beta2: -0.1, ..ok }, "--beta2"),
+            (Adam { eps: 0.0, ..ok }, "eps"),
+            (
+                Adam {
+                    weight_decay: f64::NAN,
+                    ..ok
+                },
+                "--weight-decay",
+            ),
+            (
+                Adam {
+                    weight_decay: -1.0,
+                    ..ok
+                },
+                "--weight-decay",
+            ),
+            (
+                Adam {
+                    weight_decay: 100.0,
+                    ..ok
+                },
+                "lr·wd",
+            ),
+            (Adam { warmup: 101, ..ok }, "--warmup"),
+            (
+                Adam {
+                    min_lr_fraction: -5.0,
+                    ..cosine
+                },
+                "--min-lr-fraction",
+            ),
+            (
+                Adam {
+                    min_lr_fraction: f64::NAN,
+                    ..cosine
+                },
+                "--min-lr-fraction",
+            ),
+        ];
+        for (a, words) in cases {
+            let e = a.validate(100).unwrap_err().to_string();
+            assert!(e.contains(words), "want {words:?} in {e:?}");
+        }
     }
 
     #[test]

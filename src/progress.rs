@@ -6,13 +6,14 @@
 //! β = [`crate::curve::EMA_BETA`], the same value the loss curve stores); tokens/s is the
 //! average since the reporter was created. The bar is off when stderr is not a terminal or when
 //! it is disabled: then [`Progress::update`] only updates the EMA and [`Progress::println`] is a
-//! plain `println!`.
+//! line on stdout ([`crate::console::line`]).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::console;
 use crate::curve::Ema;
 
 /// The bar is redrawn at most this often, so `update` may be called at every step: between
@@ -100,12 +101,20 @@ impl Progress {
         self.ema.value()
     }
 
-    /// Prints a line on stdout (e.g. a validation loss); the bar is cleared first and redrawn
-    /// below it, so the two do not mix.
+    /// Prints a line on stdout (e.g. a validation loss) with [`console::line`], which never
+    /// panics; the bar is cleared first and redrawn below it, so the two do not mix.
     pub fn println(&self, line: impl AsRef<str>) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| println!("{}", line.as_ref())),
-            None => println!("{}", line.as_ref()),
+            Some(bar) => bar.suspend(|| console::line(line.as_ref())),
+            None => console::line(line.as_ref()),
+        }
+    }
+
+    /// Runs `f` (e.g. a warning on stderr) with the bar cleared, then redraws the bar.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
         }
     }
 

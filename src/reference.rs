@@ -189,6 +189,14 @@ impl Reference {
         if shape.vocab < 2 || shape.block_size == 0 {
             bail!("vocab must be at least 2 and block_size at least 1");
         }
+        // the static engine's limit too, so that what one engine trains the other can load
+        if shape.vocab > crate::limits::MAX_VOCAB {
+            bail!(
+                "the vocabulary has {} tokens but a model can have at most {}",
+                shape.vocab,
+                crate::limits::MAX_VOCAB
+            );
+        }
         let n = shape.num_params();
         if params.len() != n {
             bail!("expected {} parameters, got {}", n, params.len());

@@ -14,12 +14,13 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::bail;
 use crate::bigram::Bigram;
 use crate::checkpoint::{AdamMoments, Checkpoint};
 use crate::curve::Curve;
 use crate::data::{self, Docs, EncodedDocs, Source, Tokenizer};
 use crate::error::Result;
+use crate::io::{check_distinct, check_output};
+use crate::limits;
 use crate::model::Model;
 use crate::optim::{Adam, Schedule};
 use crate::progress::Progress;
@@ -27,6 +28,7 @@ use crate::rng::{Rng, RngKind};
 use crate::sample::{self, Sampling};
 use crate::shape::{self, Shape};
 use crate::train;
+use crate::{bail, console, interrupt, say};
 
 use crate::presets;
 pub use crate::presets::{Engine, build_model};
@@ -57,19 +59,19 @@ impl Settings {
         }
     }
 
+    /// Every number of a run checked in one place, for settings from the command line and from
+    /// a checkpoint alike: each finite and in its range ([`crate::limits`] for the counts that
+    /// drive memory), and consistent with the others ([`Adam::validate`]).
     pub fn validate(&self) -> Result<()> {
         let r = &self.recipe;
-        let a = &r.adam;
-        if !(a.lr > 0.0 && a.lr.is_finite()) {
-            bail!("--lr must be a positive number, got {}", a.lr);
-        }
-        if !(0.0..1.0).contains(&a.beta1) || !(0.0..1.0).contains(&a.beta2) {
+        if self.total_steps == 0 || self.total_steps > limits::MAX_STEPS {
             bail!(
-                "Adam's betas must be in [0, 1), got {} and {}",
-                a.beta1,
-                a.beta2
+                "the number of steps must be between 1 and {}, got {}",
+                limits::MAX_STEPS,
+                self.total_steps
             );
         }
+        r.adam.validate(self.total_steps)?;
         if !(self.val_fraction >= 0.0 && self.val_fraction < 1.0) {
             bail!(
                 "--val-fraction must be in [0, 1), got {}",
@@ -79,8 +81,12 @@ impl Settings {
         if !(0.0..1.0).contains(&r.dropout) {
             bail!("--dropout must be in [0, 1), got {}", r.dropout);
         }
-        if r.batch_size == 0 || self.total_steps == 0 {
-            bail!("the batch size and the number of steps must be at least 1");
+        if r.batch_size == 0 || r.batch_size > limits::MAX_BATCH_SIZE {
+            bail!(
+                "--batch-size must be between 1 and {}, got {}",
+                limits::MAX_BATCH_SIZE,
+                r.batch_size
+            );
         }
         if shape::preset_shape(&self.preset, 0).is_none() {
             bail!(
@@ -114,9 +120,10 @@ impl Settings {
         c.set("reshuffle", r.reshuffle);
     }
 
-    /// The settings a checkpoint recorded.
+    /// The settings a checkpoint recorded, checked as the command line's are
+    /// ([`Settings::validate`]).
     pub fn read_from(c: &Checkpoint) -> Result<Settings> {
-        Ok(Settings {
+        let s = Settings {
             rng: c.rng()?,
             preset: c.model()?.to_string(),
             recipe: train::Recipe {
@@ -142,7 +149,11 @@ impl Settings {
             },
             total_steps: c.parse("total_steps")?,
             val_fraction: c.parse("val_fraction")?,
-        })
+        };
+        if let Err(e) = s.validate() {
+            bail!("the checkpoint's settings are out of range: {e}");
+        }
+        Ok(s)
     }
 }
 
@@ -232,6 +243,10 @@ impl RawDocs {
             Some(t) => t,
             None => Tokenizer::from_strs(docs.iter()),
         };
+        // the same rule for both engines and the checkpoint, before any work is done with it
+        if let Err(e) = limits::check_vocab(tok.chars()) {
+            bail!("dataset {source}: {e}");
+        }
         let n_train = num_docs - n_val;
         let encode = |range| match EncodedDocs::from_strs(&tok, docs.iter_range(range)) {
             Ok(e) => Ok(e),
@@ -374,6 +389,9 @@ pub struct TrainOptions {
     pub log: Option<PathBuf>,
     /// Worker threads for a step's documents (`None`: all cores).
     pub threads: Option<usize>,
+    /// The checkpoint file `--init` or `--resume` read, if any: no output may overwrite it
+    /// (but `--out` may continue a resumed run in place).
+    pub start_file: Option<PathBuf>,
 }
 
 /// The shape of a checkpoint's model must be the compiled shape of its preset.
@@ -395,24 +413,66 @@ fn check_checkpoint_shape(c: &Checkpoint) -> Result<Shape> {
     Ok(expected)
 }
 
+/// Before any work: every output of a run can be written ([`check_output`]), and no two of the
+/// run's files are one (an output over the dataset, a checkpoint read, or another output).
+/// `--out` may be the `--resume` checkpoint: the run continues in place, and the atomic save
+/// replaces the old file only with a complete later one.
+fn check_files(
+    out: Option<&Path>,
+    opts: &TrainOptions,
+    start: &Start,
+    source: &Source,
+) -> Result<()> {
+    let svg = opts.log.as_ref().map(|l| l.with_extension("svg"));
+    let out: Vec<(&str, &Path)> = out.iter().map(|p| ("--out", *p)).collect();
+    let mut curve: Vec<(&str, &Path)> = Vec::new();
+    if let (Some(log), Some(svg)) = (&opts.log, &svg) {
+        curve.push(("--log", log));
+        curve.push(("the plot beside --log", svg));
+    }
+    for (p, what) in out.iter().map(|o| (o.1, "checkpoint")) {
+        check_output(p, what)?;
+    }
+    for (p, what) in curve.iter().map(|c| (c.1, "loss curve")) {
+        check_output(p, what)?;
+    }
+    let all: Vec<(&str, &Path)> = out.iter().chain(&curve).copied().collect();
+    let mut inputs: Vec<(&str, &Path)> = Vec::new();
+    if let Source::File(p) = source {
+        inputs.push(("--data", p));
+    }
+    match (start, opts.start_file.as_deref()) {
+        (Start::Init(_), Some(p)) => inputs.push(("--init", p)),
+        (Start::Resume(_), Some(p)) => check_distinct(&curve, &[("--resume", p)])?,
+        _ => {}
+    }
+    check_distinct(&all, &inputs)
+}
+
 /// `microgpt train`: returns the final validation loss, if there is a validation set.
 pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Result<Option<f64>> {
     settings.validate()?;
+    if let Some(n) = opts.threads
+        && !(1..=limits::MAX_THREADS).contains(&n)
+    {
+        bail!(
+            "--threads must be between 1 and {}, got {n}",
+            limits::MAX_THREADS
+        );
+    }
+    if opts.engine == Engine::Dynamic && settings.recipe.batch_size > limits::MAX_DYNAMIC_BATCH_SIZE
+    {
+        bail!(
+            "--engine dynamic records one tape per step (about 1 MB per micro document, 60 MB per small one): at most {} documents per step, got --batch-size {}",
+            limits::MAX_DYNAMIC_BATCH_SIZE,
+            settings.recipe.batch_size
+        );
+    }
     let mut out = match &opts.save {
         Save::Nothing => None,
         Save::Named(p) => Some(p.clone()),
         Save::Default(p) => Some(free_path(p)),
     };
-    if let Some(dir) = out.as_deref().and_then(Path::parent)
-        && !dir.as_os_str().is_empty()
-        && !dir.is_dir()
-    {
-        bail!(
-            "cannot write checkpoint {}: directory {} does not exist",
-            out.as_deref().unwrap().display(),
-            dir.display()
-        );
-    }
     let (source, tok, first_step) = match &start {
         Start::Fresh => (Source::new(opts.data.as_deref()), None, 0),
         Start::Init(c) => {
@@ -425,6 +485,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             (source, Some(c.tokenizer()?), c.step()?)
         }
     };
+    check_files(out.as_deref(), opts, &start, &source)?;
     let raw = RawDocs::read(&source)?;
     let fingerprint = raw.fingerprint();
     if let Start::Resume(c) = &start {
@@ -467,10 +528,10 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");
     }
 
-    println!("num docs: {}", data.num_docs);
-    println!("vocab size: {}", data.tok.vocab_size());
-    println!("num params: {}", model.num_params());
-    println!(
+    say!("num docs: {}", data.num_docs);
+    say!("vocab size: {}", data.tok.vocab_size());
+    say!("num params: {}", model.num_params());
+    say!(
         "model: {} ({} engine), train docs: {}, val docs: {}, batch size: {}",
         settings.preset,
         opts.engine.name(),
@@ -479,7 +540,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         settings.recipe.batch_size
     );
     if first_step > 0 {
-        println!("resuming at step {first_step}");
+        say!("resuming at step {first_step}");
     }
     // the periodic evaluations on the first `eval_docs` of the split: the split is drawn
     // after the seeded shuffle, so they are a random sample, the same one every time
@@ -491,12 +552,12 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             format!("{eval_threads} threads")
         };
         match &val_sample {
-            None => println!(
+            None => say!(
                 "validation: all {} held-out docs every {} steps and at the end ({threads})",
                 data.val.len(),
                 opts.eval_every
             ),
-            Some(v) => println!(
+            Some(v) => say!(
                 "validation: every {} steps on a fixed sample of {} of the {} held-out docs, at the end on all of them ({threads})",
                 opts.eval_every,
                 v.len(),
@@ -505,24 +566,23 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         }
     }
     match (&opts.save, &out) {
-        (Save::Default(p), Some(o)) if o != p => println!(
+        (Save::Default(p), Some(o)) if o != p => say!(
             "checkpoint: {} at the end ({} exists; --out PATH to choose, --no-save for none)",
             o.display(),
             p.display()
         ),
-        (Save::Default(_), Some(o)) => println!(
+        (Save::Default(_), Some(o)) => say!(
             "checkpoint: {} at the end (--out PATH to choose, --no-save for none)",
             o.display()
         ),
-        (Save::Named(_), Some(o)) => println!("checkpoint: {} at the end", o.display()),
-        _ => println!("checkpoint: none (--no-save)"),
+        (Save::Named(_), Some(o)) => say!("checkpoint: {} at the end", o.display()),
+        _ => say!("checkpoint: none (--no-save)"),
     }
 
     let total = settings.total_steps;
     let mut curve = Curve::new(last - first_step);
     let mut progress = Progress::new(last - first_step, opts.progress);
     let mut tokens_done = 0;
-    let mut save_error = None;
     let mut train_time = 0.0;
     let mut lap = Instant::now();
     let validate = |model: &mut dyn Model, step: usize, progress: &Progress| {
@@ -549,7 +609,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         ours = true;
     };
     let mut final_val = None;
-    train::train(
+    let done = train::train_until(
         model.as_mut(),
         &data.train,
         &settings.recipe,
@@ -575,21 +635,31 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
             if save_now && let Some(out) = &mut out {
                 claim(out);
                 let c = checkpoint_of(model, settings, s, &data, fingerprint);
+                // a disk full for a moment must not cost the run: the next save may succeed
                 if let Err(e) = c.save(out) {
-                    save_error.get_or_insert(e);
+                    progress.suspend(|| {
+                        console::warn(format!(
+                            "warning: step {s}: {e}; training goes on, the next save will try again"
+                        ))
+                    });
                 }
             }
             if eval_now || save_now {
                 lap = Instant::now();
             }
+            // a first Ctrl-C or SIGTERM: stop after this step, then save as at the end
+            if interrupt::requested().is_some() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
         },
-    );
+    )?;
     train_time += lap.elapsed().as_secs_f64();
     progress.finish();
-    if let Some(e) = save_error {
-        return Err(e);
-    }
-    println!(
+    let interrupted = interrupt::requested().filter(|_| done < last);
+    let last = done;
+    say!(
         "training time: {} ({} steps, {:.0} tokens/s)",
         human_time(train_time),
         last - first_step,
@@ -598,7 +668,21 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
     if let Some(out) = &mut out {
         claim(out);
         checkpoint_of(model.as_ref(), settings, last, &data, fingerprint).save(out)?;
-        println!("saved {} (step {last} of {total})", out.display());
+        say!("saved {} (step {last} of {total})", out.display());
+    }
+    if let Some(sig) = interrupted {
+        console::warn(match &out {
+            Some(out) => format!(
+                "interrupted by {} after step {last} of {total}: saved {}; continue with `microgpt train --resume {}`",
+                sig.name(),
+                out.display(),
+                out.display()
+            ),
+            None => format!(
+                "interrupted by {} after step {last} of {total}: nothing saved (--no-save)",
+                sig.name()
+            ),
+        });
     }
     if let Some(log) = &opts.log {
         let bigram = bigram_baseline(&data)?;
@@ -608,7 +692,7 @@ pub fn run_train(settings: &Settings, start: Start, opts: &TrainOptions) -> Resu
         curve.write_csv(log)?;
         let svg = log.with_extension("svg");
         curve.write_svg(&svg, &format!("{} on {}", settings.preset, data.source))?;
-        println!("wrote {} and {}", log.display(), svg.display());
+        say!("wrote {} and {}", log.display(), svg.display());
     }
     Ok(final_val)
 }
@@ -662,6 +746,31 @@ pub fn run_sample(
     rng_kind: RngKind,
     prompt: &str,
 ) -> Result<Vec<String>> {
+    let mut samples = Vec::new();
+    each_sample(c, n, sampling, seed, rng_kind, prompt, |s| {
+        samples.push(s.to_string());
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok(samples)
+}
+
+/// [`run_sample`] streamed: `each` gets every sample as soon as it is drawn (so memory does
+/// not grow with `n`), and stops the drawing by returning [`std::ops::ControlFlow::Break`].
+pub fn each_sample(
+    c: &Checkpoint,
+    n: usize,
+    sampling: &Sampling,
+    seed: u64,
+    rng_kind: RngKind,
+    prompt: &str,
+    mut each: impl FnMut(&str) -> std::ops::ControlFlow<()>,
+) -> Result<()> {
+    if n > limits::MAX_SAMPLES {
+        bail!(
+            "--num-samples must be at most {}, got {n}",
+            limits::MAX_SAMPLES
+        );
+    }
     let (mut model, tok) = load_model(c)?;
     sampling.validate(tok.vocab_size())?;
     let ids = match tok.encode(prompt) {
@@ -678,7 +787,6 @@ pub fn run_sample(
     let mut rng = Rng::new(rng_kind, seed);
     let mut probs = vec![0.0; tok.vocab_size()];
     let mut out = Vec::with_capacity(block);
-    let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         sample::generate(
             model.as_mut(),
@@ -689,9 +797,11 @@ pub fn run_sample(
             &mut probs,
             &mut out,
         );
-        samples.push(tok.decode(&out));
+        if each(&tok.decode(&out)).is_break() {
+            break;
+        }
     }
-    Ok(samples)
+    Ok(())
 }
 
 /// The documents a checkpoint's run trained on: its dataset (`data`, else the path it

@@ -4,8 +4,10 @@
 
 use std::ops::ControlFlow;
 
+use crate::bail;
 use crate::data::EncodedDocs;
 use crate::dropout::Dropout;
+use crate::error::Result;
 use crate::model::{Model, StepInputs};
 use crate::optim::Adam;
 use crate::rng::{Rng, mix64};
@@ -122,32 +124,40 @@ impl Order {
 /// Runs steps `first..last` of a schedule of `total` steps, `recipe.batch_size` documents
 /// per step (the run's documents `step·batch_size + i`, see [`Order`]), and calls
 /// `on_step(step, loss, tokens)` after each with the number of positions trained on.
+///
+/// A step whose loss is not finite ends the run with an error that names it, before `on_step`
+/// sees it, and so does a run that ends with weights that are not finite (a step's update can
+/// overflow before any loss does): the model is then garbage and must not be saved.
 pub fn train<M: Model + ?Sized>(
     model: &mut M,
     docs: &EncodedDocs,
     recipe: &Recipe,
     steps: (usize, usize, usize),
     mut on_step: impl FnMut(&mut M, usize, f64, usize),
-) {
+) -> Result<()> {
     train_until(model, docs, recipe, steps, |m, step, loss, tokens| {
         on_step(m, step, loss, tokens);
         ControlFlow::Continue(())
-    });
+    })?;
+    Ok(())
 }
 
 /// [`train`], stopping early after any step whose `on_step` returns `Break` (the playground's
-/// stop button). Returns the number of the last step done plus one.
+/// stop button, a first Ctrl-C: see [`crate::interrupt`]). Returns the number of the last step
+/// done plus one.
 pub fn train_until<M: Model + ?Sized>(
     model: &mut M,
     docs: &EncodedDocs,
     recipe: &Recipe,
     (first, last, total): (usize, usize, usize),
     mut on_step: impl FnMut(&mut M, usize, f64, usize) -> ControlFlow<()>,
-) -> usize {
+) -> Result<usize> {
     let t = model.shape().block_size;
     let (adam, batch_size) = (&recipe.adam, recipe.batch_size);
     let mut order = Order::new(docs.len(), recipe.reshuffle, recipe.seed);
     let mut batch: Vec<&[usize]> = Vec::with_capacity(batch_size);
+    // what is done if no step runs (`first ≥ last`)
+    let mut done = first.max(last);
     for step in first..last {
         batch.clear();
         let mut tokens = 0;
@@ -161,11 +171,22 @@ pub fn train_until<M: Model + ?Sized>(
             token_mean: recipe.token_mean,
         };
         let loss = model.train_batch(&batch, &adam.at(step, total), &inputs);
+        done = step + 1;
+        if !loss.is_finite() {
+            bail!(
+                "step {done}: the loss is {loss}: training diverged (try a lower --lr); nothing was saved from this step on"
+            );
+        }
         if on_step(model, step, loss, tokens).is_break() {
-            return step + 1;
+            break;
         }
     }
-    last.max(first)
+    if model.params_flat().iter().any(|x| !x.is_finite()) {
+        bail!(
+            "step {done}: the weights are no longer finite: training diverged (try a lower --lr); nothing was saved from this step on"
+        );
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -35,19 +35,13 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 /// A checkpoint with N(0, 0.08) weights (and moments), plus values a lossy path would change:
-/// 1/3, −0, a subnormal, 1e300, and a NaN with a payload.
+/// 1/3, −0, a subnormal, 1e300 and the largest finite number (non-finite weights are refused).
 fn sample(shape: Shape, chars: &str, adam: bool) -> Checkpoint {
     let mut rng = Rng::pcg(7);
     let n = shape.num_params();
     let mut draw = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.gauss(0.0, 0.08)).collect() };
     let mut params = draw(n);
-    params[..5].copy_from_slice(&[
-        1.0 / 3.0,
-        -0.0,
-        f64::MIN_POSITIVE / 4.0,
-        1e300,
-        f64::from_bits(0x7ff8_0000_0000_1234),
-    ]);
+    params[..5].copy_from_slice(&[1.0 / 3.0, -0.0, f64::MIN_POSITIVE / 4.0, 1e300, f64::MAX]);
     let chars: Vec<char> = chars.chars().collect();
     assert_eq!(chars.len() + 1, shape.vocab, "test setup");
     let mut c = Checkpoint::new(shape, chars, params, 1234, 42, RngKind::Python, "micro");
@@ -179,7 +173,27 @@ fn the_file_holds_exactly_the_expected_tensors_and_metadata() {
     assert_eq!(last.to_bits(), c.params.last().unwrap().to_bits());
 
     let (_, md) = SafeTensors::read_metadata(&bytes).unwrap();
-    let meta: BTreeMap<String, String> = md.metadata().clone().unwrap().into_iter().collect();
+    let mut meta: BTreeMap<String, String> = md.metadata().clone().unwrap().into_iter().collect();
+    // the checksum as the module's documentation defines it, recomputed from the file
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut names = st.names();
+    names.sort();
+    for name in names {
+        let words = name.bytes().chain([0xff]).map(u64::from).chain(
+            st.tensor(name)
+                .unwrap()
+                .data()
+                .chunks_exact(8)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap())),
+        );
+        for x in words {
+            h = (h ^ x).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    assert_eq!(
+        meta.remove("tensor_checksum"),
+        Some(format!("fnv1a64w:{h:016x}"))
+    );
     let want: BTreeMap<String, String> = [
         ("format", FORMAT),
         ("vocab", CHARS),
@@ -554,16 +568,37 @@ fn flipped_bytes_never_panic_and_a_flip_in_the_data_changes_exactly_one_number()
     }
     assert!(header_errors > data_start, "most header flips are errors");
 
-    // random bytes of the tensor data: the file still loads, with one number changed
+    // random bytes of the tensor data: the checksum refuses the file; without the checksum
+    // (a file written before it existed) it loads, with one number changed, unless that
+    // number is no longer finite
+    let old = rewrite(&good, remove_meta("tensor_checksum"));
+    let (old_header_len, _) = SafeTensors::read_metadata(&old).unwrap();
+    let old_start = 8 + old_header_len;
+    assert_eq!(old.len() - old_start, good.len() - data_start);
+    let mut loaded = 0;
     for _ in 0..2000 {
-        let pos = data_start + rng.randbelow(good.len() - data_start);
+        let off = rng.randbelow(good.len() - data_start);
+        let mask = 1 + rng.randbelow(255) as u8;
         let mut b = good.clone();
-        b[pos] ^= 1 + rng.randbelow(255) as u8;
-        let c = Checkpoint::from_bytes(&b).unwrap();
-        let after = values(&c);
-        let changed = before.iter().zip(&after).filter(|(x, y)| x != y).count();
-        assert_eq!(changed, 1, "flip at {pos}");
+        b[data_start + off] ^= mask;
+        let err = Checkpoint::from_bytes(&b).unwrap_err().to_string();
+        assert!(err.contains("checksum"), "flip at {off}: {err}");
+        let mut b = old.clone();
+        b[old_start + off] ^= mask;
+        match Checkpoint::from_bytes(&b) {
+            Ok(c) => {
+                let after = values(&c);
+                let changed = before.iter().zip(&after).filter(|(x, y)| x != y).count();
+                assert_eq!(changed, 1, "flip at {off}");
+                loaded += 1;
+            }
+            Err(e) => assert!(e.to_string().contains("not finite"), "flip at {off}: {e}"),
+        }
     }
+    assert!(
+        loaded > 1900,
+        "most flips leave a finite number ({loaded} of 2000)"
+    );
 }
 
 #[test]

@@ -269,6 +269,8 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
     if let Some(e) = failure {
         return Err(e);
     }
+    // a diverged run (a non-finite loss or weights) ends with its one-line error
+    let done = done?;
     let t = train_time.as_secs_f64();
     Ok(json!({
         "run": run,
