@@ -415,8 +415,6 @@ fn check_checkpoint_shape(c: &Checkpoint) -> Result<Shape> {
 
 /// Before any work: every output of a run can be written ([`check_output`]), and no two of the
 /// run's files are one (an output over the dataset, a checkpoint read, or another output).
-/// `--out` may be the `--resume` checkpoint: the run continues in place, and the atomic save
-/// replaces the old file only with a complete later one.
 fn check_files(
     out: Option<&Path>,
     opts: &TrainOptions,
@@ -443,7 +441,7 @@ fn check_files(
     }
     match (start, opts.start_file.as_deref()) {
         (Start::Init(_), Some(p)) => inputs.push(("--init", p)),
-        (Start::Resume(_), Some(p)) => check_distinct(&curve, &[("--resume", p)])?,
+        (Start::Resume(_), Some(p)) => inputs.push(("--resume", p)),
         _ => {}
     }
     check_distinct(&all, &inputs)
