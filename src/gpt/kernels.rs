@@ -197,20 +197,38 @@ fn matmul_tn_cols<const R: usize, const IN: usize, const OUT: usize, const ACC: 
     }
 }
 
-/// `wt = wᵀ`: the layout [`super::ops::linear_forward`] reads. In 8×8 blocks, so that the strided side
-/// touches each cache line once per block rather than once per element.
+/// `wt = wᵀ`: the layout [`super::ops::linear_forward`] reads. In 8×8 tiles, each read as
+/// eight contiguous rows into registers and written as eight contiguous rows, so that the
+/// compiler turns the tile into shuffles rather than one scalar store per element; the edges
+/// that do not fill a tile element by element.
 pub fn transpose<const IN: usize, const OUT: usize>(
     wt: &mut [[f64; OUT]; IN], // (IN, OUT)
     w: &[[f64; IN]; OUT],      // (OUT, IN)
 ) {
     const B: usize = 8;
-    for o0 in (0..OUT).step_by(B) {
-        for i0 in (0..IN).step_by(B) {
-            for (o, row) in w.iter().enumerate().skip(o0).take(B) {
-                for (col, &x) in wt[i0..].iter_mut().zip(&row[i0..]).take(B) {
-                    col[o] = x;
+    let (o_full, i_full) = (OUT / B * B, IN / B * B);
+    for o0 in (0..o_full).step_by(B) {
+        for i0 in (0..i_full).step_by(B) {
+            let mut tile = [[0.0; B]; B];
+            for (t, row) in tile.iter_mut().zip(&w[o0..o0 + B]) {
+                t.copy_from_slice(&row[i0..i0 + B]);
+            }
+            for (c, col) in wt[i0..i0 + B].iter_mut().enumerate() {
+                let dst = &mut col[o0..o0 + B];
+                for (d, t) in dst.iter_mut().zip(&tile) {
+                    *d = t[c];
                 }
             }
+        }
+        for i in i_full..IN {
+            for o in o0..o0 + B {
+                wt[i][o] = w[o][i];
+            }
+        }
+    }
+    for (o, row) in w.iter().enumerate().skip(o_full) {
+        for (col, &x) in wt.iter_mut().zip(row) {
+            col[o] = x;
         }
     }
 }
