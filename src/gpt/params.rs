@@ -180,8 +180,15 @@ impl<const V: usize, const T: usize, const E: usize> EmbedParams<V, T, E> {
             m.wpe.as_flattened_mut(),
             v.wpe.as_flattened_mut(),
         );
-        let head = (&mut w.lm_head, &mut m.lm_head, &mut v.lm_head);
-        adam_transposed(head, &mut self.lm_head_t, &g.lm_head, vocab, adam);
+        adam_transposed(
+            &mut w.lm_head,
+            &mut self.lm_head_t,
+            &g.lm_head,
+            &mut m.lm_head,
+            &mut v.lm_head,
+            vocab,
+            adam,
+        );
     }
 }
 
@@ -223,8 +230,8 @@ impl<const I: usize, const O: usize> Param<I, O> {
 
     /// One Adam update from the gradient `g`; the transpose follows.
     pub fn adam(&mut self, g: &[[f64; I]; O], adam: &AdamStep) {
-        let wmv = (&mut self.w, &mut self.m, &mut self.v);
-        adam_transposed(wmv, &mut self.wt, g, O, adam);
+        let (w, wt, m, v) = (&mut self.w, &mut self.wt, &mut self.m, &mut self.v);
+        adam_transposed(w, wt, g, m, v, O, adam);
     }
 }
 
@@ -233,10 +240,12 @@ impl<const I: usize, const O: usize> Param<I, O> {
 /// same values as the update of those rows and then a [`transpose`] (each parameter's update
 /// reads only its own values, so the order of the bands changes nothing).
 fn adam_transposed<const I: usize, const O: usize>(
-    (w, m, v): (&mut [[f64; I]; O], &mut [[f64; I]; O], &mut [[f64; I]; O]), // (O, I) each
-    wt: &mut [[f64; O]; I],                                                  // (I, O)
-    g: &[[f64; I]; O],                                                       // (O, I)
-    rows: usize,                                                             // ≤ O
+    w: &mut [[f64; I]; O],  // (O, I)
+    wt: &mut [[f64; O]; I], // (I, O)
+    g: &[[f64; I]; O],      // (O, I)
+    m: &mut [[f64; I]; O],  // (O, I)
+    v: &mut [[f64; I]; O],  // (O, I)
+    rows: usize,            // ≤ O
     adam: &AdamStep,
 ) {
     for o0 in (0..rows).step_by(TILE) {
