@@ -123,6 +123,32 @@ fn rmsnorm_backward_matches_finite_differences() {
     case::<13>(3); // not a multiple of the 8 lanes: exercises the tail of the dot product
 }
 
+/// `kernels::transpose` moves every element to its mirrored place, for sizes that fill its
+/// 8×8 tiles exactly, leave edges on either side, or are smaller than one tile.
+#[test]
+fn transpose_mirrors_every_element() {
+    fn case<const IN: usize, const OUT: usize>(seed: u64) {
+        let mut rng = Rng::pcg(seed);
+        let w = mat::<OUT, IN>(&randn(&mut rng, IN * OUT));
+        let mut wt = [[f64::NAN; OUT]; IN];
+        kernels::transpose(&mut wt, &w);
+        for (o, row) in w.iter().enumerate() {
+            for (i, &x) in row.iter().enumerate() {
+                assert_eq!(
+                    wt[i][o].to_bits(),
+                    x.to_bits(),
+                    "({IN}, {OUT}) at o {o}, i {i}"
+                );
+            }
+        }
+    }
+    case::<16, 16>(1);
+    case::<16, 27>(2); // lm_head of micro: 27 rows
+    case::<64, 16>(3);
+    case::<13, 19>(4);
+    case::<5, 3>(5);
+}
+
 /// Rows of `N` from a flat slice.
 fn rows<const N: usize>(s: &[f64]) -> Vec<[f64; N]> {
     s.chunks(N).map(arr::<N>).collect()

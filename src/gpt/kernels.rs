@@ -197,20 +197,55 @@ fn matmul_tn_cols<const R: usize, const IN: usize, const OUT: usize, const ACC: 
     }
 }
 
-/// `wt = wᵀ`: the layout [`super::ops::linear_forward`] reads. In 8×8 blocks, so that the strided side
-/// touches each cache line once per block rather than once per element.
+/// `wt = wᵀ`: the layout [`super::ops::linear_forward`] reads, band by band of
+/// [`TILE`] rows ([`transpose_rows`]).
 pub fn transpose<const IN: usize, const OUT: usize>(
     wt: &mut [[f64; OUT]; IN], // (IN, OUT)
     w: &[[f64; IN]; OUT],      // (OUT, IN)
 ) {
-    const B: usize = 8;
-    for o0 in (0..OUT).step_by(B) {
-        for i0 in (0..IN).step_by(B) {
-            for (o, row) in w.iter().enumerate().skip(o0).take(B) {
-                for (col, &x) in wt[i0..].iter_mut().zip(&row[i0..]).take(B) {
-                    col[o] = x;
-                }
+    for o0 in (0..OUT).step_by(TILE) {
+        transpose_rows(wt, w, o0);
+    }
+}
+
+/// The side of the tiles of [`transpose_rows`].
+pub const TILE: usize = 8;
+
+/// Columns `o0..o0 + TILE` of `wt` (fewer at the end) from rows `o0..` of `w`. In
+/// `TILE × TILE` tiles, each read as contiguous rows into registers and written as contiguous
+/// rows, so that the compiler turns the tile into shuffles rather than one scalar store per
+/// element; the edges that do not fill a tile element by element.
+#[inline]
+pub fn transpose_rows<const IN: usize, const OUT: usize>(
+    wt: &mut [[f64; OUT]; IN], // (IN, OUT)
+    w: &[[f64; IN]; OUT],      // (OUT, IN)
+    o0: usize,
+) {
+    const B: usize = TILE;
+    if o0 + B > OUT {
+        for (o, row) in w.iter().enumerate().skip(o0) {
+            for (col, &x) in wt.iter_mut().zip(row) {
+                col[o] = x;
             }
+        }
+        return;
+    }
+    let i_full = IN / B * B;
+    for i0 in (0..i_full).step_by(B) {
+        let mut tile = [[0.0; B]; B];
+        for (t, row) in tile.iter_mut().zip(&w[o0..o0 + B]) {
+            t.copy_from_slice(&row[i0..i0 + B]);
+        }
+        for (c, col) in wt[i0..i0 + B].iter_mut().enumerate() {
+            let dst = &mut col[o0..o0 + B];
+            for (d, t) in dst.iter_mut().zip(&tile) {
+                *d = t[c];
+            }
+        }
+    }
+    for i in i_full..IN {
+        for o in o0..o0 + B {
+            wt[i][o] = w[o][i];
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use bytemuck::Zeroable;
 
-use super::kernels::transpose;
+use super::kernels::{TILE, transpose, transpose_rows};
 use crate::error::{Error, Result};
 use crate::optim::AdamStep;
 
@@ -167,14 +167,28 @@ impl<const V: usize, const T: usize, const E: usize> EmbedParams<V, T, E> {
     }
 
     pub fn adam(&mut self, g: &Embed<V, T, E>, vocab: usize, adam: &AdamStep) {
-        let tensors = (self.w.tensors_mut(vocab).into_iter())
-            .zip(g.tensors(vocab))
-            .zip(self.m.tensors_mut(vocab))
-            .zip(self.v.tensors_mut(vocab));
-        for (((p, g), m), v) in tensors {
-            adam.update(p, g, m, v);
-        }
-        self.refresh();
+        let (w, m, v) = (&mut self.w, &mut self.m, &mut self.v);
+        adam.update(
+            w.wte[..vocab].as_flattened_mut(),
+            g.wte[..vocab].as_flattened(),
+            m.wte[..vocab].as_flattened_mut(),
+            v.wte[..vocab].as_flattened_mut(),
+        );
+        adam.update(
+            w.wpe.as_flattened_mut(),
+            g.wpe.as_flattened(),
+            m.wpe.as_flattened_mut(),
+            v.wpe.as_flattened_mut(),
+        );
+        adam_transposed(
+            &mut w.lm_head,
+            &mut self.lm_head_t,
+            &g.lm_head,
+            &mut m.lm_head,
+            &mut v.lm_head,
+            vocab,
+            adam,
+        );
     }
 }
 
@@ -216,14 +230,33 @@ impl<const I: usize, const O: usize> Param<I, O> {
 
     /// One Adam update from the gradient `g`; the transpose follows.
     pub fn adam(&mut self, g: &[[f64; I]; O], adam: &AdamStep) {
-        let (w, m, v) = (&mut self.w, &mut self.m, &mut self.v);
+        let (w, wt, m, v) = (&mut self.w, &mut self.wt, &mut self.m, &mut self.v);
+        adam_transposed(w, wt, g, m, v, O, adam);
+    }
+}
+
+/// One Adam update of the first `rows` rows of `w` from `g`, and their columns of `wt = wᵀ`
+/// refreshed band by band right behind it, while the rows just updated are still in L1: the
+/// same values as the update of those rows and then a [`transpose`] (each parameter's update
+/// reads only its own values, so the order of the bands changes nothing).
+fn adam_transposed<const I: usize, const O: usize>(
+    w: &mut [[f64; I]; O],  // (O, I)
+    wt: &mut [[f64; O]; I], // (I, O)
+    g: &[[f64; I]; O],      // (O, I)
+    m: &mut [[f64; I]; O],  // (O, I)
+    v: &mut [[f64; I]; O],  // (O, I)
+    rows: usize,            // ≤ O
+    adam: &AdamStep,
+) {
+    for o0 in (0..rows).step_by(TILE) {
+        let band = o0..rows.min(o0 + TILE);
         adam.update(
-            w.as_flattened_mut(),
-            g.as_flattened(),
-            m.as_flattened_mut(),
-            v.as_flattened_mut(),
+            w[band.clone()].as_flattened_mut(),
+            g[band.clone()].as_flattened(),
+            m[band.clone()].as_flattened_mut(),
+            v[band].as_flattened_mut(),
         );
-        self.refresh();
+        transpose_rows(wt, w, o0);
     }
 }
 
