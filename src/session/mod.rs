@@ -12,16 +12,19 @@
 //!
 //! - [`settings`]: [`Settings`], their checks, and what a checkpoint records of a run;
 //! - [`dataset`]: the documents read, fingerprinted, shuffled and split;
-//! - [`train`]: the `train` run;
+//! - [`train`]: the `train` run, which reports what happens as [`Event`]s to a [`Report`]
+//!   ([`report`]) and prints nothing;
 //! - [`commands`]: `sample`, `eval` and the bigram baseline, over a checkpoint's model.
 
 pub mod commands;
 pub mod dataset;
+pub mod report;
 pub mod settings;
 pub mod train;
 
 pub use crate::presets::{Engine, build_model};
 pub use commands::{bigram_baseline, each_sample, load_model, run_eval, run_sample, training_docs};
 pub use dataset::{Dataset, RawDocs, checkpoint_source, fingerprint};
+pub use report::{Event, Outline, Report};
 pub use settings::{Settings, checkpoint_of};
-pub use train::{EVAL_DOCS, Save, Start, TrainOptions, cores, free_path, human_time, run_train};
+pub use train::{EVAL_DOCS, Save, Start, TrainOptions, cores, free_path, run_train};

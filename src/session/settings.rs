@@ -136,7 +136,7 @@ impl Settings {
 }
 
 /// A checkpoint of `model` after `step` steps of a run with these settings and data (whose
-/// [`RawDocs::fingerprint`] is `fingerprint`).
+/// [`RawDocs::fingerprint`](super::RawDocs::fingerprint) is `fingerprint`).
 pub fn checkpoint_of(
     model: &dyn Model,
     settings: &Settings,
