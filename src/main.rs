@@ -4,7 +4,7 @@
 //! events ([`microgpt::session::Event`]) into lines.
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -510,76 +510,9 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
 
 fn run_train(a: TrainArgs) -> Result<()> {
     interrupt::install()?;
-    let (settings, start, recipe) = if let Some(path) = &a.resume {
-        // the checkpoint's settings, whatever the preset's recipe says
-        let c = Checkpoint::load(path)?;
-        let mut s = Settings::read_from(&c)?;
-        if let Some(t) = a.total_steps {
-            bail!(
-                "--total-steps cannot change a resumed run's schedule ({} steps), got {t}",
-                s.total_steps
-            );
-        }
-        s.total_steps = s.total_steps.max(1);
-        let recipe = presets::preset_recipe(&s.preset).unwrap_or(presets::MICRO_RECIPE);
-        say!(
-            "recipe: the checkpoint's ({})",
-            describe_settings(
-                &s,
-                a.eval_every.unwrap_or(recipe.eval_every),
-                a.print_every.unwrap_or(recipe.print_every)
-            )
-        );
-        (s, Start::Resume(c), recipe)
-    } else {
-        let Some(recipe) = presets::preset_recipe(&a.model) else {
-            bail!(
-                "unknown model {:?}; compiled models: {}",
-                a.model,
-                presets::preset_names()
-            );
-        };
-        let steps = a.steps.unwrap_or(recipe.steps);
-        let total = a.total_steps.unwrap_or(steps);
-        if total < steps {
-            bail!("--total-steps {total} is shorter than --steps {steps}");
-        }
-        let r = &recipe.adam;
-        let s = Settings {
-            rng: a.rng.into(),
-            preset: a.model.clone(),
-            recipe: Recipe {
-                seed: a.seed,
-                adam: Adam {
-                    lr: a.lr.unwrap_or(r.lr),
-                    beta1: a.beta1.unwrap_or(r.beta1),
-                    beta2: a.beta2.unwrap_or(r.beta2),
-                    eps: r.eps,
-                    weight_decay: a.weight_decay.unwrap_or(r.weight_decay),
-                    // a recipe's warm-up is for a run of its own length: a shorter run warms
-                    // up over all of it at most (a --warmup longer than the run is an error)
-                    warmup: a.warmup.unwrap_or(r.warmup.min(total)),
-                    schedule: match a.schedule {
-                        Some(ScheduleArg::Linear) => Schedule::Linear,
-                        Some(ScheduleArg::Cosine) => Schedule::Cosine,
-                        None => r.schedule,
-                    },
-                    min_lr_fraction: a.min_lr_fraction.unwrap_or(r.min_lr_fraction),
-                },
-                batch_size: a.batch_size.unwrap_or(recipe.batch_size),
-                dropout: a.dropout.unwrap_or(recipe.dropout),
-                token_mean: a.token_mean.unwrap_or(recipe.token_mean),
-                reshuffle: a.reshuffle.unwrap_or(recipe.reshuffle),
-            },
-            total_steps: total,
-            val_fraction: a.val_fraction.unwrap_or(recipe.val_fraction),
-        };
-        say!("recipe: {} ({recipe}){}", a.model, overrides(&a));
-        let start = match &a.init {
-            Some(p) => Start::Init(Checkpoint::load(p)?),
-            None => Start::Fresh,
-        };
-        (s, start, recipe)
+    let (settings, start, recipe) = match &a.resume {
+        Some(path) => resumed_settings(&a, path)?,
+        None => fresh_settings(&a)?,
     };
     let stop_at = match (&start, a.steps) {
         (Start::Resume(_), Some(s)) => s,
@@ -612,6 +545,84 @@ fn run_train(a: TrainArgs) -> Result<()> {
     };
     session::run_train(&settings, start, &opts, &mut lines)?;
     Ok(())
+}
+
+/// `--resume`: the checkpoint's settings, whatever the preset's recipe says.
+fn resumed_settings(
+    a: &TrainArgs,
+    path: &Path,
+) -> Result<(Settings, Start, presets::PresetRecipe)> {
+    let c = Checkpoint::load(path)?;
+    let mut s = Settings::read_from(&c)?;
+    if let Some(t) = a.total_steps {
+        bail!(
+            "--total-steps cannot change a resumed run's schedule ({} steps), got {t}",
+            s.total_steps
+        );
+    }
+    s.total_steps = s.total_steps.max(1);
+    let recipe = presets::preset_recipe(&s.preset).unwrap_or(presets::MICRO_RECIPE);
+    say!(
+        "recipe: the checkpoint's ({})",
+        describe_settings(
+            &s,
+            a.eval_every.unwrap_or(recipe.eval_every),
+            a.print_every.unwrap_or(recipe.print_every)
+        )
+    );
+    Ok((s, Start::Resume(c), recipe))
+}
+
+/// A new run (fresh or `--init`): the preset's recipe, with the flags given over it.
+fn fresh_settings(a: &TrainArgs) -> Result<(Settings, Start, presets::PresetRecipe)> {
+    let Some(recipe) = presets::preset_recipe(&a.model) else {
+        bail!(
+            "unknown model {:?}; compiled models: {}",
+            a.model,
+            presets::preset_names()
+        );
+    };
+    let steps = a.steps.unwrap_or(recipe.steps);
+    let total = a.total_steps.unwrap_or(steps);
+    if total < steps {
+        bail!("--total-steps {total} is shorter than --steps {steps}");
+    }
+    let r = &recipe.adam;
+    let s = Settings {
+        rng: a.rng.into(),
+        preset: a.model.clone(),
+        recipe: Recipe {
+            seed: a.seed,
+            adam: Adam {
+                lr: a.lr.unwrap_or(r.lr),
+                beta1: a.beta1.unwrap_or(r.beta1),
+                beta2: a.beta2.unwrap_or(r.beta2),
+                eps: r.eps,
+                weight_decay: a.weight_decay.unwrap_or(r.weight_decay),
+                // a recipe's warm-up is for a run of its own length: a shorter run warms
+                // up over all of it at most (a --warmup longer than the run is an error)
+                warmup: a.warmup.unwrap_or(r.warmup.min(total)),
+                schedule: match a.schedule {
+                    Some(ScheduleArg::Linear) => Schedule::Linear,
+                    Some(ScheduleArg::Cosine) => Schedule::Cosine,
+                    None => r.schedule,
+                },
+                min_lr_fraction: a.min_lr_fraction.unwrap_or(r.min_lr_fraction),
+            },
+            batch_size: a.batch_size.unwrap_or(recipe.batch_size),
+            dropout: a.dropout.unwrap_or(recipe.dropout),
+            token_mean: a.token_mean.unwrap_or(recipe.token_mean),
+            reshuffle: a.reshuffle.unwrap_or(recipe.reshuffle),
+        },
+        total_steps: total,
+        val_fraction: a.val_fraction.unwrap_or(recipe.val_fraction),
+    };
+    say!("recipe: {} ({recipe}){}", a.model, overrides(a));
+    let start = match &a.init {
+        Some(p) => Start::Init(Checkpoint::load(p)?),
+        None => Start::Fresh,
+    };
+    Ok((s, start, recipe))
 }
 
 /// A `train` run's [`Event`]s as lines: results on stdout, warnings on stderr, and the
