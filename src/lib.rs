@@ -20,8 +20,9 @@
 //! | [`gpt`] | the static engine, cut like llm.c's `train_gpt2.c` (its own table) |
 //! | [`presets`] | the compiled configurations and engine selection: the only module naming concrete shapes and both engines |
 //! | [`sample`], [`train`], [`bigram`] | sampling, the training loop, the count baseline |
-//! | [`checkpoint`], [`curve`], [`progress`] | safetensors checkpoints, loss curves, the progress bar |
-//! | [`session`] | the commands' work, for `main.rs` |
+//! | [`checkpoint`], [`curve`] | safetensors checkpoints, loss curves |
+//! | [`session`] | the commands' work, for `main.rs`: settings, the dataset's split, the `train` run (which reports [`session::Event`]s and prints nothing), sample and eval |
+//! | [`console`], [`progress`] | the terminal, for `main.rs` only: lines that never panic, the progress bar |
 
 pub mod autograd;
 pub mod bigram;

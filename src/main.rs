@@ -1,9 +1,10 @@
 //! The `microgpt` command line: the classic train-then-sample run, and the `train`, `sample`,
-//! `eval` and `baseline` commands. The work is in the library ([`microgpt::session`]); this file
-//! only turns arguments into settings and results into lines.
+//! `eval` and `baseline` commands. The work is in the library ([`microgpt::session`]), which
+//! prints nothing: this file turns arguments into settings, and results and a training run's
+//! events ([`microgpt::session::Event`]) into lines.
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -13,9 +14,12 @@ use microgpt::checkpoint::Checkpoint;
 use microgpt::data::Source;
 use microgpt::error::Result;
 use microgpt::optim::{Adam, Schedule};
+use microgpt::progress::Progress;
 use microgpt::rng::{Rng, RngKind};
 use microgpt::sample::{self, Sampling};
-use microgpt::session::{self, Dataset, Engine, Save, Settings, Start, TrainOptions};
+use microgpt::session::{
+    self, Dataset, Engine, Event, Outline, Report, Save, Settings, Start, TrainOptions,
+};
 use microgpt::train::{self, Recipe};
 use microgpt::{bail, console, interrupt, limits, presets, say, shape};
 
@@ -506,76 +510,9 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
 
 fn run_train(a: TrainArgs) -> Result<()> {
     interrupt::install()?;
-    let (settings, start, recipe) = if let Some(path) = &a.resume {
-        // the checkpoint's settings, whatever the preset's recipe says
-        let c = Checkpoint::load(path)?;
-        let mut s = Settings::read_from(&c)?;
-        if let Some(t) = a.total_steps {
-            bail!(
-                "--total-steps cannot change a resumed run's schedule ({} steps), got {t}",
-                s.total_steps
-            );
-        }
-        s.total_steps = s.total_steps.max(1);
-        let recipe = presets::preset_recipe(&s.preset).unwrap_or(presets::MICRO_RECIPE);
-        say!(
-            "recipe: the checkpoint's ({})",
-            describe_settings(
-                &s,
-                a.eval_every.unwrap_or(recipe.eval_every),
-                a.print_every.unwrap_or(recipe.print_every)
-            )
-        );
-        (s, Start::Resume(c), recipe)
-    } else {
-        let Some(recipe) = presets::preset_recipe(&a.model) else {
-            bail!(
-                "unknown model {:?}; compiled models: {}",
-                a.model,
-                presets::preset_names()
-            );
-        };
-        let steps = a.steps.unwrap_or(recipe.steps);
-        let total = a.total_steps.unwrap_or(steps);
-        if total < steps {
-            bail!("--total-steps {total} is shorter than --steps {steps}");
-        }
-        let r = &recipe.adam;
-        let s = Settings {
-            rng: a.rng.into(),
-            preset: a.model.clone(),
-            recipe: Recipe {
-                seed: a.seed,
-                adam: Adam {
-                    lr: a.lr.unwrap_or(r.lr),
-                    beta1: a.beta1.unwrap_or(r.beta1),
-                    beta2: a.beta2.unwrap_or(r.beta2),
-                    eps: r.eps,
-                    weight_decay: a.weight_decay.unwrap_or(r.weight_decay),
-                    // a recipe's warm-up is for a run of its own length: a shorter run warms
-                    // up over all of it at most (a --warmup longer than the run is an error)
-                    warmup: a.warmup.unwrap_or(r.warmup.min(total)),
-                    schedule: match a.schedule {
-                        Some(ScheduleArg::Linear) => Schedule::Linear,
-                        Some(ScheduleArg::Cosine) => Schedule::Cosine,
-                        None => r.schedule,
-                    },
-                    min_lr_fraction: a.min_lr_fraction.unwrap_or(r.min_lr_fraction),
-                },
-                batch_size: a.batch_size.unwrap_or(recipe.batch_size),
-                dropout: a.dropout.unwrap_or(recipe.dropout),
-                token_mean: a.token_mean.unwrap_or(recipe.token_mean),
-                reshuffle: a.reshuffle.unwrap_or(recipe.reshuffle),
-            },
-            total_steps: total,
-            val_fraction: a.val_fraction.unwrap_or(recipe.val_fraction),
-        };
-        say!("recipe: {} ({recipe}){}", a.model, overrides(&a));
-        let start = match &a.init {
-            Some(p) => Start::Init(Checkpoint::load(p)?),
-            None => Start::Fresh,
-        };
-        (s, start, recipe)
+    let (settings, start, recipe) = match &a.resume {
+        Some(path) => resumed_settings(&a, path)?,
+        None => fresh_settings(&a)?,
     };
     let stop_at = match (&start, a.steps) {
         (Start::Resume(_), Some(s)) => s,
@@ -598,13 +535,252 @@ fn run_train(a: TrainArgs) -> Result<()> {
         eval_docs: a.eval_docs,
         save,
         save_every: a.save_every,
-        progress: !a.no_progress,
         log: a.log,
         threads: a.threads,
         start_file: a.resume.or(a.init),
     };
-    session::run_train(&settings, start, &opts)?;
+    let mut lines = TrainLines {
+        bar: !a.no_progress,
+        progress: None,
+    };
+    session::run_train(&settings, start, &opts, &mut lines)?;
     Ok(())
+}
+
+/// `--resume`: the checkpoint's settings, whatever the preset's recipe says.
+fn resumed_settings(
+    a: &TrainArgs,
+    path: &Path,
+) -> Result<(Settings, Start, presets::PresetRecipe)> {
+    let c = Checkpoint::load(path)?;
+    let mut s = Settings::read_from(&c)?;
+    if let Some(t) = a.total_steps {
+        bail!(
+            "--total-steps cannot change a resumed run's schedule ({} steps), got {t}",
+            s.total_steps
+        );
+    }
+    s.total_steps = s.total_steps.max(1);
+    let recipe = presets::preset_recipe(&s.preset).unwrap_or(presets::MICRO_RECIPE);
+    say!(
+        "recipe: the checkpoint's ({})",
+        describe_settings(
+            &s,
+            a.eval_every.unwrap_or(recipe.eval_every),
+            a.print_every.unwrap_or(recipe.print_every)
+        )
+    );
+    Ok((s, Start::Resume(c), recipe))
+}
+
+/// A new run (fresh or `--init`): the preset's recipe, with the flags given over it.
+fn fresh_settings(a: &TrainArgs) -> Result<(Settings, Start, presets::PresetRecipe)> {
+    let Some(recipe) = presets::preset_recipe(&a.model) else {
+        bail!(
+            "unknown model {:?}; compiled models: {}",
+            a.model,
+            presets::preset_names()
+        );
+    };
+    let steps = a.steps.unwrap_or(recipe.steps);
+    let total = a.total_steps.unwrap_or(steps);
+    if total < steps {
+        bail!("--total-steps {total} is shorter than --steps {steps}");
+    }
+    let r = &recipe.adam;
+    let s = Settings {
+        rng: a.rng.into(),
+        preset: a.model.clone(),
+        recipe: Recipe {
+            seed: a.seed,
+            adam: Adam {
+                lr: a.lr.unwrap_or(r.lr),
+                beta1: a.beta1.unwrap_or(r.beta1),
+                beta2: a.beta2.unwrap_or(r.beta2),
+                eps: r.eps,
+                weight_decay: a.weight_decay.unwrap_or(r.weight_decay),
+                // a recipe's warm-up is for a run of its own length: a shorter run warms
+                // up over all of it at most (a --warmup longer than the run is an error)
+                warmup: a.warmup.unwrap_or(r.warmup.min(total)),
+                schedule: match a.schedule {
+                    Some(ScheduleArg::Linear) => Schedule::Linear,
+                    Some(ScheduleArg::Cosine) => Schedule::Cosine,
+                    None => r.schedule,
+                },
+                min_lr_fraction: a.min_lr_fraction.unwrap_or(r.min_lr_fraction),
+            },
+            batch_size: a.batch_size.unwrap_or(recipe.batch_size),
+            dropout: a.dropout.unwrap_or(recipe.dropout),
+            token_mean: a.token_mean.unwrap_or(recipe.token_mean),
+            reshuffle: a.reshuffle.unwrap_or(recipe.reshuffle),
+        },
+        total_steps: total,
+        val_fraction: a.val_fraction.unwrap_or(recipe.val_fraction),
+    };
+    say!("recipe: {} ({recipe}){}", a.model, overrides(a));
+    let start = match &a.init {
+        Some(p) => Start::Init(Checkpoint::load(p)?),
+        None => Start::Fresh,
+    };
+    Ok((s, start, recipe))
+}
+
+/// A `train` run's [`Event`]s as lines: results on stdout, warnings on stderr, and the
+/// progress bar on stderr when it is a terminal (and not `--no-progress`).
+struct TrainLines {
+    bar: bool,
+    /// The bar (or, off, the loss average); from the run's first step on.
+    progress: Option<Progress>,
+}
+
+impl TrainLines {
+    /// A line on stdout that does not tear the bar.
+    fn println(&self, line: String) {
+        match &self.progress {
+            Some(p) => p.println(line),
+            None => console::line(line),
+        }
+    }
+}
+
+impl Report for TrainLines {
+    fn event(&mut self, e: Event<'_>) {
+        match e {
+            Event::Begin(o) => {
+                print_outline(o);
+                self.progress = Some(Progress::new(o.steps, self.bar));
+            }
+            Event::Step { done, loss, tokens } => {
+                if let Some(p) = &mut self.progress {
+                    p.update(done, loss, tokens);
+                }
+            }
+            Event::Loss { step, total, loss } => {
+                self.println(format!("step {step:4} / {total:4} | loss {loss:.4}"));
+            }
+            Event::ValLoss {
+                step,
+                total,
+                loss,
+                sample,
+            } => {
+                let note = sample.map_or(String::new(), |n| format!(" (sample of {n})"));
+                self.println(format!(
+                    "step {step:4} / {total:4} | val loss {loss:.4}{note}"
+                ));
+            }
+            Event::SaveFailed { step, error } => {
+                let warn = || {
+                    console::warn(format!(
+                        "warning: step {step}: {error}; training goes on, the next save will try again"
+                    ))
+                };
+                match &self.progress {
+                    Some(p) => p.suspend(warn),
+                    None => warn(),
+                }
+            }
+            Event::Trained {
+                secs,
+                steps,
+                tokens,
+            } => {
+                if let Some(p) = &mut self.progress {
+                    p.finish();
+                }
+                say!(
+                    "training time: {} ({steps} steps, {:.0} tokens/s)",
+                    human_time(secs),
+                    tokens as f64 / secs
+                );
+            }
+            Event::Saved { path, step, total } => {
+                say!("saved {} (step {step} of {total})", path.display());
+            }
+            Event::Interrupted {
+                signal,
+                step,
+                total,
+                saved,
+            } => console::warn(match saved {
+                Some(out) => format!(
+                    "interrupted by {} after step {step} of {total}: saved {}; continue with `microgpt train --resume {}`",
+                    signal.name(),
+                    out.display(),
+                    out.display()
+                ),
+                None => format!(
+                    "interrupted by {} after step {step} of {total}: nothing saved (--no-save)",
+                    signal.name()
+                ),
+            }),
+            Event::WroteCurve { csv, svg } => {
+                say!("wrote {} and {}", csv.display(), svg.display());
+            }
+        }
+    }
+}
+
+/// The lines before a run's first step: the data, the model, the validation and the
+/// checkpoint it will write.
+fn print_outline(o: &Outline) {
+    say!("num docs: {}", o.num_docs);
+    say!("vocab size: {}", o.vocab_size);
+    say!("num params: {}", o.num_params);
+    say!(
+        "model: {} ({} engine), train docs: {}, val docs: {}, batch size: {}",
+        o.preset,
+        o.engine.name(),
+        o.train_docs,
+        o.val_docs,
+        o.batch_size
+    );
+    if o.first_step > 0 {
+        say!("resuming at step {}", o.first_step);
+    }
+    if o.val_docs > 0 {
+        let threads = if o.eval_threads == 1 {
+            "1 thread".to_string()
+        } else {
+            format!("{} threads", o.eval_threads)
+        };
+        match o.val_sample {
+            None => say!(
+                "validation: all {} held-out docs every {} steps and at the end ({threads})",
+                o.val_docs,
+                o.eval_every
+            ),
+            Some(n) => say!(
+                "validation: every {} steps on a fixed sample of {n} of the {} held-out docs, at the end on all of them ({threads})",
+                o.eval_every,
+                o.val_docs
+            ),
+        }
+    }
+    match (o.save, o.out) {
+        (Save::Default(p), Some(out)) if out != p => say!(
+            "checkpoint: {} at the end ({} exists; --out PATH to choose, --no-save for none)",
+            out.display(),
+            p.display()
+        ),
+        (Save::Default(_), Some(out)) => say!(
+            "checkpoint: {} at the end (--out PATH to choose, --no-save for none)",
+            out.display()
+        ),
+        (Save::Named(_), Some(out)) => say!("checkpoint: {} at the end", out.display()),
+        _ => say!("checkpoint: none (--no-save)"),
+    }
+}
+
+/// `12.3 ms`, `4.56 s` or `3 min 12 s`.
+fn human_time(secs: f64) -> String {
+    if secs < 1.0 {
+        format!("{:.1} ms", secs * 1e3)
+    } else if secs < 120.0 {
+        format!("{secs:.2} s")
+    } else {
+        format!("{} min {:.0} s", (secs / 60.0).floor(), secs % 60.0)
+    }
 }
 
 /// `; given: --lr 0.001, --steps 100`: the recipe's settings that flags replaced.

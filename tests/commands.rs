@@ -421,3 +421,83 @@ fn mark_seen_marks_samples_that_are_training_documents() {
         "anna *\nanna *\n(* = one of the 1 distinct training documents)\n"
     );
 }
+
+/// The library's `train` run prints nothing and says what happens as events, in order: the
+/// outline, each step, the loss lines, the validations, the end and the save; and its
+/// checkpoint is the command line's, byte for byte.
+#[test]
+fn the_train_run_reports_events_in_order_and_saves_what_the_cli_saves() {
+    use microgpt::session::{self, Engine, Event, Save, Settings, Start, TrainOptions};
+    let (lib_out, cli_out) = (tmp("events-lib.safetensors"), tmp("events-cli.safetensors"));
+    let mut settings = Settings::microgpt();
+    settings.total_steps = 4;
+    settings.val_fraction = 0.1;
+    let opts = TrainOptions {
+        engine: Engine::Static,
+        data: None,
+        stop_at: 4,
+        print_every: 3,
+        eval_every: 2,
+        eval_docs: 100,
+        save: Save::Named(lib_out.clone()),
+        save_every: None,
+        log: None,
+        threads: Some(1),
+        start_file: None,
+    };
+    let mut seen = Vec::new();
+    let mut last_val = None;
+    let mut record = |e: Event<'_>| {
+        seen.push(match e {
+            Event::Begin(o) => format!("begin {} steps, val sample {:?}", o.steps, o.val_sample),
+            Event::Step { done, .. } => format!("step {done}"),
+            Event::Loss { step, total, .. } => format!("loss {step}/{total}"),
+            Event::ValLoss {
+                step, sample, loss, ..
+            } => {
+                last_val = Some(loss);
+                format!("val {step} {sample:?}")
+            }
+            Event::Trained { steps, .. } => format!("trained {steps}"),
+            Event::Saved { path, step, .. } => format!("saved {} {step}", path.display()),
+            other => format!("unexpected {other:?}"),
+        })
+    };
+    let final_val = session::run_train(&settings, Start::Fresh, &opts, &mut record).unwrap();
+    let saved = format!("saved {} 4", lib_out.display());
+    let expected = [
+        "begin 4 steps, val sample Some(100)",
+        "step 1",
+        "loss 1/4",
+        "step 2",
+        "val 2 Some(100)",
+        "step 3",
+        "loss 3/4",
+        "step 4",
+        "loss 4/4",
+        "val 4 None",
+        "trained 4",
+        &saved,
+    ];
+    assert_eq!(seen, expected);
+    assert_eq!(final_val, last_val);
+    ok(&[
+        "train",
+        "--steps",
+        "4",
+        "--threads",
+        "1",
+        "--eval-every",
+        "2",
+        "--out",
+        s(&cli_out),
+    ]);
+    let (a, b) = (
+        std::fs::read(&lib_out).unwrap(),
+        std::fs::read(&cli_out).unwrap(),
+    );
+    assert!(
+        a == b,
+        "the library's checkpoint differs from the command line's"
+    );
+}
