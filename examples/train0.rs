@@ -39,11 +39,5 @@ pub fn train(data: &Dataset, _rng: &mut Rng, steps: usize) -> Result<Report> {
 
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
-    common::run(|| {
-        let args = common::args()?;
-        let (data, mut rng) = common::names_with_seed(args.seed)?;
-        let report = train(&data, &mut rng, args.steps)?;
-        report.print("train0", "bigram count table (no gradients)");
-        Ok(())
-    })
+    common::main("train0", "bigram count table (no gradients)", train)
 }

@@ -236,25 +236,20 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
         log.step(step, loss);
     }
     let seconds = start.elapsed().as_secs_f64();
-    let report = common::held_out(&data.val, |d| {
-        let n = common::positions(d, common::BLOCK_SIZE);
-        (model.loss(d, None) * n as f64, n)
-    });
-    Ok(Report {
-        params: Mlp::NUM_PARAMS,
+    Ok(common::evaluate(
+        &data.val,
+        Mlp::NUM_PARAMS,
         steps,
         seconds,
-        ..report
-    })
+        |d| model.loss(d, None),
+    ))
 }
 
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
-    common::run(|| {
-        let args = common::args()?;
-        let (data, mut rng) = common::names_with_seed(args.seed)?;
-        let report = train(&data, &mut rng, args.steps)?;
-        report.print("train1", "MLP of 3 tokens, hand-written gradients, SGD");
-        Ok(())
-    })
+    common::main(
+        "train1",
+        "MLP of 3 tokens, hand-written gradients, SGD",
+        train,
+    )
 }

@@ -171,28 +171,20 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
         log.step(step, loss);
     }
     let seconds = start.elapsed().as_secs_f64();
-    let report = common::held_out(&data.val, |d| {
-        let n = common::positions(d, BLOCK_SIZE);
-        (model.loss(d) * n as f64, n)
-    });
-    Ok(Report {
-        params: model.num_params(),
+    Ok(common::evaluate(
+        &data.val,
+        model.num_params(),
         steps,
         seconds,
-        ..report
-    })
+        |d| model.loss(d),
+    ))
 }
 
 #[allow(dead_code)] // tests include this file as a module and call `train`
 fn main() -> std::process::ExitCode {
-    common::run(|| {
-        let args = common::args()?;
-        let (data, mut rng) = common::names_with_seed(args.seed)?;
-        let report = train(&data, &mut rng, args.steps)?;
-        report.print(
-            "train3",
-            "position embeddings, single-head attention, rmsnorm, residual (no MLP)",
-        );
-        Ok(())
-    })
+    common::main(
+        "train3",
+        "position embeddings, single-head attention, rmsnorm, residual (no MLP)",
+        train,
+    )
 }

@@ -121,6 +121,41 @@ pub fn held_out(val: &EncodedDocs, mut doc_nll: impl FnMut(&[usize]) -> (f64, us
     }
 }
 
+/// The held-out report of a model trained `steps` steps in `seconds`, from `mean_loss(doc)`: its
+/// mean loss per position on one document.
+pub fn evaluate(
+    val: &EncodedDocs,
+    params: usize,
+    steps: usize,
+    seconds: f64,
+    mut mean_loss: impl FnMut(&[usize]) -> f64,
+) -> Report {
+    let report = held_out(val, |d| {
+        let n = positions(d, BLOCK_SIZE);
+        (mean_loss(d) * n as f64, n)
+    });
+    Report {
+        params,
+        steps,
+        seconds,
+        ..report
+    }
+}
+
+/// A step's `main`: `--seed N` and `--steps N`, the split, `train`, the two report lines.
+pub fn main(
+    name: &str,
+    what: &str,
+    train: impl FnOnce(&Dataset, &mut Rng, usize) -> Result<Report>,
+) -> ExitCode {
+    run(|| {
+        let args = args()?;
+        let (data, mut rng) = names_with_seed(args.seed)?;
+        train(&data, &mut rng, args.steps)?.print(name, what);
+        Ok(())
+    })
+}
+
 /// A stopwatch for the training loop (the held-out pass is not counted).
 pub fn timer() -> Instant {
     Instant::now()
