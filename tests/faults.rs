@@ -21,6 +21,20 @@ fn microgpt(args: &[&str]) -> Output {
         .expect("run microgpt")
 }
 
+/// `microgpt train --data DATA --model micro --no-progress`, for a child the test drives.
+fn micro_train(data: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_microgpt"));
+    cmd.args([
+        "train",
+        "--data",
+        s(data),
+        "--model",
+        "micro",
+        "--no-progress",
+    ]);
+    cmd
+}
+
 /// A fresh, empty directory for one test.
 fn scratch(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -642,15 +656,7 @@ fn unwritable_outputs_fail_before_the_first_step() {
 /// Sends `signal` (`INT`, `TERM`) to a long run once it has printed its first step.
 fn interrupted_run(data: &Path, out: &Path, steps: &str, signal: &str) -> Output {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_microgpt"))
-        .args([
-            "train",
-            "--data",
-            s(data),
-            "--model",
-            "micro",
-            "--no-progress",
-        ])
+    let mut child = micro_train(data)
         .args([
             "--steps",
             steps,
@@ -767,15 +773,7 @@ fn a_failed_periodic_save_is_a_warning_and_the_final_save_happens() {
     let dir = scratch("periodic");
     let data = names(&dir);
     let out = dir.join("p.safetensors");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_microgpt"))
-        .args([
-            "train",
-            "--data",
-            s(&data),
-            "--model",
-            "micro",
-            "--no-progress",
-        ])
+    let mut child = micro_train(&data)
         .args(["--steps", "2000000", "--save-every", "50", "--out", s(&out)])
         .args(["--print-every", "1000000", "--eval-every", "1000000"])
         .stdin(Stdio::null())
@@ -814,15 +812,7 @@ fn a_closed_stdout_stops_the_printing_not_the_run() {
     let dir = scratch("closed");
     let data = names(&dir);
     let out = dir.join("c.safetensors");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_microgpt"))
-        .args([
-            "train",
-            "--data",
-            s(&data),
-            "--model",
-            "micro",
-            "--no-progress",
-        ])
+    let mut child = micro_train(&data)
         .args(["--steps", "3000", "--print-every", "1", "--out", s(&out)])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -1163,15 +1153,7 @@ fn a_second_signal_exits_at_once() {
     let dir = scratch("second");
     let data = names(&dir);
     let out = dir.join("s.safetensors");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_microgpt"))
-        .args([
-            "train",
-            "--data",
-            s(&data),
-            "--model",
-            "micro",
-            "--no-progress",
-        ])
+    let mut child = micro_train(&data)
         .args([
             "--steps",
             "2000000",
