@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut rng = Rng::pcg(42);
-                Dataset::load(black_box(&source), &mut rng, 0.0, None).unwrap()
+                Dataset::load(black_box(&source), &mut rng, 0.0, None, None).unwrap()
             })
         });
     }
@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("built_in", |b| {
         b.iter(|| {
             let mut rng = Rng::pcg(42);
-            let data = Dataset::load(black_box(&Source::Names), &mut rng, 0.0, None).unwrap();
+            let data = Dataset::load(black_box(&Source::Names), &mut rng, 0.0, None, None).unwrap();
             let model =
                 session::build_model(Engine::Static, "micro", data.tok.vocab_size(), &mut rng)
                     .unwrap();

@@ -21,7 +21,8 @@ use common::Report;
 /// Counts the pairs of the first `steps` training documents; scores every held-out position.
 pub fn train(data: &Dataset, _rng: &mut Rng, steps: usize) -> Result<Report> {
     let start = common::timer();
-    let docs = (0..steps).map(|step| common::doc(data, step));
+    let docs: Vec<Vec<usize>> = (0..steps).map(|step| common::doc(data, step)).collect();
+    let docs = docs.iter().map(Vec::as_slice);
     let table = Bigram::fit(data.tok.vocab_size(), docs, Bigram::DEFAULT_SMOOTHING)?;
     let seconds = start.elapsed().as_secs_f64();
 

@@ -231,7 +231,7 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
     let start = common::timer();
     for step in 0..steps {
         grad.tensors_mut().iter_mut().for_each(|g| g.fill(0.0));
-        let loss = model.loss(common::doc(data, step), Some(&mut grad));
+        let loss = model.loss(&common::doc(data, step), Some(&mut grad));
         model.sgd(&grad, common::lr_at(LR, step, steps));
         log.step(step, loss);
     }

@@ -132,7 +132,7 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
     let mut log = Log::new(steps);
     let start = common::timer();
     for step in 0..steps {
-        let loss = model.loss_and_grad(common::doc(data, step));
+        let loss = model.loss_and_grad(&common::doc(data, step));
         model.sgd(common::lr_at(LR, step, steps));
         log.step(step, loss);
     }

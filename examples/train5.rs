@@ -27,7 +27,7 @@ pub fn train(data: &Dataset, rng: &mut Rng, steps: usize) -> Result<Report> {
     let mut log = Log::new(steps);
     let start = common::timer();
     for step in 0..steps {
-        let loss = model.train_step(common::doc(data, step), &adam.at(step, steps));
+        let loss = model.train_step(&common::doc(data, step), &adam.at(step, steps));
         log.step(step, loss);
     }
     let seconds = start.elapsed().as_secs_f64();

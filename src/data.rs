@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::bail;
 use crate::error::Result;
@@ -176,6 +177,15 @@ impl Docs {
         self.iter_range(0..self.len())
     }
 
+    /// These documents in the order `idx` (indices into them), the text kept.
+    pub fn select(self, idx: &[u32]) -> Docs {
+        let spans = idx.iter().map(|&i| self.spans[i as usize]).collect();
+        Docs {
+            text: self.text,
+            spans,
+        }
+    }
+
     /// `random.shuffle(docs)`: the same draws and swaps as [`shuffle_docs`] on the strings.
     pub fn shuffle(&mut self, rng: &mut Rng) {
         rng.shuffle(&mut self.spans);
@@ -322,6 +332,28 @@ impl Tokenizer {
         Ok(())
     }
 
+    /// Appends the ids of the first `max` characters of `text`, which must all be in the
+    /// vocabulary (an unknown one is skipped).
+    fn encode_prefix(&self, text: &str, max: usize, out: &mut Vec<usize>) {
+        if text.is_ascii() {
+            let ids = text
+                .bytes()
+                .take(max)
+                .map(|b| self.ascii[b as usize] as usize);
+            out.extend(ids.filter(|&i| i != NONE as usize));
+        } else {
+            out.extend(text.chars().take(max).filter_map(|c| self.id(c)));
+        }
+    }
+
+    /// The first character of `text` not in the vocabulary, if any.
+    pub fn unknown_char(&self, text: &str) -> Option<char> {
+        if text.bytes().all(|b| self.ascii[b as usize] != NONE) {
+            return None;
+        }
+        text.chars().find(|&c| self.id(c).is_none())
+    }
+
     /// Encodes text into ids (no BOS); an unknown character is an error that names it.
     pub fn encode(&self, text: &str) -> Result<Vec<usize>> {
         let mut ids = Vec::with_capacity(text.len());
@@ -344,12 +376,14 @@ impl Tokenizer {
     }
 }
 
-/// Every document encoded once, up front, as `[BOS] doc [BOS]`, in one flat buffer so that the
-/// training loop only slices it.
+/// Documents encoded once, up front, as `[BOS] doc [BOS]`: slices of one flat buffer in
+/// which consecutive documents share the BOS between them, so that the training loop only
+/// slices it. The buffer is shared by a set and the samples of it ([`EncodedDocs::head`]).
 #[derive(Debug, Clone)]
 pub struct EncodedDocs {
-    tokens: Vec<usize>,
-    starts: Vec<usize>,
+    tokens: Arc<Vec<usize>>,
+    /// Each document's `start..end` in `tokens`, BOS at both ends included.
+    spans: Vec<(usize, usize)>,
 }
 
 impl EncodedDocs {
@@ -363,22 +397,25 @@ impl EncodedDocs {
         docs: impl ExactSizeIterator<Item = &'a str> + Clone,
     ) -> Result<EncodedDocs> {
         // bytes bound characters, so one pass sizes the buffer and the loop never reallocates
-        let bound: usize = docs.clone().map(|d| d.len() + 2).sum();
+        let bound: usize = 1 + docs.clone().map(|d| d.len() + 1).sum::<usize>();
         let mut tokens = Vec::with_capacity(bound);
-        let mut starts = Vec::with_capacity(docs.len() + 1);
-        starts.push(0);
+        let mut spans = Vec::with_capacity(docs.len());
         let bos = tok.bos();
+        tokens.push(bos);
         for d in docs {
-            tokens.push(bos);
+            let start = tokens.len() - 1;
             tok.encode_into(d, &mut tokens)?;
             tokens.push(bos);
-            starts.push(tokens.len());
+            spans.push((start, tokens.len()));
         }
-        Ok(EncodedDocs { tokens, starts })
+        Ok(EncodedDocs {
+            tokens: Arc::new(tokens),
+            spans,
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.starts.len() - 1
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -387,7 +424,8 @@ impl EncodedDocs {
 
     /// Document `i` as `[BOS] ids [BOS]`.
     pub fn get(&self, i: usize) -> &[usize] {
-        &self.tokens[self.starts[i]..self.starts[i + 1]]
+        let (a, b) = self.spans[i];
+        &self.tokens[a..b]
     }
 
     /// Every document in order.
@@ -397,10 +435,107 @@ impl EncodedDocs {
 
     /// The first `n` documents (all of them if there are fewer).
     pub fn head(&self, n: usize) -> EncodedDocs {
-        let n = n.min(self.len());
         EncodedDocs {
-            tokens: self.tokens[..self.starts[n]].to_vec(),
-            starts: self.starts[..=n].to_vec(),
+            tokens: Arc::clone(&self.tokens),
+            spans: self.spans[..n.min(self.len())].to_vec(),
+        }
+    }
+}
+
+/// Documents a run draws from, one at a time: what [`crate::train::train`] reads.
+pub trait DocSet {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends document `i` as `[BOS] ids [BOS]`, cut to its first `max` tokens (a model
+    /// of block size `t` reads `t + 1`), so that a buffer of the batch's `max`s never grows.
+    fn write(&self, i: usize, max: usize, out: &mut Vec<usize>);
+}
+
+impl DocSet for EncodedDocs {
+    fn len(&self) -> usize {
+        EncodedDocs::len(self)
+    }
+
+    fn write(&self, i: usize, max: usize, out: &mut Vec<usize>) {
+        let d = self.get(i);
+        out.extend_from_slice(&d[..d.len().min(max)]);
+    }
+}
+
+/// Documents kept as text and encoded when drawn: a run's training split. A run reads a few
+/// documents per step, so it does not need all of them encoded up front (most of a big
+/// file's are never visited in a short run, and encoded they take 8 bytes a character).
+/// Every character is in the tokenizer's vocabulary (checked by [`TextDocs::new`]).
+#[derive(Debug, Clone)]
+pub struct TextDocs {
+    docs: Docs,
+    tok: Tokenizer,
+}
+
+impl TextDocs {
+    /// `docs` encoded by `tok`; a character outside its vocabulary is an error that names it.
+    pub fn new(docs: Docs, tok: Tokenizer) -> Result<TextDocs> {
+        if let Some(c) = docs.iter().find_map(|d| tok.unknown_char(d)) {
+            bail!("character {c:?} is not in the vocabulary");
+        }
+        Ok(TextDocs { docs, tok })
+    }
+
+    /// [`TextDocs::new`] of documents whose vocabulary `tok` was built from.
+    pub(crate) fn new_unchecked(docs: Docs, tok: Tokenizer) -> TextDocs {
+        TextDocs { docs, tok }
+    }
+
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// Document `i` as text.
+    pub fn text(&self, i: usize) -> &str {
+        self.docs.get(i)
+    }
+
+    /// Every document as text, in order.
+    pub fn texts(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        self.docs.iter()
+    }
+
+    /// Document `i` as `[BOS] ids [BOS]`.
+    pub fn get(&self, i: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.write(i, usize::MAX, &mut out);
+        out
+    }
+
+    /// All of them encoded, in order.
+    pub fn encoded(&self) -> EncodedDocs {
+        EncodedDocs::from_strs(&self.tok, self.texts()).expect("checked by TextDocs::new")
+    }
+}
+
+impl DocSet for TextDocs {
+    fn len(&self) -> usize {
+        TextDocs::len(self)
+    }
+
+    fn write(&self, i: usize, max: usize, out: &mut Vec<usize>) {
+        if max == 0 {
+            return;
+        }
+        let bos = self.tok.bos();
+        let start = out.len();
+        out.push(bos);
+        self.tok.encode_prefix(self.docs.get(i), max - 1, out);
+        if out.len() - start < max {
+            out.push(bos);
         }
     }
 }

@@ -206,6 +206,10 @@ struct TrainArgs {
     /// shuffle) [default: the recipe's]
     #[arg(long, conflicts_with = "resume")]
     val_fraction: Option<f64>,
+    /// At most this many documents held out, whatever --val-fraction says (makemore's rule:
+    /// scoring a bigger split costs more than it tells)
+    #[arg(long, value_name = "N", default_value_t = session::VAL_MAX, value_parser = positive, conflicts_with = "resume")]
+    val_max: usize,
     /// Dropout probability on each block's attention and MLP outputs during training
     /// (0 = none, as microgpt) [default: the recipe's]
     #[arg(long, value_name = "P", conflicts_with = "resume")]
@@ -239,8 +243,9 @@ struct TrainArgs {
     eval_every: Option<usize>,
     /// The periodic validation losses are over a fixed sample of this many validation
     /// documents (the first N of the split, itself a random draw); the last one is over all
-    #[arg(long, value_name = "N", default_value_t = session::EVAL_DOCS, value_parser = positive)]
-    eval_docs: usize,
+    /// [default: as many as are trained on between two evaluations, at least 100]
+    #[arg(long, value_name = "N", value_parser = positive)]
+    eval_docs: Option<usize>,
     /// Print the training loss every N steps (and at the first and last) [default: the
     /// recipe's]
     #[arg(long, value_name = "N", value_parser = positive)]
@@ -360,6 +365,9 @@ struct BaselineArgs {
     /// Share held out for validation (as for `train`)
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f64,
+    /// At most this many documents held out (as for `train`)
+    #[arg(long, value_name = "N", default_value_t = session::VAL_MAX, value_parser = positive)]
+    val_max: usize,
 }
 
 fn main() -> ExitCode {
@@ -453,7 +461,7 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
         );
     }
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
-    let data = Dataset::load(&Source::new(a.data.as_deref()), &mut rng, 0.0, None)?;
+    let data = Dataset::load(&Source::new(a.data.as_deref()), &mut rng, 0.0, None, None)?;
     say!("num docs: {}", data.num_docs);
     say!("vocab size: {}", data.tok.vocab_size());
     let engine = Engine::from(a.engine);
@@ -616,6 +624,7 @@ fn fresh_settings(a: &TrainArgs) -> Result<(Settings, Start, presets::PresetReci
         },
         total_steps: total,
         val_fraction: a.val_fraction.unwrap_or(recipe.val_fraction),
+        val_max: Some(a.val_max),
     };
     say!("recipe: {} ({recipe}){}", a.model, overrides(a));
     let start = match &a.init {
@@ -890,7 +899,7 @@ fn run_baseline(a: &BaselineArgs) -> Result<()> {
     }
     let mut rng = Rng::new(a.rng.into(), a.seed);
     let source = Source::new(a.data.as_deref());
-    let data = Dataset::load(&source, &mut rng, a.val_fraction, None)?;
+    let data = Dataset::load(&source, &mut rng, a.val_fraction, Some(a.val_max), None)?;
     let Some(loss) = session::bigram_baseline(&data)? else {
         bail!("no validation documents to score the baseline on");
     };

@@ -5,7 +5,7 @@
 use std::ops::ControlFlow;
 
 use crate::bail;
-use crate::data::EncodedDocs;
+use crate::data::{DocSet, EncodedDocs};
 use crate::dropout::Dropout;
 use crate::error::Result;
 use crate::model::{Model, StepInputs};
@@ -130,7 +130,7 @@ impl Order {
 /// overflow before any loss does): the model is then garbage and must not be saved.
 pub fn train<M: Model + ?Sized>(
     model: &mut M,
-    docs: &EncodedDocs,
+    docs: &(impl DocSet + ?Sized),
     recipe: &Recipe,
     steps: (usize, usize, usize),
     mut on_step: impl FnMut(&mut M, usize, f64, usize),
@@ -147,7 +147,7 @@ pub fn train<M: Model + ?Sized>(
 /// done plus one.
 pub fn train_until<M: Model + ?Sized>(
     model: &mut M,
-    docs: &EncodedDocs,
+    docs: &(impl DocSet + ?Sized),
     recipe: &Recipe,
     (first, last, total): (usize, usize, usize),
     mut on_step: impl FnMut(&mut M, usize, f64, usize) -> ControlFlow<()>,
@@ -155,22 +155,30 @@ pub fn train_until<M: Model + ?Sized>(
     let t = model.shape().block_size;
     let (adam, batch_size) = (&recipe.adam, recipe.batch_size);
     let mut order = Order::new(docs.len(), recipe.reshuffle, recipe.seed);
-    let mut batch: Vec<&[usize]> = Vec::with_capacity(batch_size);
+    // the step's documents, each cut to the `t + 1` tokens the model reads, so that neither
+    // buffer ever grows: a step allocates nothing
+    let mut buf: Vec<usize> = Vec::with_capacity(batch_size * (t + 1));
+    let mut ends: Vec<usize> = Vec::with_capacity(batch_size);
+    let mut spare: Vec<&[usize]> = Vec::with_capacity(batch_size);
     // what is done if no step runs (`first ≥ last`)
     let mut done = first.max(last);
     for step in first..last {
-        batch.clear();
-        let mut tokens = 0;
+        buf.clear();
+        ends.clear();
         for i in 0..batch_size {
-            let doc = docs.get(order.doc(step * batch_size + i));
-            tokens += positions(doc, t);
-            batch.push(doc);
+            docs.write(order.doc(step * batch_size + i), t + 1, &mut buf);
+            ends.push(buf.len());
         }
+        let mut batch = recycle(spare);
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        batch.extend(starts.zip(&ends).map(|(a, &b)| &buf[a..b]));
+        let tokens = batch.iter().map(|d| positions(d, t)).sum();
         let inputs = StepInputs {
             dropout: Dropout::at(recipe.dropout, recipe.seed, step),
             token_mean: recipe.token_mean,
         };
         let loss = model.train_batch(&batch, &adam.at(step, total), &inputs);
+        spare = recycle(batch);
         done = step + 1;
         if !loss.is_finite() {
             bail!(
@@ -187,6 +195,17 @@ pub fn train_until<M: Model + ?Sized>(
         );
     }
     Ok(done)
+}
+
+/// An empty vector with `v`'s allocation, for slices of another lifetime: one batch vector
+/// serves every step although each borrows that step's buffer. (Collecting a vector's own
+/// iterator into a vector of the same layout reuses its allocation; the counting-allocator
+/// tests check that a step allocates nothing.)
+fn recycle<'b>(mut v: Vec<&[usize]>) -> Vec<&'b [usize]> {
+    v.clear();
+    v.into_iter()
+        .map(|_| -> &'b [usize] { unreachable!() })
+        .collect()
 }
 
 #[cfg(test)]

@@ -71,13 +71,17 @@ fn assert_one_line_error(o: &Output, what: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-const TRAIN: [&str; 6] = [
+const TRAIN: [&str; 8] = [
     "train",
     "--no-progress",
     "--print-every",
     "1",
     "--eval-every",
     "50",
+    // every validation over the whole split: a run stopped early scores the whole split at
+    // its last step, where the run it is half of scores the periodic sample
+    "--eval-docs",
+    "1000",
 ];
 
 #[test]
@@ -432,13 +436,14 @@ fn the_train_run_reports_events_in_order_and_saves_what_the_cli_saves() {
     let mut settings = Settings::microgpt();
     settings.total_steps = 4;
     settings.val_fraction = 0.1;
+    settings.val_max = Some(session::VAL_MAX);
     let opts = TrainOptions {
         engine: Engine::Static,
         data: None,
         stop_at: 4,
         print_every: 3,
         eval_every: 2,
-        eval_docs: 100,
+        eval_docs: Some(100),
         save: Save::Named(lib_out.clone()),
         save_every: None,
         log: None,

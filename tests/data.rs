@@ -158,3 +158,59 @@ fn the_vocabulary_and_ids_are_those_of_a_sort_of_every_character() {
         }
     }
 }
+
+/// A run's training split is kept as text and encoded as it is drawn: every document, whole
+/// or cut to its first `max` tokens, is what the up-front encoding holds, ASCII or not.
+#[test]
+fn documents_drawn_as_text_are_the_encoded_documents_cut_to_the_block() {
+    use microgpt::data::{DocSet, Docs, TextDocs};
+    let text =
+        "emma\nüberraschungsei-mit-viel-schokolade\nava\nsehr langes wort ohne ende in sicht\nx\n";
+    let docs = Docs::parse(text.to_string().into());
+    let tok = Tokenizer::from_strs(docs.iter());
+    let enc = EncodedDocs::from_strs(&tok, docs.iter()).unwrap();
+    let lazy = TextDocs::new(docs.clone(), tok.clone()).unwrap();
+    assert_eq!(DocSet::len(&lazy), 5);
+    for i in 0..5 {
+        assert_eq!(lazy.get(i), enc.get(i));
+        assert_eq!(lazy.text(i), docs.get(i));
+        for max in [1, 2, 3, 5, 17, 1000] {
+            let (mut a, mut b) = (vec![7], vec![7]);
+            lazy.write(i, max, &mut a);
+            enc.write(i, max, &mut b);
+            let whole = enc.get(i);
+            assert_eq!(a, b, "document {i}, max {max}");
+            assert_eq!(
+                a[1..],
+                whole[..whole.len().min(max)],
+                "document {i}, max {max}"
+            );
+        }
+    }
+    assert_eq!(
+        lazy.encoded().iter().collect::<Vec<_>>(),
+        enc.iter().collect::<Vec<_>>()
+    );
+    // a vocabulary without one of the characters is refused up front, naming it
+    let small = Tokenizer::from_docs(&["emma", "ava"]);
+    let e = TextDocs::new(Docs::parse("emma\nava\navb\n".into()), small).unwrap_err();
+    assert_eq!(e.to_string(), "character 'b' is not in the vocabulary");
+}
+
+/// The split is microgpt.py's shuffle, then the last `round(n · fraction)` documents held
+/// out, at most `val_max`: in the shuffled order, whichever way the documents are stored.
+#[test]
+fn the_split_is_the_shuffled_documents_with_at_most_val_max_held_out() {
+    use microgpt::data::Source;
+    use microgpt::rng::Rng;
+    use microgpt::session::Dataset;
+    let mut shuffled = microgpt::data::names();
+    Rng::pcg(5).shuffle(&mut shuffled);
+    for (val_max, n_val) in [(None, 3203), (Some(1000), 1000), (Some(5000), 3203)] {
+        let d = Dataset::load(&Source::Names, &mut Rng::pcg(5), 0.1, val_max, None).unwrap();
+        let n_train = 32033 - n_val;
+        assert_eq!(d.train.texts().collect::<Vec<_>>(), shuffled[..n_train]);
+        let val: Vec<String> = d.val.iter().map(|t| d.tok.decode(t)).collect();
+        assert_eq!(val, shuffled[n_train..]);
+    }
+}

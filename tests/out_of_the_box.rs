@@ -72,9 +72,9 @@ fn small_alone_runs_its_recipe_and_a_flag_overrides_exactly_that_setting() {
          cosine to 0.02·lr, dropout 0.1, token mean, reshuffle, 32000 steps, val fraction \
          0.0313, eval every 2000, print every 4000); given: --steps 2"
     );
-    // 3.13% of 32,033 held out, batches of 32
+    // 3.13% of 32,033 held out (1,003), at most --val-max's 1,000; batches of 32
     assert!(
-        out.contains("train docs: 31030, val docs: 1003, batch size: 32"),
+        out.contains("train docs: 31033, val docs: 1000, batch size: 32"),
         "{out}"
     );
     let a = settings(&dir.join("a.safetensors"));
@@ -326,7 +326,7 @@ fn checkpoints_of_the_built_in_names_and_of_the_file_resume_with_either() {
     );
     let mut docs = microgpt::data::load_docs(Path::new(file)).unwrap();
     microgpt::rng::Rng::pcg(42).shuffle(&mut docs);
-    let distinct: std::collections::HashSet<&String> = docs[..28830].iter().collect();
+    let distinct: std::collections::HashSet<&String> = docs[..31033].iter().collect();
     assert!(
         out.ends_with(&format!(
             "(* = one of the {} distinct training documents)\n",
@@ -393,4 +393,66 @@ fn periodic_validation_is_on_a_fixed_sample_the_last_on_the_whole_split() {
         let o = train(&["--eval-docs", "50", "--threads", threads]);
         assert_eq!(val(&o), v, "--threads {threads}");
     }
+}
+
+/// A big file holds out at most `--val-max` documents (1,000 unless told), which the
+/// checkpoint records and a resumed run keeps; a checkpoint from before the cap resumes
+/// with the whole share held out, as it trained. The periodic losses are over as many
+/// documents as are trained on between two of them (at least 100), which the run says.
+#[test]
+fn at_most_val_max_documents_are_held_out_and_the_periodic_sample_is_said() {
+    let dir = workdir("val-max");
+    let out = ok(&dir, &["train", "--steps", "2", "--out", "a.safetensors"]);
+    assert!(out.contains("train docs: 31033, val docs: 1000,"), "{out}");
+    assert!(
+        line(&out, "validation: ").starts_with(
+            "validation: every 250 steps on a fixed sample of 250 of the 1000 held-out docs, at the end on all of them ("
+        ),
+        "{out}"
+    );
+    assert_eq!(settings(&dir.join("a.safetensors"))["val_max"], "1000");
+    let flags = ["--steps", "4", "--total-steps", "8", "--eval-every", "2"];
+    let out = ok(
+        &dir,
+        &[
+            &["train", "--val-max", "3203", "--out", "b.safetensors"],
+            &flags[..],
+        ]
+        .concat(),
+    );
+    assert!(out.contains("train docs: 28830, val docs: 3203,"), "{out}");
+    assert!(
+        out.contains("on a fixed sample of 100 of the 3203"),
+        "{out}"
+    );
+    let out = ok(
+        &dir,
+        &[
+            "train",
+            "--resume",
+            "b.safetensors",
+            "--out",
+            "c.safetensors",
+        ],
+    );
+    assert!(out.contains("train docs: 28830, val docs: 3203,"), "{out}");
+    // the same checkpoint without the key, as written before the cap existed
+    let mut old = Checkpoint::load(&dir.join("b.safetensors")).unwrap();
+    assert!(old.meta.remove("val_max").is_some());
+    old.save(&dir.join("old.safetensors")).unwrap();
+    let out = ok(
+        &dir,
+        &[
+            "train",
+            "--resume",
+            "old.safetensors",
+            "--out",
+            "d.safetensors",
+        ],
+    );
+    assert!(out.contains("train docs: 28830, val docs: 3203,"), "{out}");
+    assert!(
+        !settings(&dir.join("d.safetensors")).contains_key("val_max"),
+        "a resumed run keeps the settings it trained with"
+    );
 }

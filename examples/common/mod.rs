@@ -33,7 +33,7 @@ pub const BLOCK_SIZE: usize = 16;
 /// (which then draws the initial weights, as in microgpt.py).
 pub fn names_with_seed(seed: u64) -> Result<(Dataset, Rng)> {
     let mut rng = Rng::pcg(seed);
-    let data = Dataset::load(&Source::Names, &mut rng, VAL_FRACTION, None)?;
+    let data = Dataset::load(&Source::Names, &mut rng, VAL_FRACTION, None, None)?;
     Ok((data, rng))
 }
 
@@ -75,8 +75,8 @@ pub fn args() -> Result<Args> {
     Ok(args)
 }
 
-/// The training document of `step`.
-pub fn doc(data: &Dataset, step: usize) -> &[usize] {
+/// The training document of `step`, encoded.
+pub fn doc(data: &Dataset, step: usize) -> Vec<usize> {
     data.train.get(step % data.train.len())
 }
 

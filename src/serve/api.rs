@@ -296,7 +296,7 @@ fn plan(state: &State, v: &Value) -> Result<Plan, String> {
     let fingerprint = raw.fingerprint();
     let mut rng = Rng::new(RngKind::Pcg, seed);
     let data = raw
-        .split(&mut rng, settings.val_fraction, None)
+        .split(&mut rng, settings.val_fraction, settings.val_max, None)
         .map_err(|e| e.0)?;
     Ok(Plan {
         run: 0,

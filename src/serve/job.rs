@@ -100,6 +100,7 @@ pub fn settings(
         },
         total_steps: steps,
         val_fraction: if docs >= 10 { 0.1 } else { 0.0 },
+        val_max: Some(crate::session::VAL_MAX),
     }
 }
 

@@ -24,9 +24,10 @@ pub fn bigram_baseline(data: &Dataset) -> Result<Option<f64>> {
     if data.val.is_empty() {
         return Ok(None);
     }
+    let train = data.train.encoded();
     let b = Bigram::fit(
         data.tok.vocab_size(),
-        data.train.iter(),
+        train.iter(),
         Bigram::DEFAULT_SMOOTHING,
     )?;
     Ok(Some(b.mean_nll(data.val.iter(), None)?))
@@ -117,8 +118,13 @@ pub fn training_docs(c: &Checkpoint, data: Option<&Path>) -> Result<HashSet<Stri
     let raw = RawDocs::read(&checkpoint_source(c, data))?;
     raw.check_against(c)?;
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
-    let d = raw.split(&mut rng, settings.val_fraction, Some(c.tokenizer()?))?;
-    Ok(d.train.iter().map(|t| d.tok.decode(t)).collect())
+    let d = raw.split(
+        &mut rng,
+        settings.val_fraction,
+        settings.val_max,
+        Some(c.tokenizer()?),
+    )?;
+    Ok(d.train.texts().map(String::from).collect())
 }
 
 /// `microgpt eval`: the token-weighted mean loss of a checkpoint over every document of a

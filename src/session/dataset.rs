@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::bail;
 use crate::checkpoint::Checkpoint;
-use crate::data::{self, Docs, EncodedDocs, Source, Tokenizer};
+use crate::data::{self, Docs, EncodedDocs, Source, TextDocs, Tokenizer};
 use crate::error::Result;
 use crate::limits;
 use crate::rng::Rng;
@@ -16,7 +16,8 @@ pub struct Dataset {
     /// Documents in the file.
     pub num_docs: usize,
     pub tok: Tokenizer,
-    pub train: EncodedDocs,
+    /// Encoded as they are drawn.
+    pub train: TextDocs,
     pub val: EncodedDocs,
 }
 
@@ -74,38 +75,58 @@ impl RawDocs {
     }
 
     /// Shuffles the documents with `rng` (microgpt.py's `random.shuffle(docs)`) and holds out
-    /// the last `round(n · val_fraction)`. The vocabulary is `tok` if given (a checkpoint's:
-    /// every character must be in it), else every character of the file.
+    /// the last `round(n · val_fraction)`, at most `val_max`. The vocabulary is `tok` if given
+    /// (a checkpoint's: every character must be in it), else every character of the file.
     pub fn split(
         self,
         rng: &mut Rng,
         val_fraction: f64,
+        val_max: Option<usize>,
         tok: Option<Tokenizer>,
     ) -> Result<Dataset> {
-        let RawDocs { source, mut docs } = self;
+        let RawDocs { source, docs } = self;
         let num_docs = docs.len();
-        docs.shuffle(rng);
-        let n_val = (num_docs as f64 * val_fraction).round() as usize;
+        // the shuffle's draws and swaps on the documents' indices: the same order as on the
+        // documents, while the text is scanned and encoded front to back (at random it is a
+        // cache miss per document)
+        let mut order: Vec<u32> = (0..num_docs as u32).collect();
+        rng.shuffle(&mut order);
+        let share = (num_docs as f64 * val_fraction).round() as usize;
+        let n_val = val_max.map_or(share, |m| share.min(m));
         if val_fraction > 0.0 && (n_val == 0 || n_val >= num_docs) {
             bail!(
                 "--val-fraction {val_fraction} of {num_docs} documents leaves {n_val} for validation and {} for training; both need at least one",
                 num_docs - n_val.min(num_docs)
             );
         }
-        let tok = match tok {
-            Some(t) => t,
-            None => Tokenizer::from_strs(docs.iter()),
-        };
-        // the same rule for both engines and the checkpoint, before any work is done with it
-        if let Err(e) = limits::check_vocab(tok.chars()) {
-            bail!("dataset {source}: {e}");
-        }
         let n_train = num_docs - n_val;
-        let encode = |range| match EncodedDocs::from_strs(&tok, docs.iter_range(range)) {
-            Ok(e) => Ok(e),
-            Err(e) => bail!("{source}: {e} of the model"),
+        let val = |tok: &Tokenizer| {
+            let docs = order[n_train..].iter().map(|&i| docs.get(i as usize));
+            EncodedDocs::from_strs(tok, docs)
         };
-        let (train, val) = (encode(0..n_train)?, encode(n_train..num_docs)?);
+        let (tok, train, val) = match tok {
+            // a checkpoint's vocabulary: every character of the file must be in it
+            Some(tok) => {
+                let val = match val(&tok) {
+                    Ok(v) => v,
+                    Err(e) => bail!("{source}: {e} of the model"),
+                };
+                match TextDocs::new(docs.select(&order[..n_train]), tok.clone()) {
+                    Ok(train) => (tok, train, val),
+                    Err(e) => bail!("{source}: {e} of the model"),
+                }
+            }
+            None => {
+                let tok = Tokenizer::from_strs(docs.iter());
+                // the same rule for both engines and the checkpoint, before any work is done
+                if let Err(e) = limits::check_vocab(tok.chars()) {
+                    bail!("dataset {source}: {e}");
+                }
+                let val = val(&tok).expect("the vocabulary is the file's");
+                let train = TextDocs::new_unchecked(docs.select(&order[..n_train]), tok.clone());
+                (tok, train, val)
+            }
+        };
         Ok(Dataset {
             source,
             num_docs,
@@ -122,9 +143,10 @@ impl Dataset {
         source: &Source,
         rng: &mut Rng,
         val_fraction: f64,
+        val_max: Option<usize>,
         tok: Option<Tokenizer>,
     ) -> Result<Dataset> {
-        RawDocs::read(source)?.split(rng, val_fraction, tok)
+        RawDocs::read(source)?.split(rng, val_fraction, val_max, tok)
     }
 }
 

@@ -27,4 +27,7 @@ pub use commands::{bigram_baseline, each_sample, load_model, run_eval, run_sampl
 pub use dataset::{Dataset, RawDocs, checkpoint_source, fingerprint};
 pub use report::{Event, Outline, Report};
 pub use settings::{Settings, checkpoint_of};
-pub use train::{EVAL_DOCS, Save, Start, TrainOptions, cores, free_path, run_train};
+pub use train::{
+    MIN_EVAL_DOCS, Save, Start, TrainOptions, VAL_MAX, cores, default_eval_docs, free_path,
+    run_train,
+};

@@ -23,6 +23,9 @@ pub struct Settings {
     pub total_steps: usize,
     /// Share of the documents held out for validation (the last ones after the shuffle).
     pub val_fraction: f64,
+    /// At most this many documents held out (makemore's 1,000: a bigger split costs more to
+    /// score than it says); `None` in checkpoints from before the cap.
+    pub val_max: Option<usize>,
 }
 
 impl Settings {
@@ -34,6 +37,7 @@ impl Settings {
             recipe: train::Recipe::microgpt(Adam::default(), 42),
             total_steps: 1000,
             val_fraction: 0.0,
+            val_max: None,
         }
     }
 
@@ -55,6 +59,9 @@ impl Settings {
                 "--val-fraction must be in [0, 1), got {}",
                 self.val_fraction
             );
+        }
+        if self.val_max == Some(0) {
+            bail!("--val-max must be at least 1");
         }
         if !(0.0..1.0).contains(&r.dropout) {
             bail!("--dropout must be in [0, 1), got {}", r.dropout);
@@ -93,6 +100,9 @@ impl Settings {
         c.set("batch_size", r.batch_size);
         c.set("total_steps", self.total_steps);
         c.set("val_fraction", self.val_fraction);
+        if let Some(m) = self.val_max {
+            c.set("val_max", m);
+        }
         c.set("dropout", r.dropout);
         c.set("token_mean", r.token_mean);
         c.set("reshuffle", r.reshuffle);
@@ -127,6 +137,10 @@ impl Settings {
             },
             total_steps: c.parse("total_steps")?,
             val_fraction: c.parse("val_fraction")?,
+            val_max: match c.get("val_max") {
+                Ok(_) => Some(c.parse("val_max")?),
+                Err(_) => None,
+            },
         };
         if let Err(e) = s.validate() {
             bail!("the checkpoint's settings are out of range: {e}");

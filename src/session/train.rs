@@ -43,10 +43,22 @@ pub enum Save {
     Default(PathBuf),
 }
 
-/// The periodic validation losses are over at most this many validation documents (a fixed
-/// sample); the last one is over all. Above names.txt's 3,203, so that its runs evaluate
-/// the whole split every time.
-pub const EVAL_DOCS: usize = 4096;
+/// The fewest documents a periodic validation loss is over, unless `--eval-docs` says.
+pub const MIN_EVAL_DOCS: usize = 100;
+
+/// How many validation documents the periodic losses are over (a fixed sample; the last
+/// loss is over all) unless `--eval-docs` says: as many as the run trains on between two of
+/// them, at least [`MIN_EVAL_DOCS`]. A forward pass costs about a third of a training step,
+/// so the periodic evaluations cost about a third of the training they interrupt, whatever
+/// the interval, the batch or the dataset.
+pub fn default_eval_docs(eval_every: usize, batch_size: usize) -> usize {
+    eval_every.saturating_mul(batch_size).max(MIN_EVAL_DOCS)
+}
+
+/// The most documents a run holds out unless told otherwise (`--val-max`): makemore's
+/// `min(1000, 10%)`. A thousand names score the loss to about ±0.01; a bigger split costs
+/// every evaluation more than it tells.
+pub const VAL_MAX: usize = 1000;
 
 /// `path` if nothing is there, else the first of `stem-2.ext`, `stem-3.ext`, … that is free.
 pub fn free_path(path: &Path) -> PathBuf {
@@ -78,9 +90,9 @@ pub struct TrainOptions {
     pub print_every: usize,
     /// Validation loss every N steps (and at the end).
     pub eval_every: usize,
-    /// The periodic validation losses are over the first this many validation documents;
-    /// the last one is over all of them.
-    pub eval_docs: usize,
+    /// The periodic validation losses are over the first this many validation documents
+    /// (`None`: [`default_eval_docs`]); the last one is over all of them.
+    pub eval_docs: Option<usize>,
     pub save: Save,
     pub save_every: Option<usize>,
     pub log: Option<PathBuf>,
@@ -211,7 +223,7 @@ fn prepare<'a>(
         }
     }
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
-    let data = raw.split(&mut rng, settings.val_fraction, tok)?;
+    let data = raw.split(&mut rng, settings.val_fraction, settings.val_max, tok)?;
     let vocab = data.tok.vocab_size();
     let mut model = build_model(opts.engine, &settings.preset, vocab, &mut rng)?;
     load_start(model.as_mut(), start)?;
@@ -224,7 +236,10 @@ fn prepare<'a>(
     if last <= first_step {
         bail!("nothing to do: the run is at step {first_step} and would stop at step {last}");
     }
-    let val_sample = (data.val.len() > opts.eval_docs).then(|| data.val.head(opts.eval_docs));
+    let eval_docs = opts
+        .eval_docs
+        .unwrap_or_else(|| default_eval_docs(opts.eval_every, settings.recipe.batch_size));
+    let val_sample = (data.val.len() > eval_docs).then(|| data.val.head(eval_docs));
     let run = Run {
         settings,
         opts,

@@ -63,3 +63,17 @@ pub fn count_in_process(f: impl FnOnce()) -> usize {
     IN_PROCESS.store(false, Ordering::SeqCst);
     ALLOCATIONS.load(Ordering::SeqCst) - before
 }
+
+/// Starts counting every allocation of the process, for a count that starts and ends inside
+/// code the test does not drive (a training loop's callback); [`stop_in_process`] ends it.
+pub fn start_in_process() -> usize {
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    IN_PROCESS.store(true, Ordering::SeqCst);
+    before
+}
+
+/// Ends a count begun by [`start_in_process`] (which returned `before`); returns it.
+pub fn stop_in_process(before: usize) -> usize {
+    IN_PROCESS.store(false, Ordering::SeqCst);
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
