@@ -245,9 +245,11 @@ impl Tokenizer {
 
     /// [`Tokenizer::from_docs`] of documents given one by one.
     pub fn from_strs<'a>(docs: impl IntoIterator<Item = &'a str>) -> Tokenizer {
-        // a table of the bytes seen and an ordered set of the other characters: sorted and
+        // a table of the bytes seen, a bit set of the two-byte characters (Latin, Greek,
+        // Cyrillic, …: one bit each, no search) and an ordered set of the rest: sorted and
         // unique as `sorted(set(...))`, without sorting every character of the dataset
         let mut seen = [false; 256];
+        let mut two_byte = [0u64; 0x800 / 64];
         let mut other = BTreeSet::new();
         for d in docs {
             let mut high = false;
@@ -256,12 +258,23 @@ impl Tokenizer {
                 high |= b >= 0x80;
             }
             if high {
-                other.extend(d.chars().filter(|c| !c.is_ascii()));
+                for c in d.chars().filter(|c| !c.is_ascii()) {
+                    match c as usize {
+                        u @ ..0x800 => two_byte[u / 64] |= 1 << (u % 64),
+                        _ => {
+                            other.insert(c);
+                        }
+                    }
+                }
             }
         }
+        let two_byte_chars = (0x80..0x800u32)
+            .filter(|&u| two_byte[u as usize / 64] >> (u % 64) & 1 == 1)
+            .filter_map(char::from_u32);
         let chars = (0u8..128)
             .filter(|&b| seen[b as usize])
             .map(char::from)
+            .chain(two_byte_chars)
             .chain(other)
             .collect();
         Self::with_chars(chars)
@@ -479,10 +492,17 @@ pub struct TextDocs {
 impl TextDocs {
     /// `docs` encoded by `tok`; a character outside its vocabulary is an error that names it.
     pub fn new(docs: Docs, tok: Tokenizer) -> Result<TextDocs> {
+        Self::check(&docs, &tok)?;
+        Ok(TextDocs { docs, tok })
+    }
+
+    /// Every character of `docs` is in `tok`'s vocabulary, or an error names the first that
+    /// is not.
+    pub fn check(docs: &Docs, tok: &Tokenizer) -> Result<()> {
         if let Some(c) = docs.iter().find_map(|d| tok.unknown_char(d)) {
             bail!("character {c:?} is not in the vocabulary");
         }
-        Ok(TextDocs { docs, tok })
+        Ok(())
     }
 
     /// [`TextDocs::new`] of documents whose vocabulary `tok` was built from.

@@ -138,9 +138,18 @@ fn sorted_set(docs: &[String]) -> Vec<char> {
 
 #[test]
 fn the_vocabulary_and_ids_are_those_of_a_sort_of_every_character() {
-    let mixed: Vec<String> = ["zoë", "Anna-Lena", "josé", "~x", "日本", "a b", "\u{7f}"]
-        .map(String::from)
-        .into();
+    let mixed: Vec<String> = [
+        "zoë",
+        "Anna-Lena",
+        "josé",
+        "~x",
+        "日本",
+        "a b",
+        "\u{7f}",
+        "Ωß\u{7ff}\u{800}\u{80}😀",
+    ]
+    .map(String::from)
+    .into();
     for docs in [load_docs(&names_file()).unwrap(), mixed] {
         let tok = Tokenizer::from_docs(&docs);
         let chars = sorted_set(&docs);

@@ -293,11 +293,11 @@ fn plan(state: &State, v: &Value) -> Result<Plan, String> {
         source: Source::File(format!("{data_name} (playground)").into()),
         docs: Docs::parse(docs.join("\n").into()),
     };
-    let fingerprint = raw.fingerprint();
     let mut rng = Rng::new(RngKind::Pcg, seed);
     let data = raw
         .split(&mut rng, settings.val_fraction, settings.val_max, None)
         .map_err(|e| e.0)?;
+    let fingerprint = data.fingerprint;
     Ok(Plan {
         run: 0,
         data_name,

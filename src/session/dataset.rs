@@ -19,6 +19,8 @@ pub struct Dataset {
     /// Encoded as they are drawn.
     pub train: TextDocs,
     pub val: EncodedDocs,
+    /// [`RawDocs::fingerprint`] of the documents read.
+    pub fingerprint: u64,
 }
 
 /// FNV-1a (64-bit) of the documents joined by newlines.
@@ -85,56 +87,71 @@ impl RawDocs {
         tok: Option<Tokenizer>,
     ) -> Result<Dataset> {
         let RawDocs { source, docs } = self;
-        let num_docs = docs.len();
-        // the shuffle's draws and swaps on the documents' indices: the same order as on the
-        // documents, while the text is scanned and encoded front to back (at random it is a
-        // cache miss per document)
-        let mut order: Vec<u32> = (0..num_docs as u32).collect();
-        rng.shuffle(&mut order);
-        let share = (num_docs as f64 * val_fraction).round() as usize;
-        let n_val = val_max.map_or(share, |m| share.min(m));
-        if val_fraction > 0.0 && (n_val == 0 || n_val >= num_docs) {
-            bail!(
-                "--val-fraction {val_fraction} of {num_docs} documents leaves {n_val} for validation and {} for training; both need at least one",
-                num_docs - n_val.min(num_docs)
-            );
-        }
-        let n_train = num_docs - n_val;
-        let val = |tok: &Tokenizer| {
-            let docs = order[n_train..].iter().map(|&i| docs.get(i as usize));
-            EncodedDocs::from_strs(tok, docs)
-        };
-        let (tok, train, val) = match tok {
-            // a checkpoint's vocabulary: every character of the file must be in it
-            Some(tok) => {
-                let val = match val(&tok) {
-                    Ok(v) => v,
-                    Err(e) => bail!("{source}: {e} of the model"),
-                };
-                match TextDocs::new(docs.select(&order[..n_train]), tok.clone()) {
-                    Ok(train) => (tok, train, val),
-                    Err(e) => bail!("{source}: {e} of the model"),
-                }
-            }
-            None => {
-                let tok = Tokenizer::from_strs(docs.iter());
-                // the same rule for both engines and the checkpoint, before any work is done
-                if let Err(e) = limits::check_vocab(tok.chars()) {
-                    bail!("dataset {source}: {e}");
-                }
-                let val = val(&tok).expect("the vocabulary is the file's");
-                let train = TextDocs::new_unchecked(docs.select(&order[..n_train]), tok.clone());
-                (tok, train, val)
-            }
-        };
+        // the fingerprint (a serial pass over every byte) on another core, beside the rest
+        let (fingerprint, parts) = std::thread::scope(|s| {
+            let fp = std::thread::Builder::new()
+                .spawn_scoped(s, || fingerprint_of(docs.iter()))
+                .ok();
+            let parts = shuffle_and_hold_out(&docs, &source, rng, val_fraction, val_max, tok);
+            let fp = match fp.map(|h| h.join()) {
+                Some(Ok(fp)) => fp,
+                _ => fingerprint_of(docs.iter()),
+            };
+            (fp, parts)
+        });
+        let (order, n_train, tok, val) = parts?;
+        let train = TextDocs::new_unchecked(docs.select(&order[..n_train]), tok.clone());
         Ok(Dataset {
             source,
-            num_docs,
+            num_docs: order.len(),
             tok,
             train,
             val,
+            fingerprint,
         })
     }
+}
+
+/// [`RawDocs::split`] but for the training documents: the shuffled order, how many of it
+/// train, the vocabulary and the held-out documents encoded.
+fn shuffle_and_hold_out(
+    docs: &Docs,
+    source: &Source,
+    rng: &mut Rng,
+    val_fraction: f64,
+    val_max: Option<usize>,
+    tok: Option<Tokenizer>,
+) -> Result<(Vec<u32>, usize, Tokenizer, EncodedDocs)> {
+    let num_docs = docs.len();
+    // the shuffle's draws and swaps on the documents' indices: the same order as on the
+    // documents, while the text is scanned front to back (at random it is a cache miss per
+    // document)
+    let mut order: Vec<u32> = (0..num_docs as u32).collect();
+    rng.shuffle(&mut order);
+    let share = (num_docs as f64 * val_fraction).round() as usize;
+    let n_val = val_max.map_or(share, |m| share.min(m));
+    if val_fraction > 0.0 && (n_val == 0 || n_val >= num_docs) {
+        bail!(
+            "--val-fraction {val_fraction} of {num_docs} documents leaves {n_val} for validation and {} for training; both need at least one",
+            num_docs - n_val.min(num_docs)
+        );
+    }
+    let tok = match tok {
+        // a checkpoint's vocabulary: every character of the file must be in it
+        Some(tok) => match TextDocs::check(docs, &tok) {
+            Ok(()) => tok,
+            Err(e) => bail!("{source}: {e} of the model"),
+        },
+        None => Tokenizer::from_strs(docs.iter()),
+    };
+    // the same rule for both engines and the checkpoint, before any work is done with it
+    if let Err(e) = limits::check_vocab(tok.chars()) {
+        bail!("dataset {source}: {e}");
+    }
+    let n_train = num_docs - n_val;
+    let held_out = order[n_train..].iter().map(|&i| docs.get(i as usize));
+    let val = EncodedDocs::from_strs(&tok, held_out).expect("every character is in it");
+    Ok((order, n_train, tok, val))
 }
 
 impl Dataset {

@@ -212,7 +212,6 @@ fn prepare<'a>(
     let (source, tok, first_step) = start_point(start, opts)?;
     check_files(out.path.as_deref(), opts, start, &source)?;
     let raw = RawDocs::read(&source)?;
-    let fingerprint = raw.fingerprint();
     if let Start::Resume(c) = start {
         raw.check_against(c)?;
         if first_step >= settings.total_steps {
@@ -224,6 +223,7 @@ fn prepare<'a>(
     }
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
     let data = raw.split(&mut rng, settings.val_fraction, settings.val_max, tok)?;
+    let fingerprint = data.fingerprint;
     let vocab = data.tok.vocab_size();
     let mut model = build_model(opts.engine, &settings.preset, vocab, &mut rng)?;
     load_start(model.as_mut(), start)?;
