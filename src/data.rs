@@ -186,6 +186,38 @@ impl Docs {
         }
     }
 
+    /// [`Tokenizer::from_strs`] of these documents, from one pass over the whole text rather
+    /// than one per document: the text outside the documents is line ends and the whitespace
+    /// trimmed off them, so a character seen in the text is in a document unless it is
+    /// whitespace, and only those few are looked for in the documents.
+    pub fn tokenizer(&self) -> Tokenizer {
+        let bytes = self.text.as_bytes();
+        let mut seen = [false; 256];
+        let mut wide = CharSet::default();
+        for (i, &b) in bytes.iter().enumerate() {
+            seen[b as usize] = true;
+            // a UTF-8 lead byte: the character it starts (the text is valid UTF-8, so a
+            // two-byte one is `110xxxxx 10yyyyyy`: xxxxxyyyyyy)
+            if b >= 0xE0 {
+                let len = b.leading_ones() as usize;
+                let c = self.text[i..i + len].chars().next().expect("a character");
+                wide.insert(c);
+            } else if b >= 0xC0 {
+                let u = (b as usize & 0x1F) << 6 | (bytes[i + 1] as usize & 0x3F);
+                wide.two_byte[u / 64] |= 1 << (u % 64);
+            }
+        }
+        // (a line end is never in a document: the documents are split at them)
+        let in_a_doc =
+            |c: char| !c.is_whitespace() || (c != '\n' && self.iter().any(|d| d.contains(c)));
+        let ascii = (0u8..128)
+            .filter(|&b| seen[b as usize])
+            .map(char::from)
+            .filter(|&c| in_a_doc(c));
+        let chars = ascii.chain(wide.chars().filter(|&c| in_a_doc(c))).collect();
+        Tokenizer::with_chars(chars)
+    }
+
     /// `random.shuffle(docs)`: the same draws and swaps as [`shuffle_docs`] on the strings.
     pub fn shuffle(&mut self, rng: &mut Rng) {
         rng.shuffle(&mut self.spans);
@@ -224,6 +256,33 @@ pub fn shuffle_docs(docs: &mut [String], rng: &mut Rng) {
     rng.shuffle(docs);
 }
 
+/// A set of non-ASCII characters: a bit each for the two-byte ones (Latin, Greek, Cyrillic,
+/// …: no search), an ordered set for the rest.
+#[derive(Default)]
+struct CharSet {
+    two_byte: [u64; 0x800 / 64],
+    other: BTreeSet<char>,
+}
+
+impl CharSet {
+    fn insert(&mut self, c: char) {
+        match c as usize {
+            u @ ..0x800 => self.two_byte[u / 64] |= 1 << (u % 64),
+            _ => {
+                self.other.insert(c);
+            }
+        }
+    }
+
+    /// The characters in order.
+    fn chars(&self) -> impl Iterator<Item = char> + '_ {
+        let two_byte = (0x80..0x800u32)
+            .filter(|&u| self.two_byte[u as usize / 64] >> (u % 64) & 1 == 1)
+            .filter_map(char::from_u32);
+        two_byte.chain(self.other.iter().copied())
+    }
+}
+
 /// Character-level tokenizer: the sorted unique characters (Unicode scalar values) are ids
 /// `0..n`, and BOS (which also ends a document) is id `n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,12 +304,10 @@ impl Tokenizer {
 
     /// [`Tokenizer::from_docs`] of documents given one by one.
     pub fn from_strs<'a>(docs: impl IntoIterator<Item = &'a str>) -> Tokenizer {
-        // a table of the bytes seen, a bit set of the two-byte characters (Latin, Greek,
-        // Cyrillic, …: one bit each, no search) and an ordered set of the rest: sorted and
-        // unique as `sorted(set(...))`, without sorting every character of the dataset
+        // a table of the bytes seen and a set of the other characters: sorted and unique as
+        // `sorted(set(...))`, without sorting every character of the dataset
         let mut seen = [false; 256];
-        let mut two_byte = [0u64; 0x800 / 64];
-        let mut other = BTreeSet::new();
+        let mut wide = CharSet::default();
         for d in docs {
             let mut high = false;
             for b in d.bytes() {
@@ -258,24 +315,15 @@ impl Tokenizer {
                 high |= b >= 0x80;
             }
             if high {
-                for c in d.chars().filter(|c| !c.is_ascii()) {
-                    match c as usize {
-                        u @ ..0x800 => two_byte[u / 64] |= 1 << (u % 64),
-                        _ => {
-                            other.insert(c);
-                        }
-                    }
-                }
+                d.chars()
+                    .filter(|c| !c.is_ascii())
+                    .for_each(|c| wide.insert(c));
             }
         }
-        let two_byte_chars = (0x80..0x800u32)
-            .filter(|&u| two_byte[u as usize / 64] >> (u % 64) & 1 == 1)
-            .filter_map(char::from_u32);
         let chars = (0u8..128)
             .filter(|&b| seen[b as usize])
             .map(char::from)
-            .chain(two_byte_chars)
-            .chain(other)
+            .chain(wide.chars())
             .collect();
         Self::with_chars(chars)
     }

@@ -223,3 +223,25 @@ fn the_split_is_the_shuffled_documents_with_at_most_val_max_held_out() {
         assert_eq!(val, shuffled[n_train..]);
     }
 }
+
+/// The vocabulary from one pass over the whole text is the one from the documents: the
+/// whitespace trimmed off the lines (CR, tabs, spaces, no-break spaces, U+2028, U+3000) is not
+/// in it unless a document has it inside.
+#[test]
+fn the_vocabulary_from_the_whole_text_is_the_documents_vocabulary() {
+    use microgpt::data::Docs;
+    let texts = [
+        microgpt::data::NAMES.to_string(),
+        "emma\r\nzoë\r\n\r\n  jo sé \n\tx\t\n".to_string(),
+        "a\u{a0}\nb\u{2028}\n\u{3000}c\n".to_string(),
+        "a\u{a0}b\nc\td\ne\rf\n日本\u{3000}語\n😀\n".to_string(),
+        "\u{7ff}\u{800}\u{80}\n \n".to_string(),
+    ];
+    for text in texts {
+        let docs = Docs::parse(text.clone().into());
+        let whole = docs.tokenizer();
+        let per_doc = Tokenizer::from_strs(docs.iter());
+        assert_eq!(whole.chars(), per_doc.chars(), "{text:?}");
+        assert_eq!(whole, per_doc);
+    }
+}

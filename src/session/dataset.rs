@@ -142,7 +142,7 @@ fn shuffle_and_hold_out(
             Ok(()) => tok,
             Err(e) => bail!("{source}: {e} of the model"),
         },
-        None => Tokenizer::from_strs(docs.iter()),
+        None => docs.tokenizer(),
     };
     // the same rule for both engines and the checkpoint, before any work is done with it
     if let Err(e) = limits::check_vocab(tok.chars()) {
