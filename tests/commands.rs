@@ -249,21 +249,17 @@ fn eval_of_a_saved_model_equals_the_validation_loss_in_process() {
     assert!((loss - in_process).abs() < 5e-5, "{loss} vs {in_process}");
 }
 
+/// A micro checkpoint trained 300 steps, once per test process (the tests that share it run
+/// in parallel: the first trains it, the others wait for it).
 fn trained_checkpoint() -> PathBuf {
-    let ck = tmp("sampler.safetensors");
-    if !ck.exists() {
-        let part = tmp("sampler.part.safetensors");
-        ok(&[
-            "train",
-            "--no-progress",
-            "--steps",
-            "300",
-            "--out",
-            s(&part),
-        ]);
-        std::fs::rename(&part, &ck).unwrap();
-    }
-    ck
+    static CHECKPOINT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKPOINT
+        .get_or_init(|| {
+            let ck = tmp("sampler.safetensors");
+            ok(&["train", "--no-progress", "--steps", "300", "--out", s(&ck)]);
+            ck
+        })
+        .clone()
 }
 
 #[test]
