@@ -99,18 +99,13 @@ impl Docs {
     pub fn parse(text: Cow<'static, str>) -> Docs {
         assert!(u32::try_from(text.len()).is_ok(), "a text of 4 GiB or more");
         // split at '\n' and trim: the same documents as `text.lines().map(str::trim)` (a
-        // line's `\r` is whitespace). The newlines are found without a branch per byte (a
-        // names.txt line is 7 bytes: a branch would mispredict on every one), and lines with
-        // ASCII letters at both ends, the common case, are taken without `trim`'s checks.
+        // line's `\r` is whitespace). The newlines are found eight bytes at a time without a
+        // branch per line ([`line_ends`]), and lines with ASCII letters at both ends, the
+        // common case, are taken without `trim`'s checks.
         let bytes = text.as_bytes();
         let count = bytes.iter().filter(|&&b| b == b'\n').count();
-        let mut ends = vec![0u32; count + 1];
-        let mut n = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            ends[n] = i as u32;
-            n += usize::from(b == b'\n');
-        }
-        ends[count] = bytes.len() as u32;
+        let mut ends = line_ends(bytes, count);
+        ends.push(bytes.len() as u32);
         let mut spans = Vec::with_capacity(count + 1);
         let mut start = 0;
         for &end in &ends {
@@ -227,6 +222,45 @@ impl Docs {
     pub fn to_vec(&self) -> Vec<String> {
         self.iter().map(String::from).collect()
     }
+}
+
+/// The offsets of the `count` newlines of `bytes`, eight bytes at a time: a word's bytes
+/// XOR `\n` are zero where it has one, and `!(((v & 0x7f…) + 0x7f…) | v | 0x7f…)` sets the
+/// high bit of exactly those bytes. The first four of a word's are written whatever their
+/// number (a names.txt line is 7 bytes: a branch per line would mispredict on every one),
+/// and the count moves on by how many there were.
+fn line_ends(bytes: &[u8], count: usize) -> Vec<u32> {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    // room for the four writes past the last newline
+    let mut ends = vec![0u32; count + 4];
+    let mut n = 0;
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    for (k, w) in words.enumerate() {
+        let v = u64::from_le_bytes(w.try_into().expect("8 bytes")) ^ NEWLINES;
+        let mut m = !(((v & LOW7) + LOW7) | v | LOW7);
+        let found = m.count_ones() as usize;
+        let base = (8 * k) as u32;
+        for e in &mut ends[n..n + 4] {
+            *e = base + m.trailing_zeros() / 8;
+            m &= m.wrapping_sub(1);
+        }
+        let mut at = n + 4;
+        while m != 0 {
+            ends[at] = base + m.trailing_zeros() / 8;
+            m &= m - 1;
+            at += 1;
+        }
+        n += found;
+    }
+    let base = bytes.len() - tail.len();
+    for (i, &b) in tail.iter().enumerate() {
+        ends[n] = (base + i) as u32;
+        n += usize::from(b == b'\n');
+    }
+    ends.truncate(count);
+    ends
 }
 
 /// Splits text into documents: one per line, surrounding whitespace (and so `\r`) stripped,
@@ -604,6 +638,39 @@ impl DocSet for TextDocs {
         self.tok.encode_prefix(self.docs.get(i), max - 1, out);
         if out.len() - start < max {
             out.push(bos);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_ends;
+
+    #[test]
+    fn line_ends_are_every_newline_in_order() {
+        // lines of every length from 0 to 19, runs of newlines filling whole words, and
+        // tails of every length after the last word
+        let mut texts: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"\n".to_vec(),
+            vec![b'\n'; 8],
+            vec![b'\n'; 19],
+        ];
+        let mut t = Vec::new();
+        for len in 0..20 {
+            t.extend(std::iter::repeat_n(b'a', len));
+            t.push(b'\n');
+        }
+        for tail in 0..9 {
+            let mut u = t.clone();
+            u.extend(std::iter::repeat_n(0x8a, tail)); // 0x8a ^ 0x0a = 0x80: not a newline
+            texts.push(u);
+        }
+        for text in texts {
+            let want: Vec<u32> = (0..text.len() as u32)
+                .filter(|&i| text[i as usize] == b'\n')
+                .collect();
+            assert_eq!(line_ends(&text, want.len()), want, "{text:?}");
         }
     }
 }
