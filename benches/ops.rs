@@ -116,8 +116,8 @@ fn attention(c: &mut Criterion) {
     g.bench_function("static", |b| {
         b.iter(|| {
             let (q, k, v) = (black_box(&q), black_box(&k), black_box(&v));
-            ops::attention_forward::<T, E, H, D>(&mut y, &mut att, q, k, v, pos);
-            ops::attention_backward::<T, E, H, D>(
+            ops::attention_forward::<T, E, H, D, f64>(&mut y, &mut att, q, k, v, pos);
+            ops::attention_backward::<T, E, H, D, f64>(
                 &mut dq,
                 &mut dk,
                 &mut dv,
