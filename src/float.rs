@@ -277,3 +277,16 @@ impl Precision {
         }
     }
 }
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Precision, String> {
+        Precision::from_name(s).ok_or_else(|| format!("{s:?} is not f64 or f32"))
+    }
+}

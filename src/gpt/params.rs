@@ -13,7 +13,7 @@ use crate::optim::AdamStep;
 /// One transformer block's weights; microgpt's names. Matrices are `[[S; IN]; OUT]`,
 /// `S` the scalar ([`Float`]).
 #[derive(Zeroable)]
-pub struct BlockWeights<const E: usize, const F: usize, S: Float = f64> {
+pub struct BlockWeights<const E: usize, const F: usize, S = f64> {
     pub attn_wq: [[S; E]; E],
     pub attn_wk: [[S; E]; E],
     pub attn_wv: [[S; E]; E],
@@ -50,7 +50,7 @@ impl<const E: usize, const F: usize, S: Float> BlockWeights<E, F, S> {
 
 /// The embeddings and the output head.
 #[derive(Zeroable)]
-pub struct Embed<const V: usize, const T: usize, const E: usize, S: Float = f64> {
+pub struct Embed<const V: usize, const T: usize, const E: usize, S = f64> {
     pub wte: [[S; E]; V],
     pub wpe: [[S; E]; T],
     pub lm_head: [[S; E]; V],
@@ -93,7 +93,7 @@ pub struct Weights<
     const E: usize,
     const F: usize,
     const L: usize,
-    S: Float = f64,
+    S = f64,
 > {
     pub wte: [[S; E]; V],
     pub wpe: [[S; E]; T],
@@ -139,7 +139,7 @@ pub(super) enum ParamArray {
 /// The embeddings and the head as the optimizer keeps them: weights, `lm_head`'s transpose
 /// (what the forward reads, kept in step) and Adam's moments.
 #[derive(Zeroable)]
-pub(super) struct EmbedParams<const V: usize, const T: usize, const E: usize, S: Float> {
+pub(super) struct EmbedParams<const V: usize, const T: usize, const E: usize, S> {
     pub w: Embed<V, T, E, S>,
     pub lm_head_t: [[S; V]; E],
     pub m: Embed<V, T, E, S>,
@@ -203,7 +203,7 @@ impl<const V: usize, const T: usize, const E: usize, S: Float> EmbedParams<V, T,
 /// One weight matrix `[[S; I]; O]`: its weights, their transpose (what the forward reads,
 /// kept in step) and Adam's moments.
 #[derive(Zeroable)]
-pub(super) struct Param<const I: usize, const O: usize, S: Float> {
+pub(super) struct Param<const I: usize, const O: usize, S> {
     pub w: [[S; I]; O],
     pub wt: [[S; O]; I],
     pub m: [[S; I]; O],
