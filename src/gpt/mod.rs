@@ -12,7 +12,8 @@
 //! | this file | [`Gpt`]: the shape check, construction, the public API | `gpt2_build_from_*`, `gpt2_update` |
 //!
 //! Dimension letters, always in this order: `V` vocab (compiled), `T` block size, `E` n_embd,
-//! `H` heads, `D` head dim, `F` MLP width, `L` layers. Configurations are type aliases in
+//! `H` heads, `D` head dim, `F` MLP width, `L` layers; then the scalar `S` ([`Float`]: `f64`
+//! unless named, the exact engine, or `f32`), one code path for both. Configurations are type aliases in
 //! [`crate::presets`]. All big state — parameters, the transposed weights the forward reads,
 //! Adam's moments, gradients, activations and the backward's buffers — is allocated once,
 //! directly on the heap, when the model (or a batch size, or a thread count) is first seen; a
