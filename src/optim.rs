@@ -180,8 +180,9 @@ impl AdamStep {
         );
         let decays = self.decay != 1.0;
         for i in 0..p.len() {
-            m[i] = b1 * m[i] + c1 * g[i];
-            v[i] = b2 * v[i] + c2 * (g[i] * g[i]);
+            // (in f32 a moment that decays into the subnormals is flushed to 0: see the trait)
+            m[i] = (b1 * m[i] + c1 * g[i]).flush_subnormal();
+            v[i] = (b2 * v[i] + c2 * (g[i] * g[i])).flush_subnormal();
             // m̂ = m / (1 − β1^t) as a multiplication by the reciprocal: the one division and
             // the one square root per parameter are what bound this loop
             let m_hat = m[i] * m_corr;

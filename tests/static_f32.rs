@@ -395,6 +395,39 @@ fn f32_training_on_names_follows_f64() {
     assert!(e32 < 2.5 && e64 < 2.5, "{e32}, {e64}");
 }
 
+/// Where the gradient is 0, Adam's moments decay geometrically: in f32 they are flushed to 0
+/// on reaching the subnormals (which are slow, and negligible in an update); in f64 the same
+/// code computes the plain formula, bit for bit.
+#[test]
+fn f32_adam_flushes_moments_that_decay_into_the_subnormals() {
+    let adam = Adam::default();
+    let (mut p, mut m, mut v) = ([1.0f32], [1e-30f32], [1e-30f32]);
+    let (mut p64, mut m64, mut v64) = ([1.0f64], [1e-30f64], [1e-30f64]);
+    let mut m_plain = 1e-30f64;
+    for step in 0..1000 {
+        let a = adam.at(step, 1000);
+        a.update(&mut p, &[0.0], &mut m, &mut v);
+        a.update(&mut p64, &[0.0], &mut m64, &mut v64);
+        m_plain *= adam.beta1;
+        for x in [m[0], v[0]] {
+            assert!(
+                x == 0.0 || x >= f32::MIN_POSITIVE,
+                "step {step}: subnormal {x:e}"
+            );
+        }
+        assert_eq!(m64[0].to_bits(), m_plain.to_bits(), "step {step}");
+    }
+    assert_eq!(
+        m[0], 0.0,
+        "decayed below 1.2e-38 within 1,000 steps of β1 = 0.85"
+    );
+    assert!(
+        m64[0] > 0.0 && m64[0] < 1e-100,
+        "f64 keeps decaying: {:e}",
+        m64[0]
+    );
+}
+
 /// f32 training steps (micro, one thread; small, a batch on two threads) and a sample
 /// allocate nothing, as f64's do.
 #[test]
