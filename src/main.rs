@@ -32,15 +32,6 @@ enum EngineArg {
     Dynamic,
 }
 
-impl From<EngineArg> for Engine {
-    fn from(e: EngineArg) -> Engine {
-        match e {
-            EngineArg::Static => Engine::Static,
-            EngineArg::Dynamic => Engine::Dynamic,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FloatArg {
     /// 64-bit: the exact engine, whose losses are the reference's
@@ -582,10 +573,13 @@ fn run_train(a: TrainArgs) -> Result<()> {
     } else {
         Save::Default(PathBuf::from(format!("{}.safetensors", settings.preset)))
     };
+    // the dynamic engine reads any checkpoint in f64 (an f32 one exactly)
     let precision = match (a.float, &start) {
         (Some(f), _) => f.into(),
-        (None, Start::Resume(c) | Start::Init(c)) => session::checkpoint_precision(c)?,
-        (None, Start::Fresh) => Precision::F64,
+        (None, Start::Resume(c) | Start::Init(c)) if a.engine == EngineArg::Static => {
+            session::checkpoint_precision(c)?
+        }
+        (None, _) => Precision::F64,
     };
     let opts = TrainOptions {
         engine: engine_of(a.engine, precision)?,
