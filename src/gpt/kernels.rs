@@ -17,7 +17,7 @@ pub fn fma<S: Float>(a: S, b: S, c: S) -> S {
 // const, which folds away when the kernel is instantiated, leaving plain fixed-size arrays
 // (what LLVM keeps in registers, where slices of an associated array type were not).
 
-/// Calls `$f::<…, W>` with `W` the constant `$w` (one of the widths the scalars have).
+/// `$call` with `$W` a constant equal to `$w` (one of the widths the scalars have).
 macro_rules! with_width {
     ($w:expr, $W:ident => $call:expr) => {
         match $w {

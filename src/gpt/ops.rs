@@ -11,7 +11,8 @@
 //! *accumulates* (`+=`) into gradients the model zeroes once per step (per group of documents).
 //!
 //! The reductions and matrix products come from [`super::kernels`], whose partial sums are not
-//! in the reference's left-to-right order: they agree with it to rounding (≈1e-16 relative).
+//! in the reference's left-to-right order: they agree with it to rounding (≈1e-16 relative in
+//! f64). Every op is generic over the scalar `S` ([`Float`]), its last parameter.
 
 use super::kernels::{Float, dot, exp, fma, matmul, matmul_tn, max, sum};
 use crate::shape::RMSNORM_EPS;
