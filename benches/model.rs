@@ -1,8 +1,9 @@
 //! The whole model, static engine vs dynamic (the reference on the autograd tape), side by side.
 //!
-//! Every group has a `static` and a `dynamic` entry on the same inputs and the same weights: the
-//! static model is drawn from the binary's stream (`Rng::pcg(42)` after the shuffle of
-//! names.txt) and the dynamic one is built from its `params_flat()`. Setup checks that both
+//! Every group has a `static`, a `static_f32` and a `dynamic` entry on the same inputs and the
+//! same weights: the static model is drawn from the binary's stream (`Rng::pcg(42)` after the
+//! shuffle of names.txt), the f32 one from the same stream (the same draws, rounded), and the
+//! dynamic one is built from the f64 model's `params_flat()`. Setup checks that both
 //! compute the same loss before anything is timed. Throughput is in positions (tokens
 //! processed), so criterion reports tokens/s.
 //!
@@ -23,7 +24,7 @@ use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group,
 use microgpt::data::{EncodedDocs, Tokenizer};
 use microgpt::model::Model;
 use microgpt::optim::{Adam, AdamStep};
-use microgpt::presets::Micro;
+use microgpt::presets::{Micro, Micro32};
 use microgpt::reference::Reference;
 use microgpt::rng::Rng;
 use microgpt::shape::Shape;
@@ -122,6 +123,11 @@ impl Setup {
         m
     }
 
+    /// [`Setup::static_model`] in f32 (the same draws, rounded).
+    fn static_f32(&self) -> Micro32 {
+        Micro32::new(self.vocab, &mut self.rng.clone()).unwrap()
+    }
+
     /// A fresh dynamic model with the same weights.
     fn dynamic_model(&self) -> Reference {
         Reference::from_params(self.shape, &self.init).unwrap()
@@ -147,6 +153,14 @@ fn forward_token(c: &mut Criterion, s: &Setup) {
             }
         })
     });
+    let mut st32 = s.static_f32();
+    g.bench_function("static_f32", |b| {
+        b.iter(|| {
+            for (pos, &token) in black_box(&seq).iter().enumerate() {
+                black_box(st32.forward_token(token, pos));
+            }
+        })
+    });
     let mut dy = s.dynamic_model();
     g.bench_function("dynamic", |b| {
         b.iter(|| {
@@ -167,6 +181,10 @@ fn forward_backward(c: &mut Criterion, s: &Setup, group: &str, doc: &[usize]) {
     let mut st = s.static_model();
     g.bench_function("static", |b| {
         b.iter(|| black_box(st.loss_and_grad(black_box(doc))))
+    });
+    let mut st32 = s.static_f32();
+    g.bench_function("static_f32", |b| {
+        b.iter(|| black_box(st32.loss_and_grad(black_box(doc))))
     });
     let mut dy = s.dynamic_model();
     g.bench_function("dynamic", |b| {
@@ -214,6 +232,22 @@ fn train_step(c: &mut Criterion, s: &Setup) {
             timed_steps(
                 iters,
                 &mut st,
+                |m| {
+                    m.set_params_flat(&s.init).unwrap();
+                    m.set_adam_flat(&zeros, &zeros).unwrap();
+                },
+                |m, k| {
+                    black_box(m.train_step(black_box(doc), &s.adam[k]));
+                },
+            )
+        })
+    });
+    let mut st32 = s.static_f32();
+    g.bench_function("static_f32", |b| {
+        b.iter_custom(|iters| {
+            timed_steps(
+                iters,
+                &mut st32,
                 |m| {
                     m.set_params_flat(&s.init).unwrap();
                     m.set_adam_flat(&zeros, &zeros).unwrap();
@@ -275,6 +309,13 @@ fn train_run(c: &mut Criterion, s: &Setup) {
     g.bench_function("static", |b| {
         b.iter_batched(
             || s.static_model(),
+            |m| run(m, &s.docs),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("static_f32", |b| {
+        b.iter_batched(
+            || s.static_f32(),
             |m| run(m, &s.docs),
             BatchSize::PerIteration,
         )

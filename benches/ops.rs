@@ -1,5 +1,6 @@
-//! One op, forward + backward, for one position: the static engine's `ops` pair vs the same op
-//! built on the autograd tape (`reference::{linear, attention, rmsnorm, cross_entropy}`), at the
+//! One op, forward + backward, for one position: the static engine's `ops` pair (in f64,
+//! `static`, and in f32, `static_f32`, on the same inputs rounded) vs the same op built on the
+//! autograd tape (`reference::{linear, attention, rmsnorm, cross_entropy}`), at the
 //! micro model's sizes, on the same random inputs.
 //!
 //! The dynamic entry is what a training step pays for the op: build its graph on a tape that
@@ -16,8 +17,10 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use microgpt::autograd::{Tape, Var};
+use microgpt::float::Float;
 use microgpt::gpt::{kernels, ops};
 use microgpt::reference::{self, Mat};
 use microgpt::rng::Rng;
@@ -61,28 +64,8 @@ fn linear(c: &mut Criterion) {
     let mut g = c.benchmark_group("op_linear_16x64");
     g.throughput(Throughput::Elements(1));
 
-    // the ops take rows (here one) and the forward reads W through its transpose, which the
-    // model keeps next to W
-    let mut wt = [[0.0; F]; E];
-    kernels::transpose(&mut wt, &w);
-    let (mut y, mut dx, mut dw) = ([[0.0; F]], [[0.0; E]], [[0.0; E]; F]);
-    g.bench_function("static", |b| {
-        b.iter(|| {
-            let (x, w, wt) = (black_box(&x), black_box(&w), black_box(&wt));
-            ops::linear_forward(&mut y, std::slice::from_ref(x), wt);
-            let dy = std::slice::from_ref(black_box(&dy));
-            ops::linear_backward(
-                &mut dx,
-                &mut dw,
-                dy,
-                std::slice::from_ref(x),
-                w,
-                ops::Put::Add,
-                ops::Put::Add,
-            );
-            black_box((&y, &dx, &dw));
-        })
-    });
+    linear_static::<f64>(&mut g, "static", &x, &w, &dy);
+    linear_static::<f32>(&mut g, "static_f32", &x, &w, &dy);
 
     let mut t = Tape::new();
     let xv = leaves(&mut t, &x);
@@ -100,6 +83,40 @@ fn linear(c: &mut Criterion) {
     g.finish();
 }
 
+/// The static entry of [`linear`] in precision `S` (the inputs rounded to it).
+fn linear_static<S: Float>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    x: &[f64; E],
+    w: &[[f64; E]; F],
+    dy: &[f64; F],
+) {
+    let (x, dy): ([S; E], [S; F]) = (to(x), to(dy));
+    let w: [[S; E]; F] = w.map(|r| to(&r));
+    // the ops take rows (here one) and the forward reads W through its transpose, which the
+    // model keeps next to W
+    let mut wt = [[S::ZERO; F]; E];
+    kernels::transpose(&mut wt, &w);
+    let (mut y, mut dx, mut dw) = ([[S::ZERO; F]], [[S::ZERO; E]], [[S::ZERO; E]; F]);
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let (x, w, wt) = (black_box(&x), black_box(&w), black_box(&wt));
+            ops::linear_forward(&mut y, std::slice::from_ref(x), wt);
+            let dy = std::slice::from_ref(black_box(&dy));
+            ops::linear_backward(
+                &mut dx,
+                &mut dw,
+                dy,
+                std::slice::from_ref(x),
+                w,
+                ops::Put::Add,
+                ops::Put::Add,
+            );
+            black_box((&y, &dx, &dw));
+        })
+    });
+}
+
 /// Causal attention of the last position of a block (`t = 15`, 16 keys and values), `H` heads.
 fn attention(c: &mut Criterion) {
     let mut rng = Rng::pcg(2);
@@ -111,26 +128,8 @@ fn attention(c: &mut Criterion) {
     let mut g = c.benchmark_group("op_attention_t15");
     g.throughput(Throughput::Elements(1));
 
-    let (mut y, mut att) = ([0.0; E], [[0.0; T]; H]);
-    let (mut dq, mut dk, mut dv) = ([0.0; E], [[0.0; E]; T], [[0.0; E]; T]);
-    g.bench_function("static", |b| {
-        b.iter(|| {
-            let (q, k, v) = (black_box(&q), black_box(&k), black_box(&v));
-            ops::attention_forward::<T, E, H, D>(&mut y, &mut att, q, k, v, pos);
-            ops::attention_backward::<T, E, H, D>(
-                &mut dq,
-                &mut dk,
-                &mut dv,
-                black_box(&dy),
-                &att,
-                q,
-                k,
-                v,
-                pos,
-            );
-            black_box((&y, &dq, &dk, &dv));
-        })
-    });
+    attention_static::<f64>(&mut g, "static", (&q, &k, &v), &dy, pos);
+    attention_static::<f32>(&mut g, "static_f32", (&q, &k, &v), &dy, pos);
 
     let mut t = Tape::new();
     let qv = leaves(&mut t, &q);
@@ -149,6 +148,38 @@ fn attention(c: &mut Criterion) {
     g.finish();
 }
 
+/// The static entry of [`attention`] in precision `S`.
+fn attention_static<S: Float>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    (q, k, v): (&[f64; E], &[[f64; E]; T], &[[f64; E]; T]),
+    dy: &[f64; E],
+    pos: usize,
+) {
+    let (q, dy): ([S; E], [S; E]) = (to(q), to(dy));
+    let (k, v): ([[S; E]; T], [[S; E]; T]) = (k.map(|r| to(&r)), v.map(|r| to(&r)));
+    let (mut y, mut att) = ([S::ZERO; E], [[S::ZERO; T]; H]);
+    let (mut dq, mut dk, mut dv) = ([S::ZERO; E], [[S::ZERO; E]; T], [[S::ZERO; E]; T]);
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let (q, k, v) = (black_box(&q), black_box(&k), black_box(&v));
+            ops::attention_forward::<T, E, H, D, S>(&mut y, &mut att, q, k, v, pos);
+            ops::attention_backward::<T, E, H, D, S>(
+                &mut dq,
+                &mut dk,
+                &mut dv,
+                black_box(&dy),
+                &att,
+                q,
+                k,
+                v,
+                pos,
+            );
+            black_box((&y, &dq, &dk, &dv));
+        })
+    });
+}
+
 /// `y = x·(mean(x²) + eps)^-½` on one residual vector of `E`.
 fn rmsnorm(c: &mut Criterion) {
     let mut rng = Rng::pcg(3);
@@ -157,14 +188,8 @@ fn rmsnorm(c: &mut Criterion) {
     let mut g = c.benchmark_group("op_rmsnorm_16");
     g.throughput(Throughput::Elements(1));
 
-    let (mut y, mut dx) = ([0.0; E], [0.0; E]);
-    g.bench_function("static", |b| {
-        b.iter(|| {
-            let r = ops::rmsnorm_forward(&mut y, black_box(&x));
-            ops::rmsnorm_backward(&mut dx, black_box(&dy), &y, r);
-            black_box((&y, &dx));
-        })
-    });
+    rmsnorm_static::<f64>(&mut g, "static", &x, &dy);
+    rmsnorm_static::<f32>(&mut g, "static_f32", &x, &dy);
 
     let mut t = Tape::new();
     let xv = leaves(&mut t, &x);
@@ -189,14 +214,8 @@ fn cross_entropy(c: &mut Criterion) {
     let mut g = c.benchmark_group("op_cross_entropy_27");
     g.throughput(Throughput::Elements(1));
 
-    let (mut probs, mut dz) = ([0.0; V], [0.0; V]);
-    g.bench_function("static", |b| {
-        b.iter(|| {
-            let loss = ops::cross_entropy_forward(&mut probs, black_box(&z), target, V);
-            ops::cross_entropy_backward(&mut dz, &probs, target, V, 1.0);
-            black_box((loss, &dz));
-        })
-    });
+    cross_entropy_static::<f64>(&mut g, "static", &z, target);
+    cross_entropy_static::<f32>(&mut g, "static_f32", &z, target);
 
     let mut t = Tape::new();
     let zv = leaves(&mut t, &z);
@@ -210,6 +229,47 @@ fn cross_entropy(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// The static entry of [`rmsnorm`] in precision `S`.
+fn rmsnorm_static<S: Float>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    x: &[f64; E],
+    dy: &[f64; E],
+) {
+    let (x, dy): ([S; E], [S; E]) = (to(x), to(dy));
+    let (mut y, mut dx) = ([S::ZERO; E], [S::ZERO; E]);
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let r = ops::rmsnorm_forward(&mut y, black_box(&x));
+            ops::rmsnorm_backward(&mut dx, black_box(&dy), &y, r);
+            black_box((&y, &dx));
+        })
+    });
+}
+
+/// The static entry of [`cross_entropy`] in precision `S`.
+fn cross_entropy_static<S: Float>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    z: &[f64; V],
+    target: usize,
+) {
+    let z: [S; V] = to(z);
+    let (mut probs, mut dz) = ([S::ZERO; V], [S::ZERO; V]);
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let loss = ops::cross_entropy_forward(&mut probs, black_box(&z), target, V);
+            ops::cross_entropy_backward(&mut dz, &probs, target, V, S::ONE);
+            black_box((loss, &dz));
+        })
+    });
+}
+
+/// `x` rounded to precision `S`.
+fn to<S: Float, const N: usize>(x: &[f64; N]) -> [S; N] {
+    x.map(S::from_f64)
 }
 
 criterion_group!(op, linear, attention, rmsnorm, cross_entropy);

@@ -20,6 +20,7 @@
 /// splitmix64's increment (2⁶⁴/φ).
 const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
+use crate::float::Float;
 use crate::rng::mix64 as mix;
 
 /// The key of step `step` of a run seeded with `seed`.
@@ -63,14 +64,14 @@ impl Dropout {
     /// Fills `mask` with site `site`'s multipliers for the position whose [`row_seed`] is
     /// `row`: each `0` or `1/(1−p)`.
     #[inline]
-    pub fn fill(&self, mask: &mut [f64], row: u64, site: usize) {
+    pub fn fill<S: Float>(&self, mask: &mut [S], row: u64, site: usize) {
         // u < p·2⁶⁴, in integers: exact for every p that is a multiple of 2⁻⁶⁴
         let threshold = (self.p * 18_446_744_073_709_551_616.0) as u64;
-        let scale = 1.0 / (1.0 - self.p);
+        let scale = S::from_f64(1.0 / (1.0 - self.p));
         let base = mix(row ^ mix(site as u64 + 1));
         for (i, m) in mask.iter_mut().enumerate() {
             let u = mix(base.wrapping_add((i as u64 + 1).wrapping_mul(GAMMA)));
-            *m = if u < threshold { 0.0 } else { scale };
+            *m = if u < threshold { S::ZERO } else { scale };
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod curve;
 pub mod data;
 pub mod dropout;
 pub mod error;
+pub mod float;
 pub mod gpt;
 pub mod interrupt;
 pub mod io;

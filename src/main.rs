@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use microgpt::checkpoint::Checkpoint;
 use microgpt::data::Source;
 use microgpt::error::Result;
+use microgpt::float::Precision;
 use microgpt::optim::{Adam, Schedule};
 use microgpt::progress::Progress;
 use microgpt::rng::{Rng, RngKind};
@@ -31,13 +32,44 @@ enum EngineArg {
     Dynamic,
 }
 
-impl From<EngineArg> for Engine {
-    fn from(e: EngineArg) -> Engine {
-        match e {
-            EngineArg::Static => Engine::Static,
-            EngineArg::Dynamic => Engine::Dynamic,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FloatArg {
+    /// 64-bit: the exact engine, whose losses are the reference's
+    F64,
+    /// 32-bit (the static engine only)
+    F32,
+}
+
+impl From<FloatArg> for Precision {
+    fn from(f: FloatArg) -> Precision {
+        match f {
+            FloatArg::F64 => Precision::F64,
+            FloatArg::F32 => Precision::F32,
         }
     }
+}
+
+/// The engine `--engine` and `--float` name together (`precision`: `--float`, else what the
+/// run starts from); the dynamic engine is `f64` only.
+fn engine_of(engine: EngineArg, precision: Precision) -> Result<Engine> {
+    match (engine, precision) {
+        (EngineArg::Static, p) => Ok(Engine::static_in(p)),
+        (EngineArg::Dynamic, Precision::F64) => Ok(Engine::Dynamic),
+        (EngineArg::Dynamic, p) => bail!(
+            "--float {} is for the static engine; the dynamic engine computes in f64",
+            p.name()
+        ),
+    }
+}
+
+/// A checkpoint to read with `--float`: converted to that precision when it differs from the
+/// checkpoint's (f32 to f64 is exact; f64 to f32 rounds each value to nearest).
+fn checkpoint_as(path: &Path, float: Option<FloatArg>) -> Result<Checkpoint> {
+    let mut c = Checkpoint::load(path)?;
+    if let Some(f) = float {
+        c.set(session::PRECISION_KEY, Precision::from(f).name());
+    }
+    Ok(c)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +169,9 @@ struct DemoArgs {
     /// Engine that trains and samples
     #[arg(long, value_enum, default_value_t = EngineArg::Static)]
     engine: EngineArg,
+    /// Precision of the static engine (f64 is exact; f32 is faster) [default: f64]
+    #[arg(long, value_enum)]
+    float: Option<FloatArg>,
     /// Random stream: `python` reproduces microgpt.py's output exactly
     #[arg(long, value_enum, default_value_t = RngArg::Pcg)]
     rng: RngArg,
@@ -271,6 +306,10 @@ struct TrainArgs {
     /// Engine that trains
     #[arg(long, value_enum, default_value_t = EngineArg::Static)]
     engine: EngineArg,
+    /// Precision of the static engine (f64 is exact; f32 is faster); a checkpoint of the
+    /// other precision is converted [default: f64; with --resume or --init, the checkpoint's]
+    #[arg(long, value_enum)]
+    float: Option<FloatArg>,
     /// Write the loss curve as CSV here, and a plot of it beside it (.svg)
     #[arg(long, value_name = "PATH")]
     log: Option<PathBuf>,
@@ -339,6 +378,10 @@ struct SampleArgs {
     /// dataset is read again and split as in training)
     #[arg(long)]
     mark_seen: bool,
+    /// Precision to sample in; a checkpoint of the other precision is converted [default:
+    /// the checkpoint's]
+    #[arg(long, value_enum)]
+    float: Option<FloatArg>,
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +392,10 @@ struct EvalArgs {
     /// Documents to evaluate, one per line (each wrapped in BOS as in training)
     #[arg(long, value_name = "PATH")]
     data: PathBuf,
+    /// Precision to evaluate in; a checkpoint of the other precision is converted [default:
+    /// the checkpoint's]
+    #[arg(long, value_enum)]
+    float: Option<FloatArg>,
 }
 
 #[derive(Debug, Args)]
@@ -436,6 +483,7 @@ fn positive(s: &str) -> std::result::Result<usize, String> {
 
 /// The classic run: microgpt.py's output, line for line.
 fn run_demo(a: &DemoArgs) -> Result<()> {
+    let engine = engine_of(a.engine, a.float.map_or(Precision::F64, Precision::from))?;
     let adam = Adam {
         lr: a.lr,
         ..Adam::default()
@@ -464,7 +512,6 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
     let data = Dataset::load(&Source::new(a.data.as_deref()), &mut rng, 0.0, None, None)?;
     say!("num docs: {}", data.num_docs);
     say!("vocab size: {}", data.tok.vocab_size());
-    let engine = Engine::from(a.engine);
     let mut model =
         session::build_model(engine, &settings.preset, data.tok.vocab_size(), &mut rng)?;
     say!("num params: {}", model.num_params());
@@ -534,8 +581,16 @@ fn run_train(a: TrainArgs) -> Result<()> {
     } else {
         Save::Default(PathBuf::from(format!("{}.safetensors", settings.preset)))
     };
+    // the dynamic engine reads any checkpoint in f64 (an f32 one exactly)
+    let precision = match (a.float, &start) {
+        (Some(f), _) => f.into(),
+        (None, Start::Resume(c) | Start::Init(c)) if a.engine == EngineArg::Static => {
+            session::checkpoint_precision(c)?
+        }
+        (None, _) => Precision::F64,
+    };
     let opts = TrainOptions {
-        engine: a.engine.into(),
+        engine: engine_of(a.engine, precision)?,
         data: a.data,
         stop_at,
         print_every: a.print_every.unwrap_or(recipe.print_every),
@@ -849,7 +904,7 @@ fn describe_settings(s: &Settings, eval_every: usize, print_every: usize) -> Str
 }
 
 fn run_sample(a: &SampleArgs) -> Result<()> {
-    let c = Checkpoint::load(&a.checkpoint)?;
+    let c = checkpoint_as(&a.checkpoint, a.float)?;
     let sampling = Sampling {
         temperature: a.temperature,
         top_k: a.top_k,
@@ -887,7 +942,7 @@ fn run_sample(a: &SampleArgs) -> Result<()> {
 }
 
 fn run_eval(a: &EvalArgs) -> Result<()> {
-    let c = Checkpoint::load(&a.checkpoint)?;
+    let c = checkpoint_as(&a.checkpoint, a.float)?;
     let (loss, tokens, docs) = session::run_eval(&c, &a.data)?;
     say!("loss {loss:.4} ({tokens} tokens, {docs} docs)");
     Ok(())

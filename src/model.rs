@@ -5,6 +5,7 @@
 
 use crate::dropout::Dropout;
 use crate::error::Result;
+use crate::float::Precision;
 use crate::optim::AdamStep;
 use crate::shape::Shape;
 
@@ -41,6 +42,10 @@ pub trait Model: Forward {
     fn preset(&self) -> &'static str;
     /// The shape, with the real vocabulary.
     fn shape(&self) -> Shape;
+    /// The scalar the model computes in (the reference: `f64`).
+    fn precision(&self) -> Precision {
+        Precision::F64
+    }
     /// Number of trained parameters.
     fn num_params(&self) -> usize {
         self.shape().num_params()

@@ -8,6 +8,7 @@
 
 use crate::bail;
 use crate::error::Result;
+use crate::float::Float;
 
 /// The shape of the learning rate over a run, after the warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,23 +165,32 @@ impl Adam {
 impl AdamStep {
     /// One update of `p` in place from gradient `g`, moments `m` and `v` (all the same length):
     /// `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p − lr_t·m̂ / (√v̂ + eps)`, with
-    /// `p ← p·(1 − lr_t·wd)` first when there is weight decay.
+    /// `p ← p·(1 − lr_t·wd)` first when there is weight decay. In the slices' precision,
+    /// the step's scalars rounded to it (in `f64`: as they are).
     #[inline]
-    pub fn update(&self, p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]) {
+    pub fn update<S: Float>(&self, p: &mut [S], g: &[S], m: &mut [S], v: &mut [S]) {
         assert!(p.len() == g.len() && p.len() == m.len() && p.len() == v.len());
-        let (b1, b2) = (self.beta1, self.beta2);
-        let decay = self.decay != 1.0;
+        let (b1, b2) = (S::from_f64(self.beta1), S::from_f64(self.beta2));
+        let (c1, c2) = (S::from_f64(1.0 - self.beta1), S::from_f64(1.0 - self.beta2));
+        let (m_corr, v_corr) = (S::from_f64(self.m_corr), S::from_f64(self.v_corr));
+        let (lr_t, eps, decay) = (
+            S::from_f64(self.lr_t),
+            S::from_f64(self.eps),
+            S::from_f64(self.decay),
+        );
+        let decays = self.decay != 1.0;
         for i in 0..p.len() {
-            m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-            v[i] = b2 * v[i] + (1.0 - b2) * (g[i] * g[i]);
+            // (in f32 a moment that decays into the subnormals is flushed to 0: see the trait)
+            m[i] = (b1 * m[i] + c1 * g[i]).flush_subnormal();
+            v[i] = (b2 * v[i] + c2 * (g[i] * g[i])).flush_subnormal();
             // m̂ = m / (1 − β1^t) as a multiplication by the reciprocal: the one division and
             // the one square root per parameter are what bound this loop
-            let m_hat = m[i] * self.m_corr;
-            let v_hat = v[i] * self.v_corr;
-            if decay {
-                p[i] *= self.decay;
+            let m_hat = m[i] * m_corr;
+            let v_hat = v[i] * v_corr;
+            if decays {
+                p[i] *= decay;
             }
-            p[i] -= self.lr_t * m_hat / (v_hat.sqrt() + self.eps);
+            p[i] -= lr_t * m_hat / (v_hat.sqrt() + eps);
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::bail;
 use crate::error::Result;
+use crate::float::{Float, Precision};
 use crate::gpt::Gpt;
 use crate::model::Model;
 use crate::optim::{Adam, Schedule};
@@ -15,38 +16,53 @@ use crate::reference::Reference;
 use crate::rng::Rng;
 use crate::shape;
 
-/// microgpt.py's model on names.txt: V 27, T 16, E 16, H 4, D 4, F 64, L 1 (4,192 parameters).
-pub type Micro = Gpt<27, 16, 16, 4, 4, 64, 1>;
+/// microgpt.py's model on names.txt in scalar `S`: V 27, T 16, E 16, H 4, D 4, F 64, L 1
+/// (4,192 parameters).
+pub type MicroOf<S> = Gpt<27, 16, 16, 4, 4, 64, 1, S>;
+/// [`MicroOf`] in `f64`: microgpt.py's model, exactly.
+pub type Micro = MicroOf<f64>;
 const _: () = Micro::CHECK;
+/// [`MicroOf`] in `f32`.
+pub type Micro32 = MicroOf<f32>;
 
 /// The micro model compiled for vocabularies of up to 64 tokens (the real one is a run-time
 /// value; unused rows are masked).
-pub type Micro64 = Gpt<64, 16, 16, 4, 4, 64, 1>;
+pub type Micro64Of<S> = Gpt<64, 16, 16, 4, 4, 64, 1, S>;
+pub type Micro64 = Micro64Of<f64>;
 const _: () = Micro64::CHECK;
 
 /// The micro model for vocabularies of up to 128 tokens.
-pub type Micro128 = Gpt<128, 16, 16, 4, 4, 64, 1>;
+pub type Micro128Of<S> = Gpt<128, 16, 16, 4, 4, 64, 1, S>;
+pub type Micro128 = Micro128Of<f64>;
 const _: () = Micro128::CHECK;
 
 /// The micro model for vocabularies of up to 256 tokens.
-pub type Micro256 = Gpt<256, 16, 16, 4, 4, 64, 1>;
+pub type Micro256Of<S> = Gpt<256, 16, 16, 4, 4, 64, 1, S>;
+pub type Micro256 = Micro256Of<f64>;
 const _: () = Micro256::CHECK;
 
-/// The shape of makemore's ~200k-parameter transformer on names.txt, with microgpt's blocks:
-/// V 27, T 16, E 64, H 4, D 16, F 256, L 4 (201,088 parameters on names).
-pub type Small = Gpt<27, 16, 64, 4, 16, 256, 4>;
+/// The shape of makemore's ~200k-parameter transformer on names.txt, with microgpt's blocks,
+/// in scalar `S`: V 27, T 16, E 64, H 4, D 16, F 256, L 4 (201,088 parameters on names).
+pub type SmallOf<S> = Gpt<27, 16, 64, 4, 16, 256, 4, S>;
+/// [`SmallOf`] in `f64`.
+pub type Small = SmallOf<f64>;
 const _: () = Small::CHECK;
+/// [`SmallOf`] in `f32`.
+pub type Small32 = SmallOf<f32>;
 
 /// The small model for vocabularies of up to 64 tokens.
-pub type Small64 = Gpt<64, 16, 64, 4, 16, 256, 4>;
+pub type Small64Of<S> = Gpt<64, 16, 64, 4, 16, 256, 4, S>;
+pub type Small64 = Small64Of<f64>;
 const _: () = Small64::CHECK;
 
 /// The small model for vocabularies of up to 128 tokens.
-pub type Small128 = Gpt<128, 16, 64, 4, 16, 256, 4>;
+pub type Small128Of<S> = Gpt<128, 16, 64, 4, 16, 256, 4, S>;
+pub type Small128 = Small128Of<f64>;
 const _: () = Small128::CHECK;
 
 /// The small model for vocabularies of up to 256 tokens.
-pub type Small256 = Gpt<256, 16, 64, 4, 16, 256, 4>;
+pub type Small256Of<S> = Gpt<256, 16, 64, 4, 16, 256, 4, S>;
+pub type Small256 = Small256Of<f64>;
 const _: () = Small256::CHECK;
 
 /// The compiled vocabulary sizes of every preset, smallest first.
@@ -65,21 +81,25 @@ fn boxed<M: Model + 'static>(model: Result<M>) -> Result<Box<dyn Model>> {
     Ok(Box::new(model?))
 }
 
-/// `micro` in each bucket of [`BUCKETS`].
-const MICRO: [Build; 4] = [
-    |vocab, rng| boxed(Micro::new(vocab, rng)),
-    |vocab, rng| boxed(Micro64::new(vocab, rng)),
-    |vocab, rng| boxed(Micro128::new(vocab, rng)),
-    |vocab, rng| boxed(Micro256::new(vocab, rng)),
-];
+/// `micro` in each bucket of [`BUCKETS`], in scalar `S`.
+fn micro<S: Float>() -> [Build; 4] {
+    [
+        |vocab, rng| boxed(MicroOf::<S>::new(vocab, rng)),
+        |vocab, rng| boxed(Micro64Of::<S>::new(vocab, rng)),
+        |vocab, rng| boxed(Micro128Of::<S>::new(vocab, rng)),
+        |vocab, rng| boxed(Micro256Of::<S>::new(vocab, rng)),
+    ]
+}
 
-/// `small` in each bucket of [`BUCKETS`].
-const SMALL: [Build; 4] = [
-    |vocab, rng| boxed(Small::new(vocab, rng)),
-    |vocab, rng| boxed(Small64::new(vocab, rng)),
-    |vocab, rng| boxed(Small128::new(vocab, rng)),
-    |vocab, rng| boxed(Small256::new(vocab, rng)),
-];
+/// `small` in each bucket of [`BUCKETS`], in scalar `S`.
+fn small<S: Float>() -> [Build; 4] {
+    [
+        |vocab, rng| boxed(SmallOf::<S>::new(vocab, rng)),
+        |vocab, rng| boxed(Small64Of::<S>::new(vocab, rng)),
+        |vocab, rng| boxed(Small128Of::<S>::new(vocab, rng)),
+        |vocab, rng| boxed(Small256Of::<S>::new(vocab, rng)),
+    ]
+}
 
 /// The compiled vocabulary size a model for `vocab` tokens is built in: the smallest bucket
 /// that holds it.
@@ -89,12 +109,24 @@ pub fn bucket(vocab: usize) -> Option<usize> {
 
 /// The static model of preset `name` for a real vocabulary of `vocab` tokens, in the smallest
 /// bucket that holds it; the initial weights are those of the exact-vocab model from the same
-/// `rng`.
+/// `rng`. In `f64`; [`static_model_in`] for either precision.
 pub fn static_model(name: &str, vocab: usize, rng: &mut Rng) -> Result<Box<dyn Model>> {
-    let builds = match name {
-        "micro" => &MICRO,
-        "small" => &SMALL,
-        other => bail!("no static build of model {other:?}"),
+    static_model_in(Precision::F64, name, vocab, rng)
+}
+
+/// [`static_model`] in `precision` (in `f32` the initial weights are the `f64` draws rounded).
+pub fn static_model_in(
+    precision: Precision,
+    name: &str,
+    vocab: usize,
+    rng: &mut Rng,
+) -> Result<Box<dyn Model>> {
+    let builds = match (name, precision) {
+        ("micro", Precision::F64) => micro::<f64>(),
+        ("micro", Precision::F32) => micro::<f32>(),
+        ("small", Precision::F64) => small::<f64>(),
+        ("small", Precision::F32) => small::<f32>(),
+        (other, _) => bail!("no static build of model {other:?}"),
     };
     let Some(i) = BUCKETS.iter().position(|&b| vocab <= b) else {
         bail!(
@@ -108,18 +140,43 @@ pub fn static_model(name: &str, vocab: usize, rng: &mut Rng) -> Result<Box<dyn M
 /// Which engine computes the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
-    /// Const-generic arrays with hand-written derivatives.
+    /// Const-generic arrays with hand-written derivatives, in `f64`: the exact engine.
     Static,
-    /// The scalar autograd tape.
+    /// The static engine in `f32`.
+    StaticF32,
+    /// The scalar autograd tape (`f64`).
     Dynamic,
 }
 
 impl Engine {
+    /// `static`, `static f32`, `dynamic`.
     pub fn name(self) -> &'static str {
         match self {
             Engine::Static => "static",
+            Engine::StaticF32 => "static f32",
             Engine::Dynamic => "dynamic",
         }
+    }
+
+    /// The static engine in `precision`.
+    pub fn static_in(precision: Precision) -> Engine {
+        match precision {
+            Precision::F64 => Engine::Static,
+            Precision::F32 => Engine::StaticF32,
+        }
+    }
+
+    /// The scalar the engine computes in.
+    pub fn precision(self) -> Precision {
+        match self {
+            Engine::StaticF32 => Precision::F32,
+            Engine::Static | Engine::Dynamic => Precision::F64,
+        }
+    }
+
+    /// Whether it is the static engine (in either precision).
+    pub fn is_static(self) -> bool {
+        self != Engine::Dynamic
     }
 }
 
@@ -138,7 +195,7 @@ pub fn build_model(
     };
     match engine {
         Engine::Dynamic => Ok(Box::new(Reference::new(shape, rng)?)),
-        Engine::Static => static_model(name, vocab, rng),
+        Engine::Static | Engine::StaticF32 => static_model_in(engine.precision(), name, vocab, rng),
     }
 }
 

@@ -303,7 +303,7 @@ fn attention_backward_matches_finite_differences() {
         let loss = |q: &[f64], k: &[f64], v: &[f64]| {
             let mut y = [0.0; E];
             let mut att = [[0.0; T]; H];
-            ops::attention_forward::<T, E, H, D>(
+            ops::attention_forward::<T, E, H, D, f64>(
                 &mut y,
                 &mut att,
                 &arr::<E>(q),
@@ -316,14 +316,14 @@ fn attention_backward_matches_finite_differences() {
         let mut y = [0.0; E];
         let mut att = [[0.0; T]; H];
         let (qa, ka, va) = (arr::<E>(&q), mat::<T, E>(&k), mat::<T, E>(&v));
-        ops::attention_forward::<T, E, H, D>(&mut y, &mut att, &qa, &ka, &va, t);
+        ops::attention_forward::<T, E, H, D, f64>(&mut y, &mut att, &qa, &ka, &va, t);
         for w in &att {
             assert_relative_eq!(w[..=t].iter().sum::<f64>(), 1.0, max_relative = 1e-15);
         }
         let mut dq = [0.0; E];
         let mut dk = [[0.0; E]; T];
         let mut dv = [[0.0; E]; T];
-        ops::attention_backward::<T, E, H, D>(
+        ops::attention_backward::<T, E, H, D, f64>(
             &mut dq,
             &mut dk,
             &mut dv,
@@ -595,13 +595,13 @@ fn attention_matches_the_tape() {
         let (qa, ka, va) = (arr::<E>(&q), mat::<T, E>(&k), mat::<T, E>(&v));
         let mut y = [0.0; E];
         let mut att = [[0.0; T]; H];
-        ops::attention_forward::<T, E, H, D>(&mut y, &mut att, &qa, &ka, &va, t);
+        ops::attention_forward::<T, E, H, D, f64>(&mut y, &mut att, &qa, &ka, &va, t);
         let what = format!("attention T {T} E {E} H {H} D {D} at t {t}");
         check_tape(&format!("{what} y"), &y, &y_tape);
         let mut dq = [0.0; E];
         let mut dk = [[0.0; E]; T];
         let mut dv = [[0.0; E]; T];
-        ops::attention_backward::<T, E, H, D>(
+        ops::attention_backward::<T, E, H, D, f64>(
             &mut dq,
             &mut dk,
             &mut dv,

@@ -1,44 +1,78 @@
 //! The low-level kernels the static engine's ops are built from: a vectorizable dot product,
 //! sum, max and `exp`, the tiled matrix products of the linear layers, and the transpose the
-//! forward reads. No model knowledge; every sum has a fixed order.
+//! forward reads, generic over the scalar ([`Float`]). No model knowledge; every sum has a
+//! fixed order.
 
-/// Partial sums kept by reductions ([`dot`], [`sum`], [`max`]): 8 f64, two 256-bit registers.
-const LANES: usize = 8;
+pub use crate::float::Float;
 
-/// `a·b + c`, fused when the target has FMA (one rounding instead of two; the CPUs this is
-/// built for do), plain otherwise so that a portable build does not call libm's slow `fma`.
+/// `a·b + c`, fused when the target has FMA ([`Float::fma`]).
 #[inline(always)]
-pub fn fma(a: f64, b: f64, c: f64) -> f64 {
-    if cfg!(target_feature = "fma") {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
+pub fn fma<S: Float>(a: S, b: S, c: S) -> S {
+    a.fma(b, c)
 }
 
-/// `Σ a_i·b_i` with `LANES` partial sums (a single running sum is a serial chain that LLVM
-/// must not reorder, so it would neither vectorize nor pipeline).
+// The widths come from the scalar ([`Float::LANES`], [`Float::TILE_COLS`]) but an array's
+// length cannot be computed from a type parameter on stable Rust: each kernel takes its width
+// as a const parameter, and the public entry point picks it with a `match` on the associated
+// const, which folds away when the kernel is instantiated, leaving plain fixed-size arrays
+// (what LLVM keeps in registers, where slices of an associated array type were not).
+
+/// `$call` with `$W` a constant equal to `$w` (one of the widths the scalars have).
+macro_rules! with_width {
+    ($w:expr, $W:ident => $call:expr) => {
+        match $w {
+            8 => {
+                const $W: usize = 8;
+                $call
+            }
+            16 => {
+                const $W: usize = 16;
+                $call
+            }
+            32 => {
+                const $W: usize = 32;
+                $call
+            }
+            w => unreachable!("no kernel of width {w}"),
+        }
+    };
+}
+
+/// The lanes of a reduction folded pairwise, halving: lane `i` with lane `i + n/2`, and so
+/// on down to one — the order a vector register is reduced in.
 #[inline(always)]
-pub fn dot<const N: usize>(a: &[f64; N], b: &[f64; N]) -> f64 {
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let mut tail = 0.0;
+fn halve<S: Float, const W: usize>(mut a: [S; W], op: impl Fn(S, S) -> S) -> S {
+    let mut n = W;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            a[i] = op(a[i], a[i + n]);
+        }
+    }
+    a[0]
+}
+
+/// `Σ a_i·b_i` with [`Float::LANES`] partial sums (a single running sum is a serial chain
+/// that LLVM must not reorder, so it would neither vectorize nor pipeline).
+#[inline(always)]
+pub fn dot<S: Float, const N: usize>(a: &[S; N], b: &[S; N]) -> S {
+    with_width!(S::LANES, W => dot_w::<S, N, W>(a, b))
+}
+
+#[inline(always)]
+fn dot_w<S: Float, const N: usize, const W: usize>(a: &[S; N], b: &[S; N]) -> S {
+    let (ac, bc) = (a.chunks_exact(W), b.chunks_exact(W));
+    let mut tail = S::ZERO;
     for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
         tail = fma(*x, *y, tail);
     }
-    let mut acc = [0.0; LANES];
+    let mut acc = [S::ZERO; W];
     for (x, y) in ac.zip(bc) {
-        for j in 0..LANES {
+        for j in 0..W {
             acc[j] = fma(x[j], y[j], acc[j]);
         }
     }
-    // halving tree: the order a vector register is reduced in
-    let s4 = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
-    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+    halve(acc, |x, y| x + y) + tail
 }
 
 // ------------------------------------------------------------------------------------------
@@ -48,62 +82,77 @@ pub fn dot<const N: usize>(a: &[f64; N], b: &[f64; N]) -> f64 {
 /// loaded serves this many output rows.
 const TILE_ROWS: usize = 4;
 
-/// Columns of a tile: four 256-bit registers per row (LLVM's choice of vector width for this
-/// CPU), so that a tile's 16 accumulator registers stay in registers with room for the
-/// operands; wider tiles spill.
-const TILE_COLS: usize = 16;
+// Columns of a tile: `S::TILE_COLS`, four 256-bit registers per row (LLVM's choice of vector
+// width for this CPU), so that a tile's 16 accumulator registers stay in registers with room
+// for the operands; wider tiles spill.
 
 /// `out_t (+)= Σ_k a_t,k·b_k` for every row t — overwriting `out` or, with `ACC`, adding into
-/// it — in tiles of `TILE_ROWS` rows × `TILE_COLS` columns, column block by column block, so
+/// it — in tiles of `TILE_ROWS` rows × [`Float::TILE_COLS`] columns, column block by column block, so
 /// that a block of `b` (`K × TILE_COLS`) stays in L1 while every row tile passes over it.
 #[inline(always)]
-pub fn matmul<const K: usize, const N: usize, const ACC: bool>(
-    out: &mut [[f64; N]], // (n, N)
-    a: &[[f64; K]],       // (n, K)
-    b: &[[f64; N]; K],    // (K, N)
+pub fn matmul<S: Float, const K: usize, const N: usize, const ACC: bool>(
+    out: &mut [[S; N]], // (n, N)
+    a: &[[S; K]],       // (n, K)
+    b: &[[S; N]; K],    // (K, N)
 ) {
-    for c in 0..N / TILE_COLS {
-        matmul_block::<K, N, ACC>(out, a, b, c * TILE_COLS, TILE_COLS);
+    with_width!(S::TILE_COLS, TC => matmul_w::<S, K, N, ACC, TC>(out, a, b))
+}
+
+#[inline(always)]
+fn matmul_w<S: Float, const K: usize, const N: usize, const ACC: bool, const TC: usize>(
+    out: &mut [[S; N]],
+    a: &[[S; K]],
+    b: &[[S; N]; K],
+) {
+    for c in 0..N / TC {
+        matmul_block::<S, K, N, ACC, TC>(out, a, b, c * TC, TC);
     }
-    if N % TILE_COLS != 0 {
-        matmul_block::<K, N, ACC>(out, a, b, N - N % TILE_COLS, N % TILE_COLS);
+    if N % TC != 0 {
+        matmul_block::<S, K, N, ACC, TC>(out, a, b, N - N % TC, N % TC);
     }
 }
 
 /// [`matmul`] on columns `c0..c0 + w`, all rows.
 #[inline(always)]
-fn matmul_block<const K: usize, const N: usize, const ACC: bool>(
-    out: &mut [[f64; N]],
-    a: &[[f64; K]],
-    b: &[[f64; N]; K],
+fn matmul_block<S: Float, const K: usize, const N: usize, const ACC: bool, const TC: usize>(
+    out: &mut [[S; N]],
+    a: &[[S; K]],
+    b: &[[S; N]; K],
     c0: usize,
     w: usize,
 ) {
     let mut oc = out.chunks_exact_mut(TILE_ROWS);
     let mut ac = a.chunks_exact(TILE_ROWS);
     for (o, x) in (&mut oc).zip(&mut ac) {
-        let o: &mut [[f64; N]; TILE_ROWS] = o.try_into().unwrap();
-        let x: &[[f64; K]; TILE_ROWS] = x.try_into().unwrap();
-        matmul_cols::<TILE_ROWS, K, N, ACC>(o, x, b, c0, w);
+        let o: &mut [[S; N]; TILE_ROWS] = o.try_into().unwrap();
+        let x: &[[S; K]; TILE_ROWS] = x.try_into().unwrap();
+        matmul_cols::<S, TILE_ROWS, K, N, ACC, TC>(o, x, b, c0, w);
     }
     for (o, x) in oc.into_remainder().iter_mut().zip(ac.remainder()) {
         let (o, x) = (std::array::from_mut(o), std::array::from_ref(x));
-        matmul_cols::<1, K, N, ACC>(o, x, b, c0, w);
+        matmul_cols::<S, 1, K, N, ACC, TC>(o, x, b, c0, w);
     }
 }
 
-/// [`matmul`] on `R` rows and columns `c0..c0 + w` (`w ≤ TILE_COLS`, a constant where it is
+/// [`matmul`] on `R` rows and columns `c0..c0 + w` (`w ≤ S::TILE_COLS`, a constant where it is
 /// called, so that the loops over it have fixed lengths). Each output sums over k in order.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r and j index several arrays in step
-fn matmul_cols<const R: usize, const K: usize, const N: usize, const ACC: bool>(
-    out: &mut [[f64; N]; R],
-    a: &[[f64; K]; R],
-    b: &[[f64; N]; K],
+fn matmul_cols<
+    S: Float,
+    const R: usize,
+    const K: usize,
+    const N: usize,
+    const ACC: bool,
+    const TC: usize,
+>(
+    out: &mut [[S; N]; R],
+    a: &[[S; K]; R],
+    b: &[[S; N]; K],
     c0: usize,
     w: usize,
 ) {
-    let mut acc = [[0.0; TILE_COLS]; R];
+    let mut acc = [[S::ZERO; TC]; R];
     if ACC {
         for r in 0..R {
             for j in 0..w {
@@ -130,50 +179,59 @@ fn matmul_cols<const R: usize, const K: usize, const N: usize, const ACC: bool>(
 /// `dw_o (+)= Σ_t dy_t,o·x_t` (`dW (+)= dYᵀ X`) — overwriting `dw` or, with `ACC`, adding
 /// into it — `TILE_ROWS` rows of `dw` at a time, each row summing over t in order.
 #[inline(always)]
-pub fn matmul_tn<const IN: usize, const OUT: usize, const ACC: bool>(
-    dw: &mut [[f64; IN]; OUT], // (OUT, IN)
-    dy: &[[f64; OUT]],         // (n, OUT)
-    x: &[[f64; IN]],           // (n, IN)
+pub fn matmul_tn<S: Float, const IN: usize, const OUT: usize, const ACC: bool>(
+    dw: &mut [[S; IN]; OUT], // (OUT, IN)
+    dy: &[[S; OUT]],         // (n, OUT)
+    x: &[[S; IN]],           // (n, IN)
 ) {
     let mut chunks = dw.chunks_exact_mut(TILE_ROWS);
     let mut o0 = 0;
     for d in &mut chunks {
-        let d: &mut [[f64; IN]; TILE_ROWS] = d.try_into().unwrap();
-        matmul_tn_tile::<TILE_ROWS, IN, OUT, ACC>(d, dy, x, o0);
+        let d: &mut [[S; IN]; TILE_ROWS] = d.try_into().unwrap();
+        matmul_tn_tile::<S, TILE_ROWS, IN, OUT, ACC>(d, dy, x, o0);
         o0 += TILE_ROWS;
     }
     for d in chunks.into_remainder() {
-        matmul_tn_tile::<1, IN, OUT, ACC>(std::array::from_mut(d), dy, x, o0);
+        matmul_tn_tile::<S, 1, IN, OUT, ACC>(std::array::from_mut(d), dy, x, o0);
         o0 += 1;
     }
 }
 
 #[inline(always)]
-fn matmul_tn_tile<const R: usize, const IN: usize, const OUT: usize, const ACC: bool>(
-    dw: &mut [[f64; IN]; R],
-    dy: &[[f64; OUT]],
-    x: &[[f64; IN]],
+fn matmul_tn_tile<S: Float, const R: usize, const IN: usize, const OUT: usize, const ACC: bool>(
+    dw: &mut [[S; IN]; R],
+    dy: &[[S; OUT]],
+    x: &[[S; IN]],
     o0: usize,
 ) {
-    for c in 0..IN / TILE_COLS {
-        matmul_tn_cols::<R, IN, OUT, ACC>(dw, dy, x, o0, c * TILE_COLS, TILE_COLS);
-    }
-    if IN % TILE_COLS != 0 {
-        matmul_tn_cols::<R, IN, OUT, ACC>(dw, dy, x, o0, IN - IN % TILE_COLS, IN % TILE_COLS);
-    }
+    with_width!(S::TILE_COLS, TC => {
+        for c in 0..IN / TC {
+            matmul_tn_cols::<S, R, IN, OUT, ACC, TC>(dw, dy, x, o0, c * TC, TC);
+        }
+        if IN % TC != 0 {
+            matmul_tn_cols::<S, R, IN, OUT, ACC, TC>(dw, dy, x, o0, IN - IN % TC, IN % TC);
+        }
+    })
 }
 
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn matmul_tn_cols<const R: usize, const IN: usize, const OUT: usize, const ACC: bool>(
-    dw: &mut [[f64; IN]; R],
-    dy: &[[f64; OUT]],
-    x: &[[f64; IN]],
+fn matmul_tn_cols<
+    S: Float,
+    const R: usize,
+    const IN: usize,
+    const OUT: usize,
+    const ACC: bool,
+    const TC: usize,
+>(
+    dw: &mut [[S; IN]; R],
+    dy: &[[S; OUT]],
+    x: &[[S; IN]],
     o0: usize,
     c0: usize,
     w: usize,
 ) {
-    let mut acc = [[0.0; TILE_COLS]; R];
+    let mut acc = [[S::ZERO; TC]; R];
     if ACC {
         for r in 0..R {
             for j in 0..w {
@@ -183,7 +241,7 @@ fn matmul_tn_cols<const R: usize, const IN: usize, const OUT: usize, const ACC: 
     }
     for (dyt, xt) in dy.iter().zip(x) {
         let xt = &xt[c0..c0 + w];
-        let a: &[f64; R] = dyt[o0..o0 + R].try_into().unwrap();
+        let a: &[S; R] = dyt[o0..o0 + R].try_into().unwrap();
         for r in 0..R {
             for j in 0..w {
                 acc[r][j] = fma(a[r], xt[j], acc[r][j]);
@@ -199,9 +257,9 @@ fn matmul_tn_cols<const R: usize, const IN: usize, const OUT: usize, const ACC: 
 
 /// `wt = wᵀ`: the layout [`super::ops::linear_forward`] reads, band by band of
 /// [`TILE`] rows ([`transpose_rows`]).
-pub fn transpose<const IN: usize, const OUT: usize>(
-    wt: &mut [[f64; OUT]; IN], // (IN, OUT)
-    w: &[[f64; IN]; OUT],      // (OUT, IN)
+pub fn transpose<S: Float, const IN: usize, const OUT: usize>(
+    wt: &mut [[S; OUT]; IN], // (IN, OUT)
+    w: &[[S; IN]; OUT],      // (OUT, IN)
 ) {
     for o0 in (0..OUT).step_by(TILE) {
         transpose_rows(wt, w, o0);
@@ -216,9 +274,9 @@ pub const TILE: usize = 8;
 /// rows, so that the compiler turns the tile into shuffles rather than one scalar store per
 /// element; the edges that do not fill a tile element by element.
 #[inline]
-pub fn transpose_rows<const IN: usize, const OUT: usize>(
-    wt: &mut [[f64; OUT]; IN], // (IN, OUT)
-    w: &[[f64; IN]; OUT],      // (OUT, IN)
+pub fn transpose_rows<S: Float, const IN: usize, const OUT: usize>(
+    wt: &mut [[S; OUT]; IN], // (IN, OUT)
+    w: &[[S; IN]; OUT],      // (OUT, IN)
     o0: usize,
 ) {
     const B: usize = TILE;
@@ -232,7 +290,7 @@ pub fn transpose_rows<const IN: usize, const OUT: usize>(
     }
     let i_full = IN / B * B;
     for i0 in (0..i_full).step_by(B) {
-        let mut tile = [[0.0; B]; B];
+        let mut tile = [[S::ZERO; B]; B];
         for (t, row) in tile.iter_mut().zip(&w[o0..o0 + B]) {
             t.copy_from_slice(&row[i0..i0 + B]);
         }
@@ -253,92 +311,54 @@ pub fn transpose_rows<const IN: usize, const OUT: usize>(
 // ------------------------------------------------------------------------------------------
 // exp, max, sum
 
-/// `e^x` in plain arithmetic, so that loops over it vectorize (libm's `exp` is a call per
-/// element). `x = k·ln2 + r` with `|r| ≤ ln2/2`, `e^r` by its Taylor series to `r¹³/13!`
-/// (truncation < 1e-17 relative), `2^k` put straight into the exponent bits. Within 2 ulp of
-/// libm's `exp` (tested); 0 below −708.4 (where `e^x` is subnormal) and ∞ above 709.7.
+/// `e^x` in plain arithmetic, vectorizable ([`Float::exp_fast`]: within 2 ulp of libm's).
 #[inline(always)]
-pub fn exp(x: f64) -> f64 {
-    // ln 2 split (fdlibm's): LN2_HI has 32 significant bits, so k·LN2_HI is exact
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // ln 2 − LN2_HI
-    // adding 1.5·2⁵² rounds to an integer (ties to even) and leaves it in the low bits
-    const SHIFT: f64 = 6_755_399_441_055_744.0;
-    // 1/n! for n = 13 down to 2
-    const C: [f64; 12] = [
-        1.0 / 6_227_020_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-    ];
-    let xc = x.clamp(-708.0, 709.0);
-    let kt = fma(xc, std::f64::consts::LOG2_E, SHIFT);
-    let k = kt - SHIFT;
-    let r = fma(-k, LN2_LO, fma(-k, LN2_HI, xc));
-    let mut p = C[0];
-    for c in &C[1..] {
-        p = fma(p, r, *c);
-    }
-    p = fma(p, r, 1.0);
-    p = fma(p, r, 1.0);
-    // the low 12 bits of kt's bits are k (mod 2¹²); k + 1023 is the biased exponent of 2^k
-    let scale = f64::from_bits(kt.to_bits().wrapping_add(1023) << 52);
-    let y = p * scale;
-    if x < -708.4 {
-        0.0
-    } else if x > 709.7 {
-        f64::INFINITY
-    } else {
-        y
-    }
+pub fn exp<S: Float>(x: S) -> S {
+    x.exp_fast()
 }
 
-/// `max_i x_i` with `LANES` partial maxima (a serial chain of `max` does not vectorize).
+/// `max_i x_i` with [`Float::LANES`] partial maxima (a serial chain of `max` does not
+/// vectorize).
 #[inline(always)]
-pub fn max(x: &[f64]) -> f64 {
+pub fn max<S: Float>(x: &[S]) -> S {
+    with_width!(S::LANES, W => max_w::<S, W>(x))
+}
+
+#[inline(always)]
+fn max_w<S: Float, const W: usize>(x: &[S]) -> S {
     // `if a > b` rather than `f64::max`, whose NaN rules cost a compare and a blend per lane
-    fn larger(a: f64, b: f64) -> f64 {
+    fn larger<S: Float>(a: S, b: S) -> S {
         if a > b { a } else { b }
     }
-    let mut m = [f64::NEG_INFINITY; LANES];
-    let chunks = x.chunks_exact(LANES);
+    let mut m = [S::NEG_INFINITY; W];
+    let chunks = x.chunks_exact(W);
     let tail = chunks
         .remainder()
         .iter()
-        .fold(f64::NEG_INFINITY, |a, &b| larger(a, b));
+        .fold(S::NEG_INFINITY, |a, &b| larger(a, b));
     for c in chunks {
-        for j in 0..LANES {
+        for j in 0..W {
             m[j] = larger(m[j], c[j]);
         }
     }
-    let m4 = [
-        larger(m[0], m[4]),
-        larger(m[1], m[5]),
-        larger(m[2], m[6]),
-        larger(m[3], m[7]),
-    ];
-    larger(larger(larger(m4[0], m4[2]), larger(m4[1], m4[3])), tail)
+    larger(halve(m, larger), tail)
 }
 
-/// `Σ_i x_i` with `LANES` partial sums.
+/// `Σ_i x_i` with [`Float::LANES`] partial sums.
 #[inline(always)]
-pub fn sum(x: &[f64]) -> f64 {
-    let mut s = [0.0; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail: f64 = chunks.remainder().iter().sum();
+pub fn sum<S: Float>(x: &[S]) -> S {
+    with_width!(S::LANES, W => sum_w::<S, W>(x))
+}
+
+#[inline(always)]
+fn sum_w<S: Float, const W: usize>(x: &[S]) -> S {
+    let mut s = [S::ZERO; W];
+    let chunks = x.chunks_exact(W);
+    let tail: S = chunks.remainder().iter().copied().sum();
     for c in chunks {
-        for j in 0..LANES {
+        for j in 0..W {
             s[j] += c[j];
         }
     }
-    let s4 = [s[0] + s[4], s[1] + s[5], s[2] + s[6], s[3] + s[7]];
-    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+    halve(s, |a, b| a + b) + tail
 }

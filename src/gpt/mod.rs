@@ -12,7 +12,8 @@
 //! | this file | [`Gpt`]: the shape check, construction, the public API | `gpt2_build_from_*`, `gpt2_update` |
 //!
 //! Dimension letters, always in this order: `V` vocab (compiled), `T` block size, `E` n_embd,
-//! `H` heads, `D` head dim, `F` MLP width, `L` layers. Configurations are type aliases in
+//! `H` heads, `D` head dim, `F` MLP width, `L` layers; then the scalar `S` ([`Float`]: `f64`
+//! unless named, the exact engine, or `f32`), one code path for both. Configurations are type aliases in
 //! [`crate::presets`]. All big state — parameters, the transposed weights the forward reads,
 //! Adam's moments, gradients, activations and the backward's buffers — is allocated once,
 //! directly on the heap, when the model (or a batch size, or a thread count) is first seen; a
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use crate::bail;
 use crate::error::Result;
+use crate::float::{Float, Precision};
 use crate::model::{Forward, Model, StepInputs};
 use crate::optim::AdamStep;
 use crate::parallel::{Crew, Job};
@@ -59,12 +61,15 @@ pub struct Gpt<
     const D: usize,
     const F: usize,
     const L: usize,
+    S: Float = f64,
 > {
-    shared: Arc<Shared<V, T, E, H, D, F, L>>,
+    shared: Arc<Shared<V, T, E, H, D, F, L, S>>,
     /// the caller's buffers (the workers own theirs)
-    caller_buffers: Buffers<V, T, E, H, F, L>,
+    caller_buffers: Buffers<V, T, E, H, F, L, S>,
     /// the worker threads, if more than one thread computes a batch
-    crew: Option<Crew<Shared<V, T, E, H, D, F, L>>>,
+    crew: Option<Crew<Shared<V, T, E, H, D, F, L, S>>>,
+    /// [`Gpt::forward_token`]'s logits as `f64` (unused in `f64`, which returns its own)
+    logits_f64: Vec<f64>,
 }
 
 impl<
@@ -75,7 +80,8 @@ impl<
     const D: usize,
     const F: usize,
     const L: usize,
-> Gpt<V, T, E, H, D, F, L>
+    S: Float,
+> Gpt<V, T, E, H, D, F, L, S>
 {
     /// The compile-time shape check: `E = H·D`, `F = 4·E`, and nothing empty. Every
     /// configuration alias forces it with an item-level `const _: () = Alias::CHECK;` so that
@@ -121,10 +127,10 @@ impl<
         if vocab == 0 {
             bail!("the vocabulary is empty (it needs at least the BOS token)");
         }
-        let mut embed: Box<EmbedParams<V, T, E>> = zeroed_box()?;
+        let mut embed: Box<EmbedParams<V, T, E, S>> = zeroed_box()?;
         for t in embed.w.tensors_mut(vocab) {
             for p in t {
-                *p = rng.gauss(0.0, INIT_STD);
+                *p = S::from_f64(rng.gauss(0.0, INIT_STD));
             }
         }
         embed.refresh();
@@ -138,7 +144,7 @@ impl<
             block.set_from(ParamArray::Weights, &mut &draws[..]);
             blocks.push(block);
         }
-        let Ok(blocks) = <[Block<E, F>; L]>::try_from(blocks) else {
+        let Ok(blocks) = <[Block<E, F, S>; L]>::try_from(blocks) else {
             unreachable!("L blocks")
         };
         let shared = Shared::new(vocab, embed, blocks)?;
@@ -146,6 +152,7 @@ impl<
             shared: Arc::new(shared),
             caller_buffers: Buffers::new(buffer_rows::<T>()),
             crew: None,
+            logits_f64: vec![0.0; V],
         })
     }
 
@@ -316,9 +323,9 @@ impl<
         }
         let buf = &mut self.caller_buffers;
         let params = self.shared.read_params();
-        pass::forward::<V, T, E, H, D, F, L>(buf, &params.view(), &rows[..n], 0, None);
+        pass::forward::<V, T, E, H, D, F, L, S>(buf, &params.view(), &rows[..n], 0, None);
         pass::cross_entropy(buf, &rows[..n], vocab);
-        let total: f64 = buf.acts.ce[..n].iter().sum();
+        let total: f64 = buf.acts.ce[..n].iter().map(|c| c.to_f64()).sum();
         (1.0 / n as f64) * total
     }
 
@@ -338,8 +345,8 @@ impl<
         };
         let buf = &mut self.caller_buffers;
         let params = self.shared.read_params();
-        pass::forward::<V, T, E, H, D, F, L>(buf, &params.view(), &[row], pos, None);
-        &buf.acts.logits[pos][..vocab]
+        pass::forward::<V, T, E, H, D, F, L, S>(buf, &params.view(), &[row], pos, None);
+        S::as_f64s(&buf.acts.logits[pos][..vocab], &mut self.logits_f64)
     }
 
     /// The per-parameter arrays `which` of every block, in [`Shape::tensors`] order.
@@ -347,12 +354,13 @@ impl<
         let vocab = self.vocab();
         let guard = self.shared.read_params();
         let mut out = Vec::with_capacity(self.num_params());
+        let mut extend = |t: &[S]| out.extend(t.iter().map(|x| x.to_f64()));
         for t in guard.embed.array(which).tensors(vocab) {
-            out.extend_from_slice(t);
+            extend(t);
         }
         for b in &guard.blocks {
             for t in b.tensors(which) {
-                out.extend_from_slice(t);
+                extend(t);
             }
         }
         out
@@ -383,8 +391,8 @@ impl<
     }
 
     /// A copy of the weights (all `V` rows; rows from `vocab` on are 0).
-    pub fn weights(&self) -> Box<Weights<V, T, E, F, L>> {
-        let mut w: Box<Weights<V, T, E, F, L>> = zeroed_box().expect("memory for a copy");
+    pub fn weights(&self) -> Box<Weights<V, T, E, F, L, S>> {
+        let mut w: Box<Weights<V, T, E, F, L, S>> = zeroed_box().expect("memory for a copy");
         let guard = self.shared.read_params();
         let e = &guard.embed.w;
         let embed = [&mut w.wte[..], &mut w.lm_head[..]];
@@ -452,8 +460,12 @@ impl<
     const D: usize,
     const F: usize,
     const L: usize,
-> Model for Gpt<V, T, E, H, D, F, L>
+    S: Float,
+> Model for Gpt<V, T, E, H, D, F, L, S>
 {
+    fn precision(&self) -> Precision {
+        S::PRECISION
+    }
     fn preset(&self) -> &'static str {
         self.shape().preset().unwrap_or("custom")
     }
@@ -497,7 +509,8 @@ impl<
     const D: usize,
     const F: usize,
     const L: usize,
-> Forward for Gpt<V, T, E, H, D, F, L>
+    S: Float,
+> Forward for Gpt<V, T, E, H, D, F, L, S>
 {
     fn block_size(&self) -> usize {
         T
@@ -545,12 +558,12 @@ mod tests {
         const F: usize,
         const L: usize,
     > {
-        params: &'a ParamsRef<'p, V, T, E, F, L>,
+        params: &'a ParamsRef<'p, V, T, E, F, L, f64>,
         grad: &'a mut Weights<V, T, E, F, L>,
     }
 
     impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
-        Lease<V, T, E, F> for Borrowed<'_, '_, V, T, E, F, L>
+        Lease<V, T, E, F, f64> for Borrowed<'_, '_, V, T, E, F, L>
     {
         fn head(&mut self, f: impl FnOnce(&[[f64; E]; V], &mut [[f64; E]; V])) {
             f(&self.params.embed.w.lm_head, &mut self.grad.lm_head);
@@ -613,17 +626,17 @@ mod tests {
                 seed: crate::dropout::row_seed(key, 0, pos),
             })
             .collect();
-        let mut buf = Buffers::new(buffer_rows::<16>());
+        let mut buf: Buffers<27, 16, 16, 4, 64, 2, f64> = Buffers::new(buffer_rows::<16>());
         let mut grad: Box<Weights<27, 16, 16, 64, 2>> = zeroed_box().unwrap();
         let params = m.shared.read_params();
         let view = params.view();
-        pass::forward::<27, 16, 16, 4, 4, 64, 2>(&mut buf, &view, &rows, 0, dropout.as_ref());
+        pass::forward::<27, 16, 16, 4, 4, 64, 2, f64>(&mut buf, &view, &rows, 0, dropout.as_ref());
         pass::cross_entropy(&mut buf, &rows, 27);
         let mut lease = Borrowed {
             params: &view,
             grad: &mut grad,
         };
-        pass::backward::<27, 16, 16, 4, 4, 64, 2>(&mut buf, &mut lease, &rows, 27, true);
+        pass::backward::<27, 16, 16, 4, 4, 64, 2, f64>(&mut buf, &mut lease, &rows, 27, true);
         drop(params);
         let plain: Vec<f64> = grad.tensors(27).flatten().copied().collect();
         let threaded = m.grads_flat();

@@ -6,24 +6,25 @@
 
 use bytemuck::Zeroable;
 
-use super::kernels::{TILE, transpose, transpose_rows};
+use super::kernels::{Float, TILE, transpose, transpose_rows};
 use crate::error::{Error, Result};
 use crate::optim::AdamStep;
 
-/// One transformer block's weights; microgpt's names. Matrices are `[[f64; IN]; OUT]`.
+/// One transformer block's weights; microgpt's names. Matrices are `[[S; IN]; OUT]`,
+/// `S` the scalar ([`Float`]).
 #[derive(Zeroable)]
-pub struct BlockWeights<const E: usize, const F: usize> {
-    pub attn_wq: [[f64; E]; E],
-    pub attn_wk: [[f64; E]; E],
-    pub attn_wv: [[f64; E]; E],
-    pub attn_wo: [[f64; E]; E],
-    pub mlp_fc1: [[f64; E]; F],
-    pub mlp_fc2: [[f64; F]; E],
+pub struct BlockWeights<const E: usize, const F: usize, S = f64> {
+    pub attn_wq: [[S; E]; E],
+    pub attn_wk: [[S; E]; E],
+    pub attn_wv: [[S; E]; E],
+    pub attn_wo: [[S; E]; E],
+    pub mlp_fc1: [[S; E]; F],
+    pub mlp_fc2: [[S; F]; E],
 }
 
-impl<const E: usize, const F: usize> BlockWeights<E, F> {
+impl<const E: usize, const F: usize, S: Float> BlockWeights<E, F, S> {
     /// The six matrices, flattened, in [`Shape::tensors`](crate::shape::Shape::tensors) order.
-    pub fn tensors(&self) -> [&[f64]; 6] {
+    pub fn tensors(&self) -> [&[S]; 6] {
         [
             self.attn_wq.as_flattened(),
             self.attn_wk.as_flattened(),
@@ -35,7 +36,7 @@ impl<const E: usize, const F: usize> BlockWeights<E, F> {
     }
 
     /// [`BlockWeights::tensors`], mutable.
-    pub fn tensors_mut(&mut self) -> [&mut [f64]; 6] {
+    pub fn tensors_mut(&mut self) -> [&mut [S]; 6] {
         [
             self.attn_wq.as_flattened_mut(),
             self.attn_wk.as_flattened_mut(),
@@ -49,15 +50,15 @@ impl<const E: usize, const F: usize> BlockWeights<E, F> {
 
 /// The embeddings and the output head.
 #[derive(Zeroable)]
-pub struct Embed<const V: usize, const T: usize, const E: usize> {
-    pub wte: [[f64; E]; V],
-    pub wpe: [[f64; E]; T],
-    pub lm_head: [[f64; E]; V],
+pub struct Embed<const V: usize, const T: usize, const E: usize, S = f64> {
+    pub wte: [[S; E]; V],
+    pub wpe: [[S; E]; T],
+    pub lm_head: [[S; E]; V],
 }
 
-impl<const V: usize, const T: usize, const E: usize> Embed<V, T, E> {
+impl<const V: usize, const T: usize, const E: usize, S: Float> Embed<V, T, E, S> {
     /// `wte`, `wpe`, `lm_head` (real rows only), flattened.
-    pub fn tensors(&self, vocab: usize) -> [&[f64]; 3] {
+    pub fn tensors(&self, vocab: usize) -> [&[S]; 3] {
         [
             self.wte[..vocab].as_flattened(),
             self.wpe.as_flattened(),
@@ -66,7 +67,7 @@ impl<const V: usize, const T: usize, const E: usize> Embed<V, T, E> {
     }
 
     /// [`Embed::tensors`], mutable.
-    pub fn tensors_mut(&mut self, vocab: usize) -> [&mut [f64]; 3] {
+    pub fn tensors_mut(&mut self, vocab: usize) -> [&mut [S]; 3] {
         [
             self.wte[..vocab].as_flattened_mut(),
             self.wpe.as_flattened_mut(),
@@ -78,27 +79,34 @@ impl<const V: usize, const T: usize, const E: usize> Embed<V, T, E> {
     /// tensor (`lm_head` and the blocks' matrices) it writes over
     /// ([`Put::Set`](super::ops::Put::Set)), so they need no zeroing between steps.
     pub(super) fn zero_tables(&mut self) {
-        self.wte.as_flattened_mut().fill(0.0);
-        self.wpe.as_flattened_mut().fill(0.0);
+        self.wte.as_flattened_mut().fill(S::ZERO);
+        self.wpe.as_flattened_mut().fill(S::ZERO);
     }
 }
 
 /// Every weight of the model in one struct: the layout of a gradient (and of a copy of the
 /// parameters, [`Gpt::weights`](super::Gpt::weights)).
 #[derive(Zeroable)]
-pub struct Weights<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
-    pub wte: [[f64; E]; V],
-    pub wpe: [[f64; E]; T],
-    pub lm_head: [[f64; E]; V],
-    pub blocks: [BlockWeights<E, F>; L],
+pub struct Weights<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const F: usize,
+    const L: usize,
+    S = f64,
+> {
+    pub wte: [[S; E]; V],
+    pub wpe: [[S; E]; T],
+    pub lm_head: [[S; E]; V],
+    pub blocks: [BlockWeights<E, F, S>; L],
 }
 
-impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
-    Weights<V, T, E, F, L>
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize, S: Float>
+    Weights<V, T, E, F, L, S>
 {
     /// Each tensor's real rows (`wte` and `lm_head` cut to `vocab`), flattened row-major, in
     /// [`Shape::tensors`](crate::shape::Shape::tensors) order. Allocates nothing.
-    pub fn tensors(&self, vocab: usize) -> impl Iterator<Item = &[f64]> {
+    pub fn tensors(&self, vocab: usize) -> impl Iterator<Item = &[S]> {
         [
             self.wte[..vocab].as_flattened(),
             self.wpe.as_flattened(),
@@ -109,7 +117,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     }
 
     /// [`Weights::tensors`], mutable.
-    pub fn tensors_mut(&mut self, vocab: usize) -> impl Iterator<Item = &mut [f64]> {
+    pub fn tensors_mut(&mut self, vocab: usize) -> impl Iterator<Item = &mut [S]> {
         [
             self.wte[..vocab].as_flattened_mut(),
             self.wpe.as_flattened_mut(),
@@ -131,20 +139,20 @@ pub(super) enum ParamArray {
 /// The embeddings and the head as the optimizer keeps them: weights, `lm_head`'s transpose
 /// (what the forward reads, kept in step) and Adam's moments.
 #[derive(Zeroable)]
-pub(super) struct EmbedParams<const V: usize, const T: usize, const E: usize> {
-    pub w: Embed<V, T, E>,
-    pub lm_head_t: [[f64; V]; E],
-    pub m: Embed<V, T, E>,
-    pub v: Embed<V, T, E>,
+pub(super) struct EmbedParams<const V: usize, const T: usize, const E: usize, S> {
+    pub w: Embed<V, T, E, S>,
+    pub lm_head_t: [[S; V]; E],
+    pub m: Embed<V, T, E, S>,
+    pub v: Embed<V, T, E, S>,
 }
 
-impl<const V: usize, const T: usize, const E: usize> EmbedParams<V, T, E> {
+impl<const V: usize, const T: usize, const E: usize, S: Float> EmbedParams<V, T, E, S> {
     pub fn refresh(&mut self) {
         transpose(&mut self.lm_head_t, &self.w.lm_head);
     }
 
     /// The array `which` of the three tensors.
-    pub fn array(&self, which: ParamArray) -> &Embed<V, T, E> {
+    pub fn array(&self, which: ParamArray) -> &Embed<V, T, E, S> {
         match which {
             ParamArray::Weights => &self.w,
             ParamArray::AdamM => &self.m,
@@ -166,7 +174,7 @@ impl<const V: usize, const T: usize, const E: usize> EmbedParams<V, T, E> {
         self.refresh();
     }
 
-    pub fn adam(&mut self, g: &Embed<V, T, E>, vocab: usize, adam: &AdamStep) {
+    pub fn adam(&mut self, g: &Embed<V, T, E, S>, vocab: usize, adam: &AdamStep) {
         let (w, m, v) = (&mut self.w, &mut self.m, &mut self.v);
         adam.update(
             w.wte[..vocab].as_flattened_mut(),
@@ -192,23 +200,23 @@ impl<const V: usize, const T: usize, const E: usize> EmbedParams<V, T, E> {
     }
 }
 
-/// One weight matrix `[[f64; I]; O]`: its weights, their transpose (what the forward reads,
+/// One weight matrix `[[S; I]; O]`: its weights, their transpose (what the forward reads,
 /// kept in step) and Adam's moments.
 #[derive(Zeroable)]
-pub(super) struct Param<const I: usize, const O: usize> {
-    pub w: [[f64; I]; O],
-    pub wt: [[f64; O]; I],
-    pub m: [[f64; I]; O],
-    pub v: [[f64; I]; O],
+pub(super) struct Param<const I: usize, const O: usize, S> {
+    pub w: [[S; I]; O],
+    pub wt: [[S; O]; I],
+    pub m: [[S; I]; O],
+    pub v: [[S; I]; O],
 }
 
-impl<const I: usize, const O: usize> Param<I, O> {
+impl<const I: usize, const O: usize, S: Float> Param<I, O, S> {
     fn refresh(&mut self) {
         transpose(&mut self.wt, &self.w);
     }
 
     /// The per-parameter array `which`, flattened.
-    pub fn get(&self, which: ParamArray) -> &[f64] {
+    pub fn get(&self, which: ParamArray) -> &[S] {
         match which {
             ParamArray::Weights => self.w.as_flattened(),
             ParamArray::AdamM => self.m.as_flattened(),
@@ -229,7 +237,7 @@ impl<const I: usize, const O: usize> Param<I, O> {
     }
 
     /// One Adam update from the gradient `g`; the transpose follows.
-    pub fn adam(&mut self, g: &[[f64; I]; O], adam: &AdamStep) {
+    pub fn adam(&mut self, g: &[[S; I]; O], adam: &AdamStep) {
         let (w, wt, m, v) = (&mut self.w, &mut self.wt, &mut self.m, &mut self.v);
         adam_transposed(w, wt, g, m, v, O, adam);
     }
@@ -239,13 +247,13 @@ impl<const I: usize, const O: usize> Param<I, O> {
 /// refreshed band by band right behind it, while the rows just updated are still in L1: the
 /// same values as the update of those rows and then a [`transpose`] (each parameter's update
 /// reads only its own values, so the order of the bands changes nothing).
-fn adam_transposed<const I: usize, const O: usize>(
-    w: &mut [[f64; I]; O],  // (O, I)
-    wt: &mut [[f64; O]; I], // (I, O)
-    g: &[[f64; I]; O],      // (O, I)
-    m: &mut [[f64; I]; O],  // (O, I)
-    v: &mut [[f64; I]; O],  // (O, I)
-    rows: usize,            // ≤ O
+fn adam_transposed<const I: usize, const O: usize, S: Float>(
+    w: &mut [[S; I]; O],  // (O, I)
+    wt: &mut [[S; O]; I], // (I, O)
+    g: &[[S; I]; O],      // (O, I)
+    m: &mut [[S; I]; O],  // (O, I)
+    v: &mut [[S; I]; O],  // (O, I)
+    rows: usize,          // ≤ O
     adam: &AdamStep,
 ) {
     for o0 in (0..rows).step_by(TILE) {
@@ -261,9 +269,9 @@ fn adam_transposed<const I: usize, const O: usize>(
 }
 
 /// The attention's four matrices, in microgpt's order: `attn[WQ]` … `attn[WO]`.
-pub(super) type Attn<const E: usize> = [Param<E, E>; 4];
+pub(super) type Attn<const E: usize, S> = [Param<E, E, S>; 4];
 /// Their gradient.
-pub(super) type AttnGrad<const E: usize> = [[[f64; E]; E]; 4];
+pub(super) type AttnGrad<const E: usize, S> = [[[S; E]; E]; 4];
 pub(super) const WQ: usize = 0;
 pub(super) const WK: usize = 1;
 pub(super) const WV: usize = 2;
@@ -276,15 +284,15 @@ pub(super) trait BlockPart {
     fn adam(&mut self, g: &Self::Grad, adam: &AdamStep);
 }
 
-impl<const I: usize, const O: usize> BlockPart for Param<I, O> {
-    type Grad = [[f64; I]; O];
+impl<const I: usize, const O: usize, S: Float> BlockPart for Param<I, O, S> {
+    type Grad = [[S; I]; O];
     fn adam(&mut self, g: &Self::Grad, adam: &AdamStep) {
         Param::adam(self, g, adam);
     }
 }
 
-impl<const E: usize> BlockPart for Attn<E> {
-    type Grad = AttnGrad<E>;
+impl<const E: usize, S: Float> BlockPart for Attn<E, S> {
+    type Grad = AttnGrad<E, S>;
     fn adam(&mut self, g: &Self::Grad, adam: &AdamStep) {
         for (p, g) in self.iter_mut().zip(g) {
             p.adam(g, adam);
@@ -294,37 +302,43 @@ impl<const E: usize> BlockPart for Attn<E> {
 
 /// A gradient part as one slice.
 pub(super) trait Flat {
-    fn flat(&self) -> &[f64];
-    fn flat_mut(&mut self) -> &mut [f64];
+    type Scalar: Float;
+    fn flat(&self) -> &[Self::Scalar];
+    fn flat_mut(&mut self) -> &mut [Self::Scalar];
 }
 
-impl<const I: usize, const O: usize> Flat for [[f64; I]; O] {
-    fn flat(&self) -> &[f64] {
+impl<const I: usize, const O: usize, S: Float> Flat for [[S; I]; O] {
+    type Scalar = S;
+    fn flat(&self) -> &[S] {
         self.as_flattened()
     }
-    fn flat_mut(&mut self) -> &mut [f64] {
+    fn flat_mut(&mut self) -> &mut [S] {
         self.as_flattened_mut()
     }
 }
 
-impl<const E: usize> Flat for AttnGrad<E> {
-    fn flat(&self) -> &[f64] {
+impl<const E: usize, S: Float> Flat for AttnGrad<E, S> {
+    type Scalar = S;
+    fn flat(&self) -> &[S] {
         self.as_flattened().as_flattened()
     }
-    fn flat_mut(&mut self) -> &mut [f64] {
+    fn flat_mut(&mut self) -> &mut [S] {
         self.as_flattened_mut().as_flattened_mut()
     }
 }
 
-/// Overwrites `dst` with the next `dst.len()` values of `src`, which advances past them.
-pub(super) fn take(dst: &mut [f64], src: &mut &[f64]) {
+/// Overwrites `dst` with the next `dst.len()` values of `src`, which advances past them
+/// (rounded to nearest into `f32`; exact into `f64`, and from values an `f32` model wrote).
+pub(super) fn take<S: Float>(dst: &mut [S], src: &mut &[f64]) {
     let (head, tail) = src.split_at(dst.len());
-    dst.copy_from_slice(head);
+    for (d, x) in dst.iter_mut().zip(head) {
+        *d = S::from_f64(*x);
+    }
     *src = tail;
 }
 
 /// `dst += src`, element by element.
-pub(super) fn add(dst: &mut [f64], src: &[f64]) {
+pub(super) fn add<S: Float>(dst: &mut [S], src: &[S]) {
     for (x, y) in dst.iter_mut().zip(src) {
         *x += *y;
     }

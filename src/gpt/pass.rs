@@ -14,6 +14,7 @@
 //! unit test in `gpt/mod.rs` does, and gets the scheduler's bits).
 
 use super::acts::{BlockActs, Buffers, Scratch};
+use super::kernels::Float;
 use super::ops::{self, Put::Add, Put::Set};
 use super::params::{Attn, EmbedParams, Param, WK, WO, WQ, WV};
 use crate::dropout::{self, Dropout};
@@ -38,16 +39,17 @@ pub(super) struct ParamsRef<
     const E: usize,
     const F: usize,
     const L: usize,
+    S: Float,
 > {
-    pub embed: &'a EmbedParams<V, T, E>,
-    pub blocks: [BlockRef<'a, E, F>; L],
+    pub embed: &'a EmbedParams<V, T, E, S>,
+    pub blocks: [BlockRef<'a, E, F, S>; L],
 }
 
 /// One block's parameters, borrowed.
-pub(super) struct BlockRef<'a, const E: usize, const F: usize> {
-    pub attn: &'a Attn<E>,
-    pub fc1: &'a Param<E, F>,
-    pub fc2: &'a Param<F, E>,
+pub(super) struct BlockRef<'a, const E: usize, const F: usize, S: Float> {
+    pub attn: &'a Attn<E, S>,
+    pub fc1: &'a Param<E, F, S>,
+    pub fc2: &'a Param<F, E, S>,
 }
 
 /// How the backward borrows the weights it reads and the gradients it writes, one part at a
@@ -56,30 +58,30 @@ pub(super) struct BlockRef<'a, const E: usize, const F: usize> {
 /// its closure returns. The backward writes over the gradients of `lm_head` and of the
 /// blocks' matrices ([`Set`]) and adds into those of the tables, which the lessor zeroes
 /// before each step.
-pub(super) trait Lease<const V: usize, const T: usize, const E: usize, const F: usize> {
+pub(super) trait Lease<const V: usize, const T: usize, const E: usize, const F: usize, S: Float> {
     /// `lm_head` and its gradient.
-    fn head(&mut self, f: impl FnOnce(&[[f64; E]; V], &mut [[f64; E]; V]));
+    fn head(&mut self, f: impl FnOnce(&[[S; E]; V], &mut [[S; E]; V]));
     /// Block `l`'s `mlp_fc2` and its gradient.
-    fn mlp_fc2(&mut self, l: usize, f: impl FnOnce(&[[f64; F]; E], &mut [[f64; F]; E]));
+    fn mlp_fc2(&mut self, l: usize, f: impl FnOnce(&[[S; F]; E], &mut [[S; F]; E]));
     /// Block `l`'s `mlp_fc1` and its gradient.
-    fn mlp_fc1(&mut self, l: usize, f: impl FnOnce(&[[f64; E]; F], &mut [[f64; E]; F]));
+    fn mlp_fc1(&mut self, l: usize, f: impl FnOnce(&[[S; E]; F], &mut [[S; E]; F]));
     /// Block `l`'s `attn_wq`, `attn_wk`, `attn_wv`, `attn_wo` and their gradients.
-    fn attention(&mut self, l: usize, f: impl FnOnce([&[[f64; E]; E]; 4], [&mut [[f64; E]; E]; 4]));
+    fn attention(&mut self, l: usize, f: impl FnOnce([&[[S; E]; E]; 4], [&mut [[S; E]; E]; 4]));
     /// The gradients of `wte` and `wpe`: the last part the backward leaves.
-    fn tables(&mut self, f: impl FnOnce(&mut [[f64; E]; V], &mut [[f64; E]; T]));
+    fn tables(&mut self, f: impl FnOnce(&mut [[S; E]; V], &mut [[S; E]; T]));
 }
 
 /// The `T` rows of keys (or values) starting at a document's first row: what attention reads
 /// at any position of that document. The buffers have `T` rows beyond the last row a group
 /// can use, so the view always exists.
-fn doc_rows<const T: usize, const E: usize>(rows: &[[f64; E]], first: usize) -> &[[f64; E]; T] {
+fn doc_rows<const T: usize, const E: usize, S>(rows: &[[S; E]], first: usize) -> &[[S; E]; T] {
     rows[first..first + T].try_into().expect("T rows")
 }
 
-fn doc_rows_mut<const T: usize, const E: usize>(
-    rows: &mut [[f64; E]],
+fn doc_rows_mut<const T: usize, const E: usize, S>(
+    rows: &mut [[S; E]],
     first: usize,
-) -> &mut [[f64; E]; T] {
+) -> &mut [[S; E]; T] {
     (&mut rows[first..first + T]).try_into().expect("T rows")
 }
 
@@ -95,9 +97,10 @@ pub(super) fn forward<
     const D: usize,
     const F: usize,
     const L: usize,
+    S: Float,
 >(
-    buf: &mut Buffers<V, T, E, H, F, L>,
-    p: &ParamsRef<'_, V, T, E, F, L>,
+    buf: &mut Buffers<V, T, E, H, F, L, S>,
+    p: &ParamsRef<'_, V, T, E, F, L, S>,
     rows: &[Row],
     start: usize,
     dropout: Option<&Dropout>,
@@ -107,14 +110,14 @@ pub(super) fn forward<
     let end = start + rows.len();
     // x = rmsnorm(wte[token] + wpe[pos])
     for (r, row) in (start..end).zip(rows) {
-        let mut emb = [0.0; E];
+        let mut emb = [S::ZERO; E];
         ops::embedding_forward(&mut emb, row.token, row.pos, &w.wte, &w.wpe);
         a.r0[r] = ops::rmsnorm_forward(&mut a.xn0[r], &emb);
         s.x[r] = a.xn0[r];
     }
     for (l, (bp, la)) in p.blocks.iter().zip(a.blocks.iter_mut()).enumerate() {
         let drop = dropout.map(|d| (d, l));
-        attention_branch_forward::<V, T, E, H, D, F>(la, s, bp.attn, rows, start, drop);
+        attention_branch_forward::<V, T, E, H, D, F, S>(la, s, bp.attn, rows, start, drop);
         mlp_branch_forward(la, s, bp, rows, start, drop);
     }
     // logits = lm_head·x (no final norm)
@@ -131,10 +134,11 @@ fn attention_branch_forward<
     const H: usize,
     const D: usize,
     const F: usize,
+    S: Float,
 >(
-    la: &mut BlockActs<T, E, H, F>,
-    s: &mut Scratch<V, E, F>,
-    attn: &Attn<E>,
+    la: &mut BlockActs<T, E, H, F, S>,
+    s: &mut Scratch<V, E, F, S>,
+    attn: &Attn<E, S>,
     rows: &[Row],
     start: usize,
     dropout: Option<(&Dropout, usize)>,
@@ -150,7 +154,7 @@ fn attention_branch_forward<
     for (r, row) in (start..end).zip(rows) {
         let first = r - row.pos;
         let (keys, values) = (doc_rows(&la.k, first), doc_rows(&la.v, first));
-        ops::attention_forward::<T, E, H, D>(
+        ops::attention_forward::<T, E, H, D, S>(
             &mut la.ctx[r],
             &mut la.att[r],
             &la.q[r],
@@ -180,10 +184,11 @@ fn mlp_branch_forward<
     const E: usize,
     const H: usize,
     const F: usize,
+    S: Float,
 >(
-    la: &mut BlockActs<T, E, H, F>,
-    s: &mut Scratch<V, E, F>,
-    bp: &BlockRef<'_, E, F>,
+    la: &mut BlockActs<T, E, H, F, S>,
+    s: &mut Scratch<V, E, F, S>,
+    bp: &BlockRef<'_, E, F, S>,
     rows: &[Row],
     start: usize,
     dropout: Option<(&Dropout, usize)>,
@@ -218,8 +223,9 @@ pub(super) fn cross_entropy<
     const H: usize,
     const F: usize,
     const L: usize,
+    S: Float,
 >(
-    buf: &mut Buffers<V, T, E, H, F, L>,
+    buf: &mut Buffers<V, T, E, H, F, L, S>,
     rows: &[Row],
     vocab: usize,
 ) {
@@ -242,9 +248,10 @@ pub(super) fn backward<
     const D: usize,
     const F: usize,
     const L: usize,
+    S: Float,
 >(
-    buf: &mut Buffers<V, T, E, H, F, L>,
-    lease: &mut impl Lease<V, T, E, F>,
+    buf: &mut Buffers<V, T, E, H, F, L, S>,
+    lease: &mut impl Lease<V, T, E, F, S>,
     rows: &[Row],
     vocab: usize,
     dropout: bool,
@@ -253,9 +260,10 @@ pub(super) fn backward<
     let n = rows.len();
     // loss = Σ dloss·cross-entropy(lm_head·x_out)
     for (r, row) in rows.iter().enumerate() {
-        s.dlogits[r] = [0.0; V];
+        s.dlogits[r] = [S::ZERO; V];
         let (dlogits, probs) = (&mut s.dlogits[r], &a.probs[r]);
-        ops::cross_entropy_backward(dlogits, probs, row.target, vocab, row.dloss);
+        let dloss = S::from_f64(row.dloss);
+        ops::cross_entropy_backward(dlogits, probs, row.target, vocab, dloss);
     }
     lease.head(|lm_head, dlm_head| {
         let (dx, dlogits, x_out) = (&mut s.dx[..n], &s.dlogits[..n], &a.x_out[..n]);
@@ -263,12 +271,12 @@ pub(super) fn backward<
     });
     for (l, la) in a.blocks.iter().enumerate().rev() {
         mlp_branch_backward(la, s, lease, l, n, dropout);
-        attention_branch_backward::<V, T, E, H, D, F>(la, s, lease, l, rows, dropout);
+        attention_branch_backward::<V, T, E, H, D, F, S>(la, s, lease, l, rows, dropout);
     }
     // x = rmsnorm(wte[token] + wpe[pos])
     lease.tables(|dwte, dwpe| {
         for (r, row) in rows.iter().enumerate() {
-            let mut demb = [0.0; E];
+            let mut demb = [S::ZERO; E];
             ops::rmsnorm_backward(&mut demb, &s.dx[r], &a.xn0[r], a.r0[r]);
             ops::embedding_backward(dwte, dwpe, &demb, row.token, row.pos);
         }
@@ -285,10 +293,11 @@ fn mlp_branch_backward<
     const E: usize,
     const H: usize,
     const F: usize,
+    S: Float,
 >(
-    la: &BlockActs<T, E, H, F>,
-    s: &mut Scratch<V, E, F>,
-    lease: &mut impl Lease<V, T, E, F>,
+    la: &BlockActs<T, E, H, F, S>,
+    s: &mut Scratch<V, E, F, S>,
+    lease: &mut impl Lease<V, T, E, F, S>,
     l: usize,
     n: usize,
     dropout: bool,
@@ -298,7 +307,7 @@ fn mlp_branch_backward<
         ops::linear_backward(&mut s.dh[..n], dfc2, dy, &la.h[..n], fc2, Set, Set);
     });
     for r in 0..n {
-        s.dpre[r] = [0.0; F];
+        s.dpre[r] = [S::ZERO; F];
         ops::relu_backward(&mut s.dpre[r], &s.dh[r], &la.h[r]);
     }
     lease.mlp_fc1(l, |fc1, dfc1| {
@@ -319,10 +328,11 @@ fn attention_branch_backward<
     const H: usize,
     const D: usize,
     const F: usize,
+    S: Float,
 >(
-    la: &BlockActs<T, E, H, F>,
-    s: &mut Scratch<V, E, F>,
-    lease: &mut impl Lease<V, T, E, F>,
+    la: &BlockActs<T, E, H, F, S>,
+    s: &mut Scratch<V, E, F, S>,
+    lease: &mut impl Lease<V, T, E, F, S>,
     l: usize,
     rows: &[Row],
     dropout: bool,
@@ -331,12 +341,12 @@ fn attention_branch_backward<
     let dy = through_mask(&mut s.dy[..n], &s.dx[..n], &la.m_attn[..n], dropout);
     lease.attention(l, |[wq, wk, wv, wo], [dwq, dwk, dwv, dwo]| {
         ops::linear_backward(&mut s.dctx[..n], dwo, dy, &la.ctx[..n], wo, Set, Set);
-        s.dq[..n].fill([0.0; E]);
-        s.dk[..n].fill([0.0; E]);
-        s.dv[..n].fill([0.0; E]);
+        s.dq[..n].fill([S::ZERO; E]);
+        s.dk[..n].fill([S::ZERO; E]);
+        s.dv[..n].fill([S::ZERO; E]);
         for (r, row) in rows.iter().enumerate() {
             let first = r - row.pos;
-            ops::attention_backward::<T, E, H, D>(
+            ops::attention_backward::<T, E, H, D, S>(
                 &mut s.dq[r],
                 doc_rows_mut(&mut s.dk, first),
                 doc_rows_mut(&mut s.dv, first),
@@ -361,12 +371,12 @@ fn attention_branch_backward<
 
 /// The gradient of a branch output before its dropout mask: `dx ⊙ mask` into `dy` when the
 /// forward dropped out, else `dx` itself (no copy).
-fn through_mask<'a, const E: usize>(
-    dy: &'a mut [[f64; E]],
-    dx: &'a [[f64; E]],
-    masks: &[[f64; E]],
+fn through_mask<'a, const E: usize, S: Float>(
+    dy: &'a mut [[S; E]],
+    dx: &'a [[S; E]],
+    masks: &[[S; E]],
     dropout: bool,
-) -> &'a [[f64; E]] {
+) -> &'a [[S; E]] {
     if !dropout {
         return dx;
     }

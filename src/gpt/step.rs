@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::acts::Buffers;
+use super::kernels::Float;
 use super::params::{
     Attn, AttnGrad, BlockPart, Embed, EmbedParams, Flat, Param, ParamArray, add, zeroed_box,
 };
@@ -110,20 +111,20 @@ pub(super) fn lock<X>(l: &Mutex<X>) -> MutexGuard<'_, X> {
 /// One block's parameters in its three parts, each behind its own lock so that Adam can
 /// update different parts on different threads, and a part as soon as every backward has
 /// left it.
-pub(super) struct Block<const E: usize, const F: usize> {
-    fc2: RwLock<Box<Param<F, E>>>,
-    fc1: RwLock<Box<Param<E, F>>>,
-    attn: RwLock<Box<Attn<E>>>,
+pub(super) struct Block<const E: usize, const F: usize, S: Float> {
+    fc2: RwLock<Box<Param<F, E, S>>>,
+    fc1: RwLock<Box<Param<E, F, S>>>,
+    attn: RwLock<Box<Attn<E, S>>>,
 }
 
 /// A block's parts, read-locked.
-pub(super) struct BlockRead<'a, const E: usize, const F: usize> {
-    fc2: RwLockReadGuard<'a, Box<Param<F, E>>>,
-    fc1: RwLockReadGuard<'a, Box<Param<E, F>>>,
-    attn: RwLockReadGuard<'a, Box<Attn<E>>>,
+pub(super) struct BlockRead<'a, const E: usize, const F: usize, S: Float> {
+    fc2: RwLockReadGuard<'a, Box<Param<F, E, S>>>,
+    fc1: RwLockReadGuard<'a, Box<Param<E, F, S>>>,
+    attn: RwLockReadGuard<'a, Box<Attn<E, S>>>,
 }
 
-impl<const E: usize, const F: usize> Block<E, F> {
+impl<const E: usize, const F: usize, S: Float> Block<E, F, S> {
     pub fn new() -> Result<Self> {
         Ok(Block {
             fc2: RwLock::new(zeroed_box()?),
@@ -132,7 +133,7 @@ impl<const E: usize, const F: usize> Block<E, F> {
         })
     }
 
-    fn read(&self) -> BlockRead<'_, E, F> {
+    fn read(&self) -> BlockRead<'_, E, F, S> {
         BlockRead {
             fc2: read(&self.fc2),
             fc1: read(&self.fc1),
@@ -152,10 +153,10 @@ impl<const E: usize, const F: usize> Block<E, F> {
     }
 }
 
-impl<const E: usize, const F: usize> BlockRead<'_, E, F> {
+impl<const E: usize, const F: usize, S: Float> BlockRead<'_, E, F, S> {
     /// The per-parameter array `which` of each matrix, in
     /// [`Shape::tensors`](crate::shape::Shape::tensors) order.
-    pub fn tensors(&self, which: ParamArray) -> [&[f64]; 6] {
+    pub fn tensors(&self, which: ParamArray) -> [&[S]; 6] {
         let [q, k, v, o] = &**self.attn;
         let (fc1, fc2) = (&self.fc1, &self.fc2);
         [
@@ -177,15 +178,16 @@ pub(super) struct ParamsRead<
     const E: usize,
     const F: usize,
     const L: usize,
+    S: Float,
 > {
-    pub embed: RwLockReadGuard<'a, Box<EmbedParams<V, T, E>>>,
-    pub blocks: [BlockRead<'a, E, F>; L],
+    pub embed: RwLockReadGuard<'a, Box<EmbedParams<V, T, E, S>>>,
+    pub blocks: [BlockRead<'a, E, F, S>; L],
 }
 
-impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
-    ParamsRead<'_, V, T, E, F, L>
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize, S: Float>
+    ParamsRead<'_, V, T, E, F, L, S>
 {
-    pub fn view(&self) -> ParamsRef<'_, V, T, E, F, L> {
+    pub fn view(&self) -> ParamsRef<'_, V, T, E, F, L, S> {
         ParamsRef {
             embed: &self.embed,
             blocks: std::array::from_fn(|l| {
@@ -201,10 +203,10 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
 }
 
 /// One block's gradient, in the parts of [`Block`].
-struct BlockGrad<const E: usize, const F: usize> {
-    fc2: Mutex<Box<[[f64; F]; E]>>,
-    fc1: Mutex<Box<[[f64; E]; F]>>,
-    attn: Mutex<Box<AttnGrad<E>>>,
+struct BlockGrad<const E: usize, const F: usize, S: Float> {
+    fc2: Mutex<Box<[[S; F]; E]>>,
+    fc1: Mutex<Box<[[S; E]; F]>>,
+    attn: Mutex<Box<AttnGrad<E, S>>>,
 }
 
 /// A gradient (the layout of [`super::Weights`]) in parts that different threads can hold
@@ -215,13 +217,14 @@ pub(super) struct Grad<
     const E: usize,
     const F: usize,
     const L: usize,
+    S: Float,
 > {
-    embed: Mutex<Box<Embed<V, T, E>>>,
-    blocks: [BlockGrad<E, F>; L],
+    embed: Mutex<Box<Embed<V, T, E, S>>>,
+    blocks: [BlockGrad<E, F, S>; L],
 }
 
-impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
-    Grad<V, T, E, F, L>
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize, S: Float>
+    Grad<V, T, E, F, L, S>
 {
     /// A zero gradient.
     pub fn new() -> Result<Self> {
@@ -245,15 +248,16 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     /// Appends every tensor (real rows), flattened, in
     /// [`Shape::tensors`](crate::shape::Shape::tensors) order.
     pub fn extend_flat(&self, vocab: usize, out: &mut Vec<f64>) {
+        let mut extend = |t: &[S]| out.extend(t.iter().map(|x| x.to_f64()));
         for t in lock(&self.embed).tensors(vocab) {
-            out.extend_from_slice(t);
+            extend(t);
         }
         for b in &self.blocks {
             for a in lock(&b.attn).iter() {
-                out.extend_from_slice(a.as_flattened());
+                extend(a.as_flattened());
             }
-            out.extend_from_slice(lock(&b.fc1).as_flattened());
-            out.extend_from_slice(lock(&b.fc2).as_flattened());
+            extend(lock(&b.fc1).as_flattened());
+            extend(lock(&b.fc2).as_flattened());
         }
     }
 }
@@ -261,34 +265,42 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
 /// The backward's [`Lease`] on the shared parameters and one gradient: each part read- and
 /// mutex-locked while the backward works in it, then marked done for the threads that wait
 /// to sum and update it.
-struct Locked<'a, const V: usize, const T: usize, const E: usize, const F: usize, const L: usize> {
-    embed: &'a RwLock<Box<EmbedParams<V, T, E>>>,
-    blocks: &'a [Block<E, F>; L],
-    grad: &'a Grad<V, T, E, F, L>,
+struct Locked<
+    'a,
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const F: usize,
+    const L: usize,
+    S: Float,
+> {
+    embed: &'a RwLock<Box<EmbedParams<V, T, E, S>>>,
+    blocks: &'a [Block<E, F, S>; L],
+    grad: &'a Grad<V, T, E, F, L, S>,
     /// the tables are zeroed before the backward adds into them (else they are zero already)
     zero_tables: bool,
     done: &'a [AtomicUsize],
 }
 
-impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
-    Locked<'_, V, T, E, F, L>
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize, S: Float>
+    Locked<'_, V, T, E, F, L, S>
 {
     fn done(&self, part: Part) {
         self.done[part.index::<L>()].fetch_add(1, Ordering::Release);
     }
 }
 
-impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
-    Lease<V, T, E, F> for Locked<'_, V, T, E, F, L>
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize, S: Float>
+    Lease<V, T, E, F, S> for Locked<'_, V, T, E, F, L, S>
 {
-    fn head(&mut self, f: impl FnOnce(&[[f64; E]; V], &mut [[f64; E]; V])) {
+    fn head(&mut self, f: impl FnOnce(&[[S; E]; V], &mut [[S; E]; V])) {
         f(
             &read(self.embed).w.lm_head,
             &mut lock(&self.grad.embed).lm_head,
         );
     }
 
-    fn mlp_fc2(&mut self, l: usize, f: impl FnOnce(&[[f64; F]; E], &mut [[f64; F]; E])) {
+    fn mlp_fc2(&mut self, l: usize, f: impl FnOnce(&[[S; F]; E], &mut [[S; F]; E])) {
         f(
             &read(&self.blocks[l].fc2).w,
             &mut lock(&self.grad.blocks[l].fc2),
@@ -296,7 +308,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
         self.done(Part::MlpFc2(l));
     }
 
-    fn mlp_fc1(&mut self, l: usize, f: impl FnOnce(&[[f64; E]; F], &mut [[f64; E]; F])) {
+    fn mlp_fc1(&mut self, l: usize, f: impl FnOnce(&[[S; E]; F], &mut [[S; E]; F])) {
         f(
             &read(&self.blocks[l].fc1).w,
             &mut lock(&self.grad.blocks[l].fc1),
@@ -304,11 +316,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
         self.done(Part::MlpFc1(l));
     }
 
-    fn attention(
-        &mut self,
-        l: usize,
-        f: impl FnOnce([&[[f64; E]; E]; 4], [&mut [[f64; E]; E]; 4]),
-    ) {
+    fn attention(&mut self, l: usize, f: impl FnOnce([&[[S; E]; E]; 4], [&mut [[S; E]; E]; 4])) {
         {
             let p = read(&self.blocks[l].attn);
             let mut g = lock(&self.grad.blocks[l].attn);
@@ -318,7 +326,7 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
         self.done(Part::Attention(l));
     }
 
-    fn tables(&mut self, f: impl FnOnce(&mut [[f64; E]; V], &mut [[f64; E]; T])) {
+    fn tables(&mut self, f: impl FnOnce(&mut [[S; E]; V], &mut [[S; E]; T])) {
         {
             let mut g = lock(&self.grad.embed);
             if self.zero_tables {
@@ -339,6 +347,7 @@ pub(super) struct Plan<
     const E: usize,
     const F: usize,
     const L: usize,
+    S: Float,
 > {
     /// every position of every document, document after document
     pub rows: Vec<Row>,
@@ -354,7 +363,7 @@ pub(super) struct Plan<
     /// zero between steps (allocated zeroed, zeroed again as they are added; the backward
     /// writes over every other tensor); group 0's goes straight into the step's gradient,
     /// whose tables are zeroed first
-    group_grads: Vec<Grad<V, T, E, F, L>>,
+    group_grads: Vec<Grad<V, T, E, F, L, S>>,
     /// whether the groups run backward (else only the forward and the losses)
     backward: bool,
     /// the number of groups that run backward: those with documents, if `backward`
@@ -375,13 +384,14 @@ pub(super) struct Shared<
     const D: usize,
     const F: usize,
     const L: usize,
+    S: Float,
 > {
     pub vocab: usize,
-    pub embed: RwLock<Box<EmbedParams<V, T, E>>>,
-    pub blocks: [Block<E, F>; L],
+    pub embed: RwLock<Box<EmbedParams<V, T, E, S>>>,
+    pub blocks: [Block<E, F, S>; L],
     /// the mean gradient of the last step
-    pub grad: Grad<V, T, E, F, L>,
-    pub plan: RwLock<Plan<V, T, E, F, L>>,
+    pub grad: Grad<V, T, E, F, L, S>,
+    pub plan: RwLock<Plan<V, T, E, F, L, S>>,
     /// the loss of each document of the batch
     pub doc_loss: Mutex<Vec<f64>>,
     /// the next group to claim (an index into `claim_order`), and the next parameter part
@@ -402,12 +412,13 @@ impl<
     const D: usize,
     const F: usize,
     const L: usize,
-> Shared<V, T, E, H, D, F, L>
+    S: Float,
+> Shared<V, T, E, H, D, F, L, S>
 {
     pub fn new(
         vocab: usize,
-        embed: Box<EmbedParams<V, T, E>>,
-        blocks: [Block<E, F>; L],
+        embed: Box<EmbedParams<V, T, E, S>>,
+        blocks: [Block<E, F, S>; L],
     ) -> Result<Self> {
         Ok(Shared {
             vocab,
@@ -436,7 +447,7 @@ impl<
         })
     }
 
-    pub fn read_params(&self) -> ParamsRead<'_, V, T, E, F, L> {
+    pub fn read_params(&self) -> ParamsRead<'_, V, T, E, F, L, S> {
         ParamsRead {
             embed: read(&self.embed),
             blocks: std::array::from_fn(|l| self.blocks[l].read()),
@@ -495,7 +506,7 @@ impl<
     /// Claims groups until none is left; for each, forward, the documents' losses and
     /// backward into the group's gradient, marking each part of it done as the backward
     /// leaves it.
-    fn work_groups(&self, buf: &mut Buffers<V, T, E, H, F, L>) {
+    fn work_groups(&self, buf: &mut Buffers<V, T, E, H, F, L, S>) {
         let plan = read(&self.plan);
         let n_groups = plan.groups.len();
         loop {
@@ -510,7 +521,7 @@ impl<
             }
             let first = plan.docs[docs.start].start;
             let rows = &plan.rows[first..plan.docs[docs.end - 1].end];
-            pass::forward::<V, T, E, H, D, F, L>(
+            pass::forward::<V, T, E, H, D, F, L, S>(
                 buf,
                 &self.read_params().view(),
                 rows,
@@ -523,7 +534,7 @@ impl<
                 for j in docs {
                     let r = plan.docs[j].start - first..plan.docs[j].end - first;
                     let n = r.len();
-                    let total: f64 = buf.acts.ce[r].iter().sum();
+                    let total: f64 = buf.acts.ce[r].iter().map(|c| c.to_f64()).sum();
                     losses[j] = (1.0 / n as f64) * total;
                 }
             }
@@ -543,7 +554,7 @@ impl<
                 done: &self.done,
             };
             let dropout = plan.dropout.is_some();
-            pass::backward::<V, T, E, H, D, F, L>(buf, &mut lease, rows, self.vocab, dropout);
+            pass::backward::<V, T, E, H, D, F, L, S>(buf, &mut lease, rows, self.vocab, dropout);
         }
     }
 
@@ -630,8 +641,8 @@ impl<
     }
 }
 
-impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize>
-    Plan<V, T, E, F, L>
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize, S: Float>
+    Plan<V, T, E, F, L, S>
 {
     /// The rows and documents of `batch` (see [`Shared::prepare`]).
     fn rows_of(&mut self, batch: &[&[usize]], dropout: Option<Dropout>, token_mean: bool) {
@@ -743,9 +754,10 @@ impl<
     const D: usize,
     const F: usize,
     const L: usize,
-> Job for Shared<V, T, E, H, D, F, L>
+    S: Float,
+> Job for Shared<V, T, E, H, D, F, L, S>
 {
-    type Local = Buffers<V, T, E, H, F, L>;
+    type Local = Buffers<V, T, E, H, F, L, S>;
 
     /// The groups, then the parameter parts, each waiting only for what it needs.
     fn run(&self, local: &mut Self::Local) {

@@ -267,7 +267,7 @@ fn plan(state: &State, v: &Value) -> Result<Plan, String> {
             e => return Err(format!("unknown engine {e:?}: static or dynamic")),
         };
         let why = match engine {
-            Engine::Static => format!(
+            Engine::Static | Engine::StaticF32 => format!(
                 "{model} is compiled into the binary (its shape is a const generic), so the static engine runs it: fixed-size arrays, hand-written backward."
             ),
             Engine::Dynamic => format!(

@@ -174,7 +174,7 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
             "batch_size": batch_size,
             "lr": settings.recipe.adam.lr,
             // the dynamic engine has no threads
-            "threads": if engine == Engine::Static { threads.min(batch_size) } else { 1 },
+            "threads": if engine.is_static() { threads.min(batch_size) } else { 1 },
         }),
     );
 

@@ -157,7 +157,7 @@ impl Current {
     fn model(&self) -> Result<Box<dyn Model>> {
         let c = &self.checkpoint;
         Ok(match self.engine {
-            Engine::Static => session::load_model(c)?.0,
+            Engine::Static | Engine::StaticF32 => session::load_model(c)?.0,
             Engine::Dynamic => Box::new(Reference::from_params(c.shape, &c.params)?),
         })
     }

@@ -8,6 +8,7 @@ use crate::bigram::Bigram;
 use crate::checkpoint::Checkpoint;
 use crate::data::{Docs, EncodedDocs, Source, Tokenizer};
 use crate::error::Result;
+use crate::float::Precision;
 use crate::limits;
 use crate::model::Model;
 use crate::presets::{Engine, build_model};
@@ -33,13 +34,26 @@ pub fn bigram_baseline(data: &Dataset) -> Result<Option<f64>> {
     Ok(Some(b.mean_nll(data.val.iter(), None)?))
 }
 
-/// A model with a checkpoint's weights, on the static engine.
+/// The metadata key of the precision a static model computed in (`f64`, `f32`). The tensors
+/// are stored in `f64` whatever it is: an `f32` value is exactly an `f64` one, so an `f32`
+/// checkpoint loads back bit for bit, into either precision, through the one reader.
+pub const PRECISION_KEY: &str = "float";
+
+/// The precision a checkpoint's model computed in ([`PRECISION_KEY`]; `f64` for checkpoints
+/// from before the key).
+pub fn checkpoint_precision(c: &Checkpoint) -> Result<Precision> {
+    c.parse_or(PRECISION_KEY, Precision::F64)
+}
+
+/// A model with a checkpoint's weights, on the static engine in the checkpoint's precision
+/// ([`checkpoint_precision`]; an `f32` model rounds `f64` values to nearest).
 pub fn load_model(c: &Checkpoint) -> Result<(Box<dyn Model>, Tokenizer)> {
     check_checkpoint_shape(c)?;
     let tok = c.tokenizer()?;
     // the weights are overwritten; the stream only feeds the throwaway initialization
     let mut rng = Rng::pcg(0);
-    let mut model = build_model(Engine::Static, c.model()?, tok.vocab_size(), &mut rng)?;
+    let engine = Engine::static_in(checkpoint_precision(c)?);
+    let mut model = build_model(engine, c.model()?, tok.vocab_size(), &mut rng)?;
     model.set_params_flat(&c.params)?;
     Ok((model, tok))
 }

@@ -23,7 +23,10 @@ pub mod settings;
 pub mod train;
 
 pub use crate::presets::{Engine, build_model};
-pub use commands::{bigram_baseline, each_sample, load_model, run_eval, run_sample, training_docs};
+pub use commands::{
+    PRECISION_KEY, bigram_baseline, checkpoint_precision, each_sample, load_model, run_eval,
+    run_sample, training_docs,
+};
 pub use dataset::{Dataset, RawDocs, checkpoint_source, fingerprint};
 pub use report::{Event, Outline, Report};
 pub use settings::{Settings, checkpoint_of};

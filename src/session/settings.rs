@@ -169,6 +169,7 @@ pub fn checkpoint_of(
         &settings.preset,
     );
     settings.write_to(&mut c);
+    c.set(super::PRECISION_KEY, model.precision().name());
     let (m, v) = model.adam_flat();
     c.adam = Some(AdamMoments { m, v });
     c.set("data", data.source.record());
