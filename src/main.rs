@@ -210,6 +210,11 @@ struct TrainArgs {
     /// (0 = none, as microgpt) [default: the recipe's]
     #[arg(long, value_name = "P", conflicts_with = "resume")]
     dropout: Option<f64>,
+    /// Average the weights over training, an exponential moving average with this decay
+    /// (warmed up as min(DECAY, (1+t)/(10+t)) at step t), and evaluate, save and sample the
+    /// average (0 = off, as microgpt) [default: the recipe's]
+    #[arg(long, value_name = "DECAY", conflicts_with = "resume")]
+    ema: Option<f64>,
     /// A step's loss is the mean over all the batch's tokens (makemore's), not the mean of
     /// the documents' means (microgpt's); `--token-mean=false` turns it off [default: the
     /// recipe's]
@@ -611,6 +616,7 @@ fn fresh_settings(a: &TrainArgs) -> Result<(Settings, Start, presets::PresetReci
             },
             batch_size: a.batch_size.unwrap_or(recipe.batch_size),
             dropout: a.dropout.unwrap_or(recipe.dropout),
+            ema: a.ema.unwrap_or(recipe.ema),
             token_mean: a.token_mean.unwrap_or(recipe.token_mean),
             reshuffle: a.reshuffle.unwrap_or(recipe.reshuffle),
         },
@@ -663,8 +669,12 @@ impl Report for TrainLines {
                 total,
                 loss,
                 sample,
+                ema,
             } => {
-                let note = sample.map_or(String::new(), |n| format!(" (sample of {n})"));
+                let mut note = ema.map_or(String::new(), |d| format!(" (EMA {d} weights)"));
+                if let Some(n) = sample {
+                    note += &format!(" (sample of {n})");
+                }
                 self.println(format!(
                     "step {step:4} / {total:4} | val loss {loss:.4}{note}"
                 ));
@@ -810,6 +820,7 @@ fn overrides(a: &TrainArgs) -> String {
         a.min_lr_fraction.map(|v| v.to_string()),
     );
     note("--dropout", a.dropout.map(|v| v.to_string()));
+    note("--ema", a.ema.map(|v| v.to_string()));
     note("--token-mean", a.token_mean.map(|v| v.to_string()));
     note("--reshuffle", a.reshuffle.map(|v| v.to_string()));
     note("--val-fraction", a.val_fraction.map(|v| v.to_string()));
@@ -829,6 +840,7 @@ fn describe_settings(s: &Settings, eval_every: usize, print_every: usize) -> Str
         adam: r.adam,
         batch_size: r.batch_size,
         dropout: r.dropout,
+        ema: r.ema,
         token_mean: r.token_mean,
         reshuffle: r.reshuffle,
         steps: s.total_steps,

@@ -163,6 +163,8 @@ pub struct PresetRecipe {
     pub adam: Adam,
     pub batch_size: usize,
     pub dropout: f64,
+    /// Decay of the weights' moving average that is evaluated and saved (0: none).
+    pub ema: f64,
     /// A step's loss is the mean over its tokens (makemore's), not over its documents.
     pub token_mean: bool,
     /// A new document order every epoch.
@@ -188,6 +190,7 @@ pub const MICRO_RECIPE: PresetRecipe = PresetRecipe {
     },
     batch_size: 1,
     dropout: 0.0,
+    ema: 0.0,
     token_mean: false,
     reshuffle: false,
     steps: 1000,
@@ -212,6 +215,7 @@ pub const SMALL_RECIPE: PresetRecipe = PresetRecipe {
     },
     batch_size: 32,
     dropout: 0.1,
+    ema: 0.0,
     token_mean: true,
     reshuffle: true,
     steps: 32000,
@@ -241,10 +245,13 @@ impl std::fmt::Display for PresetRecipe {
             Schedule::Linear => write!(f, "linear decay")?,
             Schedule::Cosine => write!(f, "cosine to {}·lr", a.min_lr_fraction)?,
         }
+        write!(f, ", dropout {}, ", self.dropout)?;
+        if self.ema > 0.0 {
+            write!(f, "EMA {} of the weights, ", self.ema)?;
+        }
         write!(
             f,
-            ", dropout {}, {}, {}, {} steps, val fraction {}, eval every {}, print every {}",
-            self.dropout,
+            "{}, {}, {} steps, val fraction {}, eval every {}, print every {}",
             if self.token_mean {
                 "token mean"
             } else {

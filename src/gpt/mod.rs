@@ -478,6 +478,18 @@ impl<
     fn params_flat(&self) -> Vec<f64> {
         Gpt::params_flat(self)
     }
+    fn visit_params(&self, f: &mut dyn FnMut(&[f64])) {
+        let vocab = self.vocab();
+        let guard = self.shared.read_params();
+        for t in guard.embed.w.tensors(vocab) {
+            f(t);
+        }
+        for b in &guard.blocks {
+            for t in b.tensors(ParamArray::Weights) {
+                f(t);
+            }
+        }
+    }
     fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
         Gpt::set_params_flat(self, flat)
     }
