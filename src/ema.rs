@@ -100,12 +100,12 @@ mod tests {
     fn the_decay_warms_up_to_the_recipe_s() {
         let m = Reference::new(Shape::micro(27), &mut Rng::pcg(1)).unwrap();
         let e = Ema::new(&m, 0.99);
-        // (1 + t)/(10 + t): 1/10 at t = 0, 2/11 at t = 1, 0.99 from t = 881 on
+        // (1 + t)/(10 + t): 1/10 at t = 0, 2/11 at t = 1, 0.99 from t = 890 on (891/900)
         assert_eq!(e.decay_at(0), 0.1);
         assert_eq!(e.decay_at(1), 2.0 / 11.0);
-        assert_eq!(e.decay_at(880), 881.0 / 890.0);
-        assert!(e.decay_at(880) < 0.99);
-        assert_eq!(e.decay_at(881), 0.99);
+        assert_eq!(e.decay_at(889), 890.0 / 899.0);
+        assert!(e.decay_at(889) < 0.99);
+        assert_eq!(e.decay_at(890), 0.99);
         assert_eq!(e.decay_at(100_000), 0.99);
     }
 
@@ -119,17 +119,18 @@ mod tests {
         let w1: Vec<f64> = w0.iter().map(|x| 2.0 * x + 1.0).collect();
         m.set_params_flat(&w1).unwrap();
         e.update(&m, 0);
-        // after step 0 the decay is 0.1: ema = 0.1·w0 + 0.9·w1
+        // after step 0 the decay is 1/10: ema = 0.1·w0 + (1 − 0.1)·w1
+        let d = 0.1;
         for (i, (&got, (&a, &b))) in e.weights().iter().zip(w0.iter().zip(&w1)).enumerate() {
-            assert_eq!(got, 0.1 * a + 0.9 * b, "weight {i}");
+            assert_eq!(got, d * a + (1.0 - d) * b, "weight {i}");
         }
-        // at a late step the decay is the recipe's: ema ← 0.9·ema + 0.1·w2
+        // at a late step the decay is the recipe's: ema ← 0.9·ema + (1 − 0.9)·w2
         let before = e.weights().to_vec();
         let w2: Vec<f64> = w0.iter().map(|x| -x).collect();
         m.set_params_flat(&w2).unwrap();
         e.update(&m, 1_000);
         for (i, (&got, (&a, &b))) in e.weights().iter().zip(before.iter().zip(&w2)).enumerate() {
-            assert_eq!(got, 0.9 * a + 0.1 * b, "weight {i}");
+            assert_eq!(got, 0.9 * a + (1.0 - 0.9) * b, "weight {i}");
         }
     }
 
