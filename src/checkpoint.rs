@@ -6,6 +6,9 @@
 //! `layer{i}.attn_wq/wk/wv/wo` `[E,E]`, `layer{i}.mlp_fc1` `[F,E]`, `layer{i}.mlp_fc2` `[E,F]`),
 //! row-major `[out, in]`, with only the real vocabulary rows. Optionally, for an exact resume,
 //! Adam's moments as tensors of the same shapes named `adam.m.<name>` and `adam.v.<name>`.
+//! A run that averages its weights (`ema` in the metadata, [`crate::ema`]) saves the average
+//! as the weights (what `eval` and `sample` use) and the weights training goes on from as
+//! `raw.<name>` ([`RAW_PREFIX`]).
 //!
 //! The header metadata (string → string) holds the configuration, written from
 //! [`Checkpoint::shape`] and [`Checkpoint::chars`]: `format` ([`FORMAT`]), `vocab` (the
@@ -99,6 +102,9 @@ pub fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> u
 pub const ADAM_M_PREFIX: &str = "adam.m.";
 pub const ADAM_V_PREFIX: &str = "adam.v.";
 
+/// Name prefix of the training weights when the weights are their average ([`Checkpoint::raw`]).
+pub const RAW_PREFIX: &str = "raw.";
+
 /// Adam's first (`m`) and second (`v`) moments, each in the layout of [`Checkpoint::params`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdamMoments {
@@ -117,6 +123,9 @@ pub struct Checkpoint {
     pub params: Vec<f64>,
     /// Adam's moments, present when the run can be resumed exactly.
     pub adam: Option<AdamMoments>,
+    /// When `params` is an average of the weights over training ([`crate::ema`]): the
+    /// weights themselves, which training goes on from, in the same layout.
+    pub raw: Option<Vec<f64>>,
     /// The run state: the [`REQUIRED_KEYS`] and whatever else the caller records. Never holds a
     /// [`STRUCTURAL_KEYS`] key.
     pub meta: BTreeMap<String, String>,
@@ -138,6 +147,7 @@ impl Checkpoint {
             chars,
             params,
             adam: None,
+            raw: None,
             meta: BTreeMap::new(),
         };
         c.set("step", step);
@@ -275,7 +285,19 @@ impl Checkpoint {
                 );
             }
         }
+        if let Some(r) = &self.raw
+            && r.len() != n
+        {
+            bail!(
+                "the training weights have {} values for {} parameters",
+                r.len(),
+                n
+            );
+        }
         self.check_finite("", &self.params)?;
+        if let Some(r) = &self.raw {
+            self.check_finite(RAW_PREFIX, r)?;
+        }
         if let Some(a) = &self.adam {
             self.check_finite(ADAM_M_PREFIX, &a.m)?;
             self.check_finite(ADAM_V_PREFIX, &a.v)?;
@@ -344,6 +366,9 @@ impl Checkpoint {
             }
         };
         push_all("", &self.params);
+        if let Some(r) = &self.raw {
+            push_all(RAW_PREFIX, r);
+        }
         if let Some(a) = &self.adam {
             push_all(ADAM_M_PREFIX, &a.m);
             push_all(ADAM_V_PREFIX, &a.v);
@@ -393,6 +418,11 @@ impl Checkpoint {
         } else {
             None
         };
+        let raw = if names.iter().any(|n| n.starts_with(RAW_PREFIX)) {
+            Some(read(RAW_PREFIX)?)
+        } else {
+            None
+        };
         // after the structural checks, whose errors say more than a checksum's
         if let Some(recorded) = kv.get(CHECKSUM_KEY) {
             let Some(want) = recorded
@@ -429,6 +459,7 @@ impl Checkpoint {
             chars,
             params,
             adam,
+            raw,
             meta,
         };
         ckpt.validate()?;
@@ -579,14 +610,19 @@ fn shape_of<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<(Shape, Vec<cha
     Ok((shape, chars))
 }
 
-/// A tensor of Adam's moments (rather than a weight).
+/// A tensor of Adam's moments.
 fn is_adam(name: &str) -> bool {
     name.starts_with(ADAM_M_PREFIX) || name.starts_with(ADAM_V_PREFIX)
 }
 
+/// A tensor of the run's state, Adam's moments or the training weights (rather than a weight).
+fn is_state(name: &str) -> bool {
+    is_adam(name) || name.starts_with(RAW_PREFIX)
+}
+
 /// Every tensor of the file is a weight of `shape` (or its moment).
 fn check_tensor_names(names: &[&str], shape: &Shape) -> Result<()> {
-    let n_weights = names.iter().filter(|n| !is_adam(n)).count();
+    let n_weights = names.iter().filter(|n| !is_state(n)).count();
     // 3 + 6·n_layer weight tensors are expected; refuse an absurd n_layer before listing them
     if shape.n_layer > n_weights {
         bail!(
@@ -601,6 +637,7 @@ fn check_tensor_names(names: &[&str], shape: &Shape) -> Result<()> {
         let base = name
             .strip_prefix(ADAM_M_PREFIX)
             .or_else(|| name.strip_prefix(ADAM_V_PREFIX))
+            .or_else(|| name.strip_prefix(RAW_PREFIX))
             .unwrap_or(name);
         if !known.contains(base) {
             bail!(
@@ -622,6 +659,9 @@ fn read_tensors(st: &SafeTensors<'_>, prefix: &str, shape: &Shape) -> Result<Vec
         let Ok(t) = st.tensor(&full) else {
             if prefix.is_empty() {
                 bail!("missing tensor `{}`", full);
+            }
+            if prefix == RAW_PREFIX {
+                bail!("incomplete training weights: missing tensor `{}`", full);
             }
             bail!("incomplete optimizer state: missing tensor `{}`", full);
         };

@@ -19,7 +19,7 @@
 //! | [`parallel`] | the crew of worker threads the static engine's steps run on |
 //! | [`gpt`] | the static engine, cut like llm.c's `train_gpt2.c` (its own table) |
 //! | [`presets`] | the compiled configurations and engine selection: the only module naming concrete shapes and both engines |
-//! | [`sample`], [`train`], [`bigram`] | sampling, the training loop, the count baseline |
+//! | [`sample`], [`train`], [`ema`], [`bigram`] | sampling, the training loop, the weights' moving average, the count baseline |
 //! | [`checkpoint`], [`curve`] | safetensors checkpoints, loss curves |
 //! | [`session`] | the commands' work, for `main.rs`: settings, the dataset's split, the `train` run (which reports [`session::Event`]s and prints nothing), sample and eval |
 //! | [`console`], [`progress`] | the terminal, for `main.rs` only: lines that never panic, the progress bar |
@@ -31,6 +31,7 @@ pub mod console;
 pub mod curve;
 pub mod data;
 pub mod dropout;
+pub mod ema;
 pub mod error;
 pub mod float;
 pub mod gpt;

@@ -249,6 +249,11 @@ struct TrainArgs {
     /// (0 = none, as microgpt) [default: the recipe's]
     #[arg(long, value_name = "P", conflicts_with = "resume")]
     dropout: Option<f64>,
+    /// Average the weights over training, an exponential moving average with this decay
+    /// (warmed up as min(DECAY, (1+t)/(10+t)) at step t), and evaluate, save and sample the
+    /// average (0 = off, as microgpt) [default: the recipe's]
+    #[arg(long, value_name = "DECAY", conflicts_with = "resume")]
+    ema: Option<f64>,
     /// A step's loss is the mean over all the batch's tokens (makemore's), not the mean of
     /// the documents' means (microgpt's); `--token-mean=false` turns it off [default: the
     /// recipe's]
@@ -674,6 +679,7 @@ fn fresh_settings(a: &TrainArgs) -> Result<(Settings, Start, presets::PresetReci
             },
             batch_size: a.batch_size.unwrap_or(recipe.batch_size),
             dropout: a.dropout.unwrap_or(recipe.dropout),
+            ema: a.ema.unwrap_or(recipe.ema),
             token_mean: a.token_mean.unwrap_or(recipe.token_mean),
             reshuffle: a.reshuffle.unwrap_or(recipe.reshuffle),
         },
@@ -727,8 +733,20 @@ impl Report for TrainLines {
                 total,
                 loss,
                 sample,
+                ema,
             } => {
-                let note = sample.map_or(String::new(), |n| format!(" (sample of {n})"));
+                let notes: Vec<String> = [
+                    ema.map(|d| format!("EMA {d} weights")),
+                    sample.map(|n| format!("sample of {n}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let note = if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", notes.join(", "))
+                };
                 self.println(format!(
                     "step {step:4} / {total:4} | val loss {loss:.4}{note}"
                 ));
@@ -874,6 +892,7 @@ fn overrides(a: &TrainArgs) -> String {
         a.min_lr_fraction.map(|v| v.to_string()),
     );
     note("--dropout", a.dropout.map(|v| v.to_string()));
+    note("--ema", a.ema.map(|v| v.to_string()));
     note("--token-mean", a.token_mean.map(|v| v.to_string()));
     note("--reshuffle", a.reshuffle.map(|v| v.to_string()));
     note("--val-fraction", a.val_fraction.map(|v| v.to_string()));
@@ -893,6 +912,7 @@ fn describe_settings(s: &Settings, eval_every: usize, print_every: usize) -> Str
         adam: r.adam,
         batch_size: r.batch_size,
         dropout: r.dropout,
+        ema: r.ema,
         token_mean: r.token_mean,
         reshuffle: r.reshuffle,
         steps: s.total_steps,

@@ -71,6 +71,10 @@ pub trait Model: Forward {
     }
     /// Parameters, flat, in [`Shape::tensors`] layout.
     fn params_flat(&self) -> Vec<f64>;
+    /// Calls `f` on each parameter tensor in turn, in [`Model::params_flat`] order and layout,
+    /// copying and allocating nothing: what a per-step average of the weights
+    /// ([`crate::ema::Ema`]) reads.
+    fn visit_params(&self, f: &mut dyn FnMut(&[f64]));
     fn set_params_flat(&mut self, flat: &[f64]) -> Result<()>;
     /// Adam's moments `(m, v)`, same layout.
     fn adam_flat(&self) -> (Vec<f64>, Vec<f64>);

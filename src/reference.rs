@@ -479,6 +479,9 @@ impl Model for Reference {
     fn params_flat(&self) -> Vec<f64> {
         self.params().to_vec()
     }
+    fn visit_params(&self, f: &mut dyn FnMut(&[f64])) {
+        f(self.params())
+    }
     fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
         if flat.len() != self.num_params() {
             bail!(

@@ -52,6 +52,9 @@ pub struct Recipe {
     pub batch_size: usize,
     /// Dropout probability (0: none, as microgpt).
     pub dropout: f64,
+    /// Decay of the weights' moving average ([`crate::ema::Ema`]; 0: none, as microgpt). The
+    /// loop here never reads it: the `train` session keeps the average beside the model.
+    pub ema: f64,
     /// A step's loss is the mean over its tokens rather than over its documents.
     pub token_mean: bool,
     /// Visit the documents in a new order every epoch rather than in the same order.
@@ -67,6 +70,7 @@ impl Recipe {
             adam,
             batch_size: 1,
             dropout: 0.0,
+            ema: 0.0,
             token_mean: false,
             reshuffle: false,
             seed,

@@ -87,7 +87,52 @@ fn assert_same(a: &Checkpoint, b: &Checkpoint) {
         }
         _ => panic!("adam present in one and not the other"),
     }
+    assert_eq!(
+        a.raw.as_deref().map(bits),
+        b.raw.as_deref().map(bits),
+        "raw differs"
+    );
     assert_eq!(a.meta, b.meta);
+}
+
+#[test]
+fn the_training_weights_of_an_averaged_run_round_trip_and_must_be_complete() {
+    let dir = scratch("raw_round_trip");
+    let path = dir.join("ema.safetensors");
+    let mut c = micro();
+    // the weights are an average; the training weights differ from them in every value
+    c.raw = Some(c.params.iter().map(|x| x / 2.0 - 1.0).collect());
+    c.set("ema", 0.999);
+    c.save(&path).unwrap();
+    let d = Checkpoint::load(&path).unwrap();
+    assert_same(&c, &d);
+    let bytes = fs::read(&path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = st.names();
+    names.sort();
+    let raw: Vec<&str> = names
+        .iter()
+        .filter(|n| n.starts_with("raw."))
+        .copied()
+        .collect();
+    assert_eq!(raw.len(), 9, "{names:?}");
+    assert!(raw.contains(&"raw.layer0.attn_wq"), "{raw:?}");
+    // a file with one of them missing is refused
+    let cut = rewrite(&bytes, |t, _| drop(t.remove("raw.wpe")));
+    let err = load_err(&dir, &cut);
+    assert!(
+        err.contains("incomplete training weights: missing tensor `raw.wpe`"),
+        "{err}"
+    );
+    // and one of the wrong length, or not finite, is not saved
+    let mut short = c.clone();
+    short.raw.as_mut().unwrap().pop();
+    let err = short.to_bytes().unwrap_err().to_string();
+    assert!(err.contains("training weights have"), "{err}");
+    let mut nan = c.clone();
+    nan.raw.as_mut().unwrap()[3] = f64::NAN;
+    let err = nan.to_bytes().unwrap_err().to_string();
+    assert!(err.contains("tensor `raw.wte` holds NaN"), "{err}");
 }
 
 #[test]

@@ -68,9 +68,9 @@ fn small_alone_runs_its_recipe_and_a_flag_overrides_exactly_that_setting() {
     );
     assert_eq!(
         line(&out, "recipe: "),
-        "recipe: small (batch 32, lr 0.002, betas 0.9/0.99, weight decay 0.2, warm-up 300, \
-         cosine to 0.02·lr, dropout 0.1, token mean, reshuffle, 32000 steps, val fraction \
-         0.0313, eval every 2000, print every 4000); given: --steps 2"
+        "recipe: small (batch 32, lr 0.003, betas 0.9/0.99, weight decay 0.2, warm-up 300, \
+         cosine to 0.02·lr, dropout 0.1, EMA 0.9998 of the weights, token mean, reshuffle, \
+         32000 steps, val fraction 0.0313, eval every 2000, print every 4000); given: --steps 2"
     );
     // 3.13% of 32,033 held out (1,003), at most --val-max's 1,000; batches of 32
     assert!(
@@ -81,7 +81,7 @@ fn small_alone_runs_its_recipe_and_a_flag_overrides_exactly_that_setting() {
     for (key, value) in [
         ("model", "small"),
         ("batch_size", "32"),
-        ("lr", "0.002"),
+        ("lr", "0.003"),
         ("beta1", "0.9"),
         ("beta2", "0.99"),
         ("weight_decay", "0.2"),
@@ -90,6 +90,7 @@ fn small_alone_runs_its_recipe_and_a_flag_overrides_exactly_that_setting() {
         ("schedule", "cosine"),
         ("min_lr_fraction", "0.02"),
         ("dropout", "0.1"),
+        ("ema", "0.9998"),
         ("token_mean", "true"),
         ("reshuffle", "true"),
         ("val_fraction", "0.0313"),
@@ -270,7 +271,7 @@ fn the_help_lists_each_preset_with_its_shape_parameters_and_recipe() {
         "{h}"
     );
     assert!(h.contains("small: 4 layer(s), n_embd 64, 4 heads, block 16, MLP 256; 201,088 parameters on names.txt"), "{h}");
-    assert!(h.contains("recipe: batch 32, lr 0.002"), "{h}");
+    assert!(h.contains("recipe: batch 32, lr 0.003"), "{h}");
     assert!(h.contains("--no-save"), "{h}");
     let top = ok(Path::new("."), &["--help"]);
     assert!(top.contains("built into the binary"), "{top}");

@@ -550,7 +550,10 @@ fn f32_checkpoints_record_their_precision_resume_exactly_and_load_in_f64() {
     );
     let c = microgpt::checkpoint::Checkpoint::load(std::path::Path::new(&whole)).unwrap();
     assert_eq!(c.get("float").unwrap(), "f32");
-    assert!(c.params.iter().all(|x| *x as f32 as f64 == *x));
+    // the weights trained on are f32 values (small's recipe saves its average of them, kept
+    // in f64, as the weights and the f32 ones beside it)
+    let trained = c.raw.as_ref().unwrap_or(&c.params);
+    assert!(trained.iter().all(|x| *x as f32 as f64 == *x));
 
     let docs = path("docs.txt");
     std::fs::write(&docs, "emma\nolivia\nava\nisabella\nsophia\n").unwrap();

@@ -490,6 +490,25 @@ impl<
     fn params_flat(&self) -> Vec<f64> {
         Gpt::params_flat(self)
     }
+    fn visit_params(&self, f: &mut dyn FnMut(&[f64])) {
+        let vocab = self.vocab();
+        let guard = self.shared.read_params();
+        // in f64 the tensors themselves; in f32 converted a chunk at a time, on the stack
+        let mut buf = [0.0; 256];
+        let mut each = |t: &[S]| {
+            for c in t.chunks(buf.len()) {
+                f(S::as_f64s(c, &mut buf));
+            }
+        };
+        for t in guard.embed.w.tensors(vocab) {
+            each(t);
+        }
+        for b in &guard.blocks {
+            for t in b.tensors(ParamArray::Weights) {
+                each(t);
+            }
+        }
+    }
     fn set_params_flat(&mut self, flat: &[f64]) -> Result<()> {
         Gpt::set_params_flat(self, flat)
     }

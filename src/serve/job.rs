@@ -251,7 +251,7 @@ fn run_inner(plan: Plan, state: &State, stop: &AtomicBool) -> Result<Value> {
                 state
                     .hub
                     .publish("samples", &json!({ "step": s, "samples": samples }));
-                let c = session::checkpoint_of(model, &settings, s, &data, fingerprint);
+                let c = session::checkpoint_of(model, None, &settings, s, &data, fingerprint);
                 match Current::new(c, &format!("trained on {data_name}, step {s} of {steps}")) {
                     Ok(c) => state.set_current(c),
                     Err(e) => failure = Some(e),

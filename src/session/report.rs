@@ -40,12 +40,14 @@ pub enum Event<'a> {
         total: usize,
         loss: f64,
     },
-    /// A validation loss, over the fixed sample of `sample` documents if not over all.
+    /// A validation loss, over the fixed sample of `sample` documents if not over all; of the
+    /// average of the weights with decay `ema`, if the run keeps one.
     ValLoss {
         step: usize,
         total: usize,
         loss: f64,
         sample: Option<usize>,
+        ema: Option<f64>,
     },
     /// A periodic save failed; training goes on and the next save tries again.
     SaveFailed { step: usize, error: &'a Error },

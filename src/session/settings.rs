@@ -2,6 +2,7 @@
 //! records of a run: the settings, the dataset's identity, and a shape this build can load.
 
 use crate::checkpoint::{AdamMoments, Checkpoint};
+use crate::ema::Ema;
 use crate::error::Result;
 use crate::model::Model;
 use crate::optim::{Adam, Schedule};
@@ -63,6 +64,9 @@ impl Settings {
         if self.val_max == Some(0) {
             bail!("--val-max must be at least 1");
         }
+        if !(0.0..1.0).contains(&r.ema) {
+            bail!("--ema must be in [0, 1), got {}", r.ema);
+        }
         if !(0.0..1.0).contains(&r.dropout) {
             bail!("--dropout must be in [0, 1), got {}", r.dropout);
         }
@@ -104,6 +108,10 @@ impl Settings {
             c.set("val_max", m);
         }
         c.set("dropout", r.dropout);
+        // only when on, so that a run without an average saves what it saved before the option
+        if r.ema > 0.0 {
+            c.set("ema", r.ema);
+        }
         c.set("token_mean", r.token_mean);
         c.set("reshuffle", r.reshuffle);
     }
@@ -132,6 +140,7 @@ impl Settings {
                 batch_size: c.parse("batch_size")?,
                 // checkpoints from before these options existed trained without them
                 dropout: c.parse_or("dropout", 0.0)?,
+                ema: c.parse_or("ema", 0.0)?,
                 token_mean: c.parse_or("token_mean", false)?,
                 reshuffle: c.parse_or("reshuffle", false)?,
             },
@@ -150,24 +159,32 @@ impl Settings {
 }
 
 /// A checkpoint of `model` after `step` steps of a run with these settings and data (whose
-/// [`RawDocs::fingerprint`](super::RawDocs::fingerprint) is `fingerprint`).
+/// [`RawDocs::fingerprint`](super::RawDocs::fingerprint) is `fingerprint`). With the run's
+/// average of the weights, `ema`, the checkpoint's weights are the average (what `eval` and
+/// `sample` use) and the model's own go to [`Checkpoint::raw`] (what a resume trains on).
 pub fn checkpoint_of(
     model: &dyn Model,
+    ema: Option<&Ema>,
     settings: &Settings,
     step: usize,
     data: &Dataset,
     fingerprint: u64,
 ) -> Checkpoint {
     let tok = &data.tok;
+    let (params, raw) = match ema {
+        Some(e) => (e.weights().to_vec(), Some(model.params_flat())),
+        None => (model.params_flat(), None),
+    };
     let mut c = Checkpoint::new(
         model.shape(),
         tok.chars().to_vec(),
-        model.params_flat(),
+        params,
         step,
         settings.recipe.seed,
         settings.rng,
         &settings.preset,
     );
+    c.raw = raw;
     settings.write_to(&mut c);
     c.set(super::PRECISION_KEY, model.precision().name());
     let (m, v) = model.adam_flat();

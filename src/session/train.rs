@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::checkpoint::Checkpoint;
 use crate::curve::Curve;
 use crate::data::{EncodedDocs, Source, Tokenizer};
+use crate::ema::Ema;
 use crate::error::Result;
 use crate::io::{check_distinct, check_output};
 use crate::limits;
@@ -146,11 +147,11 @@ pub fn run_train(
     report: &mut dyn Report,
 ) -> Result<Option<f64>> {
     check_options(settings, opts)?;
-    let (mut model, run, out) = prepare(settings, &start, opts)?;
+    let (mut model, ema, run, out) = prepare(settings, &start, opts)?;
     report.event(Event::Begin(
         &run.outline(model.as_ref(), out.path.as_deref()),
     ));
-    let mut tally = Tally::new(out, run.last - run.first_step);
+    let mut tally = Tally::new(out, ema, run.last - run.first_step);
     let done = train::train_until(
         model.as_mut(),
         &run.data.train,
@@ -203,11 +204,13 @@ struct Run<'a> {
 
 /// Every check and every file read before the first step, in the order that reports the
 /// cheapest mistakes first: the outputs, the data, the checkpoint's fit, the step range.
+/// Returns the model, its average if the recipe keeps one, the run and its output.
+#[allow(clippy::type_complexity)]
 fn prepare<'a>(
     settings: &'a Settings,
     start: &Start,
     opts: &'a TrainOptions,
-) -> Result<(Box<dyn Model>, Run<'a>, Output)> {
+) -> Result<(Box<dyn Model>, Option<Ema>, Run<'a>, Output)> {
     let out = Output::new(&opts.save);
     let (source, tok, first_step) = start_point(start, opts)?;
     check_files(out.path.as_deref(), opts, start, &source)?;
@@ -226,7 +229,7 @@ fn prepare<'a>(
     let fingerprint = data.fingerprint;
     let vocab = data.tok.vocab_size();
     let mut model = build_model(opts.engine, &settings.preset, vocab, &mut rng)?;
-    load_start(model.as_mut(), start)?;
+    let ema = load_start(model.as_mut(), start, settings.recipe.ema)?;
     // training shares a step's documents, so more threads than documents only wait; an
     // evaluation has thousands to share
     let eval_threads = opts.threads.unwrap_or_else(cores);
@@ -251,7 +254,7 @@ fn prepare<'a>(
         eval_threads,
         train_threads,
     };
-    Ok((model, run, out))
+    Ok((model, ema, run, out))
 }
 
 /// The dataset, the vocabulary (a checkpoint's, if the run starts from one) and the steps
@@ -271,22 +274,40 @@ fn start_point(start: &Start, opts: &TrainOptions) -> Result<(Source, Option<Tok
     })
 }
 
-/// Loads a checkpoint's weights over the fresh ones, and for a resumed run Adam's moments.
-fn load_start(model: &mut dyn Model, start: &Start) -> Result<()> {
+/// Loads a checkpoint's weights over the fresh ones (`--init`: the weights `eval` uses, the
+/// average if the run kept one), and for a resumed run the weights it trained on, Adam's
+/// moments and the average. Returns the average of the weights, if `ema > 0`: a fresh one
+/// starts at the model's weights.
+fn load_start(model: &mut dyn Model, start: &Start, ema: f64) -> Result<Option<Ema>> {
     match start {
         Start::Fresh => {}
         Start::Init(c) => model.set_params_flat(&c.params)?,
         Start::Resume(c) => {
-            model.set_params_flat(&c.params)?;
             let Some(adam) = &c.adam else {
                 bail!(
                     "the checkpoint has no optimizer state to resume from (use --init to start from its weights)"
                 );
             };
             model.set_adam_flat(&adam.m, &adam.v)?;
+            return match (&c.raw, ema > 0.0) {
+                (Some(raw), true) => {
+                    model.set_params_flat(raw)?;
+                    Ok(Some(Ema::resume(&*model, ema, c.params.clone())?))
+                }
+                (None, false) => {
+                    model.set_params_flat(&c.params)?;
+                    Ok(None)
+                }
+                (None, true) => bail!(
+                    "the checkpoint records `ema` but has no training weights (raw.*) to resume from (use --init to start from its weights)"
+                ),
+                (Some(_), false) => bail!(
+                    "the checkpoint has training weights (raw.*) but records no `ema`: it cannot be resumed exactly"
+                ),
+            };
         }
     }
-    Ok(())
+    Ok((ema > 0.0).then(|| Ema::new(&*model, ema)))
 }
 
 impl Run<'_> {
@@ -311,15 +332,25 @@ impl Run<'_> {
         }
     }
 
-    /// The validation loss after `step`: on the fixed sample, except at the last step.
-    fn validate(&self, model: &mut dyn Model, step: usize, report: &mut dyn Report) -> f64 {
+    /// The validation loss after `step` (of the average of the weights, if the run keeps
+    /// one): on the fixed sample, except at the last step.
+    fn validate(
+        &self,
+        model: &mut dyn Model,
+        ema: Option<&Ema>,
+        step: usize,
+        report: &mut dyn Report,
+    ) -> Result<f64> {
         let (docs, sample) = match &self.val_sample {
             Some(v) if step != self.last => (v, Some(v.len())),
             _ => (&self.data.val, None),
         };
         // errors here are a thread that cannot be spawned; the pass then runs on fewer
         let _ = model.set_threads(self.eval_threads);
-        let (sum, n) = train::evaluate(model, docs);
+        let (sum, n) = match ema {
+            Some(e) => e.with_average(model, |m| train::evaluate(m, docs))?,
+            None => train::evaluate(model, docs),
+        };
         let _ = model.set_threads(self.train_threads);
         let loss = sum / n as f64;
         let total = self.settings.total_steps;
@@ -328,12 +359,20 @@ impl Run<'_> {
             total,
             loss,
             sample,
+            ema: ema.map(Ema::decay),
         });
-        loss
+        Ok(loss)
     }
 
-    fn checkpoint(&self, model: &dyn Model, step: usize) -> Checkpoint {
-        checkpoint_of(model, self.settings, step, &self.data, self.fingerprint)
+    fn checkpoint(&self, model: &dyn Model, ema: Option<&Ema>, step: usize) -> Checkpoint {
+        checkpoint_of(
+            model,
+            ema,
+            self.settings,
+            step,
+            &self.data,
+            self.fingerprint,
+        )
     }
 }
 
@@ -370,6 +409,11 @@ impl Output {
 /// What the loop accumulates.
 struct Tally {
     out: Output,
+    /// The average of the weights, if the recipe keeps one.
+    ema: Option<Ema>,
+    /// A failure of the average's evaluation, which stops the run (it cannot happen with
+    /// the average's own model, whose parameter count it has).
+    failed: Option<crate::error::Error>,
     curve: Curve,
     tokens_done: usize,
     /// Seconds of training, without validation and saves.
@@ -381,9 +425,11 @@ struct Tally {
 
 impl Tally {
     /// Create it right before the first step: the training time is measured from here.
-    fn new(out: Output, steps: usize) -> Tally {
+    fn new(out: Output, ema: Option<Ema>, steps: usize) -> Tally {
         Tally {
             out,
+            ema,
+            failed: None,
             curve: Curve::new(steps),
             tokens_done: 0,
             train_time: 0.0,
@@ -404,6 +450,9 @@ impl Tally {
         report: &mut dyn Report,
     ) -> ControlFlow<()> {
         let (opts, total) = (run.opts, run.settings.total_steps);
+        if let Some(e) = &mut self.ema {
+            e.update(model, s - 1);
+        }
         self.tokens_done += tokens;
         self.curve.push_train(s, loss);
         report.event(Event::Step {
@@ -424,13 +473,20 @@ impl Tally {
             self.train_time += self.lap.elapsed().as_secs_f64();
         }
         if eval_now {
-            let v = run.validate(model, s, report);
-            self.curve.push_val(s, v);
-            self.final_val = Some(v);
+            match run.validate(model, self.ema.as_ref(), s, report) {
+                Ok(v) => {
+                    self.curve.push_val(s, v);
+                    self.final_val = Some(v);
+                }
+                Err(e) => {
+                    self.failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
         }
         if save_now && let Some(out) = self.out.claim() {
             // a disk full for a moment must not cost the run: the next save may succeed
-            if let Err(error) = run.checkpoint(model, s).save(out) {
+            if let Err(error) = run.checkpoint(model, self.ema.as_ref(), s).save(out) {
                 report.event(Event::SaveFailed {
                     step: s,
                     error: &error,
@@ -457,6 +513,9 @@ fn finish(
     done: usize,
     report: &mut dyn Report,
 ) -> Result<Option<f64>> {
+    if let Some(e) = tally.failed.take() {
+        return Err(e);
+    }
     tally.train_time += tally.lap.elapsed().as_secs_f64();
     let interrupted = interrupt::requested().filter(|_| done < run.last);
     report.event(Event::Trained {
@@ -467,7 +526,7 @@ fn finish(
     let total = run.settings.total_steps;
     let saved = match tally.out.claim() {
         Some(out) => {
-            run.checkpoint(model, done).save(out)?;
+            run.checkpoint(model, tally.ema.as_ref(), done).save(out)?;
             report.event(Event::Saved {
                 path: out,
                 step: done,
