@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 use microgpt::checkpoint::Checkpoint;
 
+mod common;
+use common::s;
+
 /// Runs the binary in a scratch directory, where a `train` without `--out` saves its
 /// checkpoint (so that tests do not litter the repository).
 fn microgpt(args: &[&str]) -> Output {
@@ -23,23 +26,11 @@ fn scratch() -> PathBuf {
 }
 
 fn ok(args: &[&str]) -> String {
-    let o = microgpt(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+    common::expect_ok(args, microgpt(args))
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("microgpt-cmd-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::scratch_file("cmd", name)
 }
 
 /// The checkpoints of an uninterrupted run and of its resumed twin.

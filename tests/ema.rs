@@ -2,7 +2,7 @@
 //! run's weights, computed here by hand; a run split in two and resumed saves the same file as
 //! the run in one go; a run without it (micro's default) saves what it saved before.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use microgpt::checkpoint::Checkpoint;
@@ -13,7 +13,7 @@ use microgpt::session::{self, Engine, Event, RawDocs, Save, Settings, Start, Tra
 use microgpt::train;
 
 mod common;
-use common::bits;
+use common::{bits, s};
 
 fn microgpt(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_microgpt"))
@@ -23,23 +23,11 @@ fn microgpt(args: &[&str]) -> Output {
 }
 
 fn ok(args: &[&str]) -> String {
-    let o = microgpt(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+    common::expect_ok(args, microgpt(args))
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("microgpt-ema-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::scratch_file("ema", name)
 }
 
 /// The lines of a run's output that report a loss, training or validation.

@@ -7,7 +7,8 @@
 // Each test binary compiles its own copy of this module and uses only some of it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use microgpt::data::{self, EncodedDocs, Tokenizer};
 use microgpt::rng::Rng;
@@ -91,4 +92,28 @@ pub fn assert_tensors_close(what: &str, shape: &Shape, a: &[f64], b: &[f64], rel
     let rows = per_tensor(shape, a, b);
     println!("{what}: {}", report(&rows));
     assert!(within(&rows, rel), "{what}: per tensor: {}", report(&rows));
+}
+
+/// The stdout of a run of the binary (`args` are for the failure message), which must have
+/// succeeded.
+pub fn expect_ok(args: &[&str], o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// File `name` in this test process's scratch directory `microgpt-<tag>-<pid>` (made if
+/// missing).
+pub fn scratch_file(tag: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("microgpt-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
