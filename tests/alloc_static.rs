@@ -1,5 +1,4 @@
-//! A training step and a sampling step of the static engine allocate nothing, nor does an update
-//! of the average of the weights (either engine): a counting
+//! A training step and a sampling step of the static engine allocate nothing: a counting
 //! global allocator sees zero allocations over 100+ training steps and a full sample.
 //!
 //! Only allocations made by the measuring thread while it measures are counted (a thread-local
@@ -73,25 +72,4 @@ fn training_steps_and_a_sample_allocate_nothing() {
         n, 0,
         "{n} heap allocations during 150 training steps and a sample"
     );
-}
-
-#[test]
-fn updating_the_average_of_the_weights_allocates_nothing() {
-    use microgpt::ema::Ema;
-    use microgpt::model::Model;
-    use microgpt::presets::Small;
-    let mut rng = Rng::pcg(5);
-    let micro = Micro::new(27, &mut rng).unwrap();
-    let small = Small::new(27, &mut rng).unwrap();
-    let reference = microgpt::reference::Reference::new(micro.shape(), &mut rng).unwrap();
-    let models: [&dyn Model; 3] = [&micro, &small, &reference];
-    for m in models {
-        let mut ema = Ema::new(m, 0.999);
-        let n = count_allocations(|| {
-            for t in 0..20 {
-                ema.update(m, t);
-            }
-        });
-        assert_eq!(n, 0, "{}: {n} allocations in 20 updates", m.preset());
-    }
 }
