@@ -1,8 +1,8 @@
 //! What the six steps of the ladder (`train0` … `train5`) share, so that their numbers compare:
 //! the same split of names.txt, the same budget, the same held-out loss and the same report.
 //!
-//! The split is `microgpt train`'s and `microgpt baseline`'s: the documents shuffled by
-//! `Rng::pcg(42)`, the last 10% (3,203 names) held out. Every step sees the same
+//! The split is `microgpt train --val-max 3203`'s and `microgpt baseline --val-max 3203`'s:
+//! the documents shuffled by `Rng::pcg(42)`, the last 10% (3,203 names) held out. Every step sees the same
 //! [`STEPS`] training documents (or `--steps N`), one per step, in order (microgpt's
 //! `docs[step % len]`), and is scored on every held-out position: the token-weighted mean of
 //! `−ln p(next)`.
