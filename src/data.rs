@@ -84,12 +84,15 @@ impl fmt::Display for Source {
     }
 }
 
+/// A dataset's text, shared: by its documents and by a thread that scans it beside them.
+pub type SharedText = Arc<Cow<'static, str>>;
+
 /// The documents of a text, in file order until shuffled: one per line, surrounding
 /// whitespace (and so `\r`) stripped, empty lines skipped. Each is a byte range of the text,
 /// so that reading a dataset allocates two buffers, not one string per line.
 #[derive(Debug, Clone)]
 pub struct Docs {
-    text: Cow<'static, str>,
+    text: SharedText,
     /// Byte ranges (u32: half the memory to fault in; [`Docs::read`] refuses bigger texts).
     spans: Vec<(u32, u32)>,
 }
@@ -97,6 +100,13 @@ pub struct Docs {
 impl Docs {
     /// The documents of a text of less than 4 GiB.
     pub fn parse(text: Cow<'static, str>) -> Docs {
+        Self::parse_lines(Arc::new(text)).0
+    }
+
+    /// [`Docs::parse`], and whether the documents are the text's lines as they stand (no
+    /// line empty, none trimmed): then the documents, each followed by a newline, are the
+    /// text, with a newline added if its last line has none.
+    pub fn parse_lines(text: SharedText) -> (Docs, bool) {
         assert!(u32::try_from(text.len()).is_ok(), "a text of 4 GiB or more");
         // split at '\n' and trim: the same documents as `text.lines().map(str::trim)` (a
         // line's `\r` is whitespace). The newlines are found eight bytes at a time without a
@@ -108,6 +118,7 @@ impl Docs {
         ends.push(bytes.len() as u32);
         let mut spans = Vec::with_capacity(count + 1);
         let mut start = 0;
+        let mut lines_are_docs = true;
         for &end in &ends {
             let (s, e) = (start as usize, end as usize);
             let line = &bytes[s..e];
@@ -121,25 +132,39 @@ impl Docs {
                     (a as u32, (a + t.len()) as u32)
                 }
             };
-            if span.0 < span.1 {
+            let kept = span.0 < span.1;
+            // (the empty "line" after a final newline is no line)
+            let after_last_newline = s == e && e == bytes.len();
+            lines_are_docs &= after_last_newline || (kept && span == (start, end));
+            if kept {
                 spans.push(span);
             }
             start = end + 1;
         }
-        Docs { text, spans }
+        (Docs { text, spans }, lines_are_docs)
     }
 
     /// [`Source::text`] then [`Docs::parse`]; a text without documents is an error.
     pub fn read(source: &Source) -> Result<Docs> {
-        let text = source.text()?;
+        Ok(Self::read_lines(source, |_| ())?.0)
+    }
+
+    /// [`Docs::read`] with [`Docs::parse_lines`]'s flag, and the text shared before it is
+    /// parsed: `scan` gets it first (e.g. to start a thread that reads it beside the parse).
+    pub fn read_lines<R>(
+        source: &Source,
+        scan: impl FnOnce(&SharedText) -> R,
+    ) -> Result<(Docs, bool, R)> {
+        let text = Arc::new(source.text()?);
         if u32::try_from(text.len()).is_err() {
             bail!("dataset {source} is larger than 4 GiB");
         }
-        let docs = Docs::parse(text);
+        let r = scan(&text);
+        let (docs, lines_are_docs) = Docs::parse_lines(text);
         if docs.is_empty() {
             bail!("dataset {source} has no documents (every line is empty)");
         }
-        Ok(docs)
+        Ok((docs, lines_are_docs, r))
     }
 
     pub fn len(&self) -> usize {
@@ -172,44 +197,37 @@ impl Docs {
         self.iter_range(0..self.len())
     }
 
-    /// These documents in the order `idx` (indices into them), the text kept.
-    pub fn select(self, idx: &[u32]) -> Docs {
-        let spans = idx.iter().map(|&i| self.spans[i as usize]).collect();
-        Docs {
-            text: self.text,
-            spans,
-        }
+    /// Keeps the first `n` documents.
+    pub fn truncate(&mut self, n: usize) {
+        self.spans.truncate(n);
+    }
+
+    /// The text the documents are ranges of.
+    pub fn text(&self) -> &SharedText {
+        &self.text
     }
 
     /// [`Tokenizer::from_strs`] of these documents, from one pass over the whole text rather
-    /// than one per document: the text outside the documents is line ends and the whitespace
-    /// trimmed off them, so a character seen in the text is in a document unless it is
-    /// whitespace, and only those few are looked for in the documents.
+    /// than one per document ([`Docs::tokenizer_of`]).
     pub fn tokenizer(&self) -> Tokenizer {
-        let bytes = self.text.as_bytes();
-        let mut seen = [false; 256];
-        let mut wide = CharSet::default();
-        for (i, &b) in bytes.iter().enumerate() {
-            seen[b as usize] = true;
-            // a UTF-8 lead byte: the character it starts (the text is valid UTF-8, so a
-            // two-byte one is `110xxxxx 10yyyyyy`: xxxxxyyyyyy)
-            if b >= 0xE0 {
-                let len = b.leading_ones() as usize;
-                let c = self.text[i..i + len].chars().next().expect("a character");
-                wide.insert(c);
-            } else if b >= 0xC0 {
-                let u = (b as usize & 0x1F) << 6 | (bytes[i + 1] as usize & 0x3F);
-                wide.two_byte[u / 64] |= 1 << (u % 64);
-            }
-        }
+        self.tokenizer_of(&TextScan::of(&self.text))
+    }
+
+    /// [`Docs::tokenizer`] from `scan`, the scan of [`Docs::text`]: the text outside the
+    /// documents is line ends and the whitespace trimmed off them, so a character seen in the
+    /// text is in a document unless it is whitespace, and only those few are looked for in
+    /// the documents.
+    pub fn tokenizer_of(&self, scan: &TextScan) -> Tokenizer {
         // (a line end is never in a document: the documents are split at them)
         let in_a_doc =
             |c: char| !c.is_whitespace() || (c != '\n' && self.iter().any(|d| d.contains(c)));
         let ascii = (0u8..128)
-            .filter(|&b| seen[b as usize])
+            .filter(|&b| scan.seen[b as usize])
             .map(char::from)
             .filter(|&c| in_a_doc(c));
-        let chars = ascii.chain(wide.chars().filter(|&c| in_a_doc(c))).collect();
+        let chars = ascii
+            .chain(scan.wide.chars().filter(|&c| in_a_doc(c)))
+            .collect();
         Tokenizer::with_chars(chars)
     }
 
@@ -314,6 +332,56 @@ impl CharSet {
             .filter(|&u| self.two_byte[u as usize / 64] >> (u % 64) & 1 == 1)
             .filter_map(char::from_u32);
         two_byte.chain(self.other.iter().copied())
+    }
+}
+
+/// FNV-1a (64-bit)'s starting value.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a (64-bit): the hash `h` carried on over `bytes`.
+pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// What one pass over every byte of a text finds: the characters it holds (for
+/// [`Docs::tokenizer_of`]) and the FNV-1a hash of its bytes (the dataset's fingerprint when its
+/// lines are its documents, see [`Docs::parse_lines`]). The hash is a serial chain of
+/// multiplies, a few cycles a byte; the character bookkeeping runs beside it.
+pub struct TextScan {
+    /// [`fnv1a`] of the text's bytes.
+    pub fnv: u64,
+    seen: [bool; 256],
+    wide: CharSet,
+}
+
+impl TextScan {
+    pub fn of(text: &str) -> TextScan {
+        let bytes = text.as_bytes();
+        let mut h = FNV_OFFSET;
+        let mut seen = [false; 256];
+        let mut wide = CharSet::default();
+        for (i, &b) in bytes.iter().enumerate() {
+            h ^= b as u64;
+            h = h.wrapping_mul(FNV_PRIME);
+            seen[b as usize] = true;
+            // a UTF-8 lead byte: the character it starts (the text is valid UTF-8, so a
+            // two-byte one is `110xxxxx 10yyyyyy`: xxxxxyyyyyy)
+            if b >= 0xE0 {
+                let len = b.leading_ones() as usize;
+                let c = text[i..i + len].chars().next().expect("a character");
+                wide.insert(c);
+            } else if b >= 0xC0 {
+                let u = (b as usize & 0x1F) << 6 | (bytes[i + 1] as usize & 0x3F);
+                wide.two_byte[u / 64] |= 1 << (u % 64);
+            }
+        }
+        TextScan { fnv: h, seen, wide }
     }
 }
 

@@ -245,3 +245,45 @@ fn the_vocabulary_from_the_whole_text_is_the_documents_vocabulary() {
         assert_eq!(whole, per_doc);
     }
 }
+
+/// A split's fingerprint is the documents' FNV-1a (what a checkpoint records), whether it
+/// comes from the hash of the whole text (lines that are documents as they stand, with or
+/// without a last newline) or from the documents one by one (lines trimmed or empty); and
+/// the file order is what it hashes, not the shuffled one.
+#[test]
+fn the_fingerprint_from_the_text_is_the_documents_fingerprint() {
+    use microgpt::data::{Source, parse_docs};
+    use microgpt::rng::Rng;
+    use microgpt::session::{RawDocs, fingerprint};
+    let texts = [
+        "emma\nolivia\nava\n",
+        "emma\nolivia\nava",
+        "emma\n",
+        "x",
+        "emma\r\nolivia\r\n",
+        "emma\n\nolivia\n",
+        "\nemma\nolivia\n",
+        "emma\nolivia\n\n",
+        " emma\nolivia\n",
+        "emma\nolivia \n",
+        "zoë\nß\n\u{a0}jo\n",
+        "zoë\nß\njo\u{3000}",
+        "a b\nc d\n",
+        "a b\n\tc\n",
+    ];
+    for text in texts {
+        let docs = parse_docs(text);
+        let want = fingerprint(&docs);
+        let raw = RawDocs::from_text(Source::Names, text.to_string());
+        assert_eq!(raw.fingerprint(), want, "{text:?}");
+        let d = raw.split(&mut Rng::pcg(1), 0.0, None, None).unwrap();
+        assert_eq!(d.fingerprint, want, "{text:?}");
+        // and a change of one byte of a document changes it
+        let other = fingerprint(&[format!("{}!", docs[0])]);
+        assert_ne!(other, want, "{text:?}");
+    }
+    let names = microgpt::data::names();
+    let d = RawDocs::read(&Source::Names).unwrap();
+    let d = d.split(&mut Rng::pcg(1), 0.1, Some(1000), None).unwrap();
+    assert_eq!(d.fingerprint, fingerprint(&names));
+}

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{Value, json};
 
 use crate::checkpoint::Checkpoint;
-use crate::data::{self, Docs, Source, Tokenizer};
+use crate::data::{self, Source, Tokenizer};
 use crate::rng::{Rng, RngKind};
 use crate::sample::{self, Sampling};
 use crate::session::{Engine, RawDocs};
@@ -289,10 +289,10 @@ fn plan(state: &State, v: &Value) -> Result<Plan, String> {
         ModelChoice::Custom(_) => "custom".to_string(),
     };
     let settings = job::settings(&preset, steps, batch_size, lr, seed, docs.len());
-    let raw = RawDocs {
-        source: Source::File(format!("{data_name} (playground)").into()),
-        docs: Docs::parse(docs.join("\n").into()),
-    };
+    let raw = RawDocs::from_text(
+        Source::File(format!("{data_name} (playground)").into()),
+        docs.join("\n"),
+    );
     let mut rng = Rng::new(RngKind::Pcg, seed);
     let data = raw
         .split(&mut rng, settings.val_fraction, settings.val_max, None)

@@ -2,10 +2,12 @@
 //! shuffled and split ([`Dataset`]); and which dataset a checkpoint's run trained on.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use crate::bail;
 use crate::checkpoint::Checkpoint;
-use crate::data::{self, Docs, EncodedDocs, Source, TextDocs, Tokenizer};
+use crate::data::{self, Docs, EncodedDocs, SharedText, Source, TextDocs, TextScan, Tokenizer};
 use crate::error::Result;
 use crate::limits;
 use crate::rng::Rng;
@@ -29,33 +31,50 @@ pub fn fingerprint<S: AsRef<str>>(docs: &[S]) -> u64 {
 }
 
 fn fingerprint_of<'a>(docs: impl Iterator<Item = &'a str>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for d in docs {
-        for b in d.bytes().chain([b'\n']) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
+    docs.fold(data::FNV_OFFSET, |h, d| {
+        data::fnv1a(data::fnv1a(h, d.as_bytes()), b"\n")
+    })
 }
 
 /// A dataset read but not yet shuffled.
 pub struct RawDocs {
     pub source: Source,
     pub docs: Docs,
+    /// the text's vocabulary and hash, on another core
+    scan: PendingScan,
+    /// whether the documents are the text's lines as they stand ([`Docs::parse_lines`])
+    lines_are_docs: bool,
 }
 
 impl RawDocs {
+    /// The documents of `source`. The one serial pass over every byte that a run needs (the
+    /// vocabulary and the fingerprint, [`TextScan`]) starts on another core as soon as the
+    /// text is read, beside the parse and the shuffle.
     pub fn read(source: &Source) -> Result<RawDocs> {
+        let (docs, lines_are_docs, scan) = Docs::read_lines(source, PendingScan::start)?;
         Ok(RawDocs {
             source: source.clone(),
-            docs: Docs::read(source)?,
+            docs,
+            scan,
+            lines_are_docs,
         })
     }
 
+    /// The documents of `text`, as [`RawDocs::read`] of a file that holds it.
+    pub fn from_text(source: Source, text: String) -> RawDocs {
+        let text: SharedText = Arc::new(text.into());
+        let scan = PendingScan::start(&text);
+        let (docs, lines_are_docs) = Docs::parse_lines(text);
+        RawDocs {
+            source,
+            docs,
+            scan,
+            lines_are_docs,
+        }
+    }
+
     /// FNV-1a of the documents in file order, which a checkpoint records so that a resumed
-    /// run can check it sees the same data. Computed on demand: it is one serial pass over
-    /// every byte (≈ 0.4 ms for names.txt) that a run without checkpoints does not need.
+    /// run can check it sees the same data ([`RawDocs::split`] has it too, from the scan).
     pub fn fingerprint(&self) -> u64 {
         fingerprint_of(self.docs.iter())
     }
@@ -86,72 +105,96 @@ impl RawDocs {
         val_max: Option<usize>,
         tok: Option<Tokenizer>,
     ) -> Result<Dataset> {
-        let RawDocs { source, docs } = self;
-        // the fingerprint (a serial pass over every byte) on another core, beside the rest
-        let (fingerprint, parts) = std::thread::scope(|s| {
-            let fp = std::thread::Builder::new()
-                .spawn_scoped(s, || fingerprint_of(docs.iter()))
-                .ok();
-            let parts = shuffle_and_hold_out(&docs, &source, rng, val_fraction, val_max, tok);
-            let fp = match fp.map(|h| h.join()) {
-                Some(Ok(fp)) => fp,
-                _ => fingerprint_of(docs.iter()),
-            };
-            (fp, parts)
-        });
-        let (order, n_train, tok, val) = parts?;
-        let train = TextDocs::new_unchecked(docs.select(&order[..n_train]), tok.clone());
+        let RawDocs {
+            source,
+            mut docs,
+            scan,
+            lines_are_docs,
+        } = self;
+        let num_docs = docs.len();
+        let share = (num_docs as f64 * val_fraction).round() as usize;
+        let n_val = val_max.map_or(share, |m| share.min(m));
+        if val_fraction > 0.0 && (n_val == 0 || n_val >= num_docs) {
+            bail!(
+                "--val-fraction {val_fraction} of {num_docs} documents leaves {n_val} for validation and {} for training; both need at least one",
+                num_docs - n_val.min(num_docs)
+            );
+        }
+        // in file order, so that an error names the file's first unknown character
+        if let Some(tok) = &tok
+            && let Err(e) = TextDocs::check(&docs, tok)
+        {
+            bail!("{source}: {e} of the model");
+        }
+        // the text's hash is the documents' only when they are its lines as they stand
+        let file_order_fingerprint = (!lines_are_docs).then(|| fingerprint_of(docs.iter()));
+        docs.shuffle(rng);
+        let scan = scan.finish();
+        let fingerprint = match file_order_fingerprint {
+            Some(fp) => fp,
+            // the documents each followed by a newline are the text, plus the last newline
+            // if the text has none
+            None if docs.text().ends_with('\n') => scan.fnv,
+            None => data::fnv1a(scan.fnv, b"\n"),
+        };
+        let tok = match tok {
+            Some(tok) => tok,
+            None => docs.tokenizer_of(&scan),
+        };
+        // the same rule for both engines and the checkpoint, before any work is done with it
+        if let Err(e) = limits::check_vocab(tok.chars()) {
+            bail!("dataset {source}: {e}");
+        }
+        let n_train = num_docs - n_val;
+        let held_out = docs.iter_range(n_train..num_docs);
+        let val = EncodedDocs::from_strs(&tok, held_out).expect("every character is in it");
+        docs.truncate(n_train);
         Ok(Dataset {
             source,
-            num_docs: order.len(),
-            tok,
-            train,
+            num_docs,
+            tok: tok.clone(),
+            train: TextDocs::new_unchecked(docs, tok),
             val,
             fingerprint,
         })
     }
 }
 
-/// [`RawDocs::split`] but for the training documents: the shuffled order, how many of it
-/// train, the vocabulary and the held-out documents encoded.
-fn shuffle_and_hold_out(
-    docs: &Docs,
-    source: &Source,
-    rng: &mut Rng,
-    val_fraction: f64,
-    val_max: Option<usize>,
-    tok: Option<Tokenizer>,
-) -> Result<(Vec<u32>, usize, Tokenizer, EncodedDocs)> {
-    let num_docs = docs.len();
-    // the shuffle's draws and swaps on the documents' indices: the same order as on the
-    // documents, while the text is scanned front to back (at random it is a cache miss per
-    // document)
-    let mut order: Vec<u32> = (0..num_docs as u32).collect();
-    rng.shuffle(&mut order);
-    let share = (num_docs as f64 * val_fraction).round() as usize;
-    let n_val = val_max.map_or(share, |m| share.min(m));
-    if val_fraction > 0.0 && (n_val == 0 || n_val >= num_docs) {
-        bail!(
-            "--val-fraction {val_fraction} of {num_docs} documents leaves {n_val} for validation and {} for training; both need at least one",
-            num_docs - n_val.min(num_docs)
-        );
+/// A [`TextScan`] of a text on a thread of its own; joined when finished or dropped, so
+/// that the thread never outlives the dataset (a thread that cannot be started leaves the
+/// scan to [`PendingScan::finish`]).
+struct PendingScan {
+    text: SharedText,
+    thread: Option<JoinHandle<TextScan>>,
+}
+
+impl PendingScan {
+    fn start(text: &SharedText) -> PendingScan {
+        let shared = Arc::clone(text);
+        let thread = std::thread::Builder::new()
+            .name("scan".into())
+            .spawn(move || TextScan::of(&shared))
+            .ok();
+        PendingScan {
+            text: Arc::clone(text),
+            thread,
+        }
     }
-    let tok = match tok {
-        // a checkpoint's vocabulary: every character of the file must be in it
-        Some(tok) => match TextDocs::check(docs, &tok) {
-            Ok(()) => tok,
-            Err(e) => bail!("{source}: {e} of the model"),
-        },
-        None => docs.tokenizer(),
-    };
-    // the same rule for both engines and the checkpoint, before any work is done with it
-    if let Err(e) = limits::check_vocab(tok.chars()) {
-        bail!("dataset {source}: {e}");
+
+    fn finish(mut self) -> TextScan {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(scan)) => scan,
+            _ => TextScan::of(&self.text),
+        }
     }
-    let n_train = num_docs - n_val;
-    let held_out = order[n_train..].iter().map(|&i| docs.get(i as usize));
-    let val = EncodedDocs::from_strs(&tok, held_out).expect("every character is in it");
-    Ok((order, n_train, tok, val))
+}
+
+impl Drop for PendingScan {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Dataset {
