@@ -210,14 +210,14 @@ impl Docs {
     /// [`Tokenizer::from_strs`] of these documents, from one pass over the whole text rather
     /// than one per document ([`Docs::tokenizer_of`]).
     pub fn tokenizer(&self) -> Tokenizer {
-        self.tokenizer_of(&TextScan::of(&self.text))
+        self.tokenizer_of(&CharScan::of(&self.text))
     }
 
-    /// [`Docs::tokenizer`] from `scan`, the scan of [`Docs::text`]: the text outside the
+    /// [`Docs::tokenizer`] from `scan`, the characters of [`Docs::text`]: the text outside the
     /// documents is line ends and the whitespace trimmed off them, so a character seen in the
     /// text is in a document unless it is whitespace, and only those few are looked for in
     /// the documents.
-    pub fn tokenizer_of(&self, scan: &TextScan) -> Tokenizer {
+    pub fn tokenizer_of(&self, scan: &CharScan) -> Tokenizer {
         // (a line end is never in a document: the documents are split at them)
         let in_a_doc =
             |c: char| !c.is_whitespace() || (c != '\n' && self.iter().any(|d| d.contains(c)));
@@ -349,26 +349,18 @@ pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-/// What one pass over every byte of a text finds: the characters it holds (for
-/// [`Docs::tokenizer_of`]) and the FNV-1a hash of its bytes (the dataset's fingerprint when its
-/// lines are its documents, see [`Docs::parse_lines`]). The hash is a serial chain of
-/// multiplies, a few cycles a byte; the character bookkeeping runs beside it.
-pub struct TextScan {
-    /// [`fnv1a`] of the text's bytes.
-    pub fnv: u64,
+/// The characters of a text, from one pass over its bytes (for [`Docs::tokenizer_of`]).
+pub struct CharScan {
     seen: [bool; 256],
     wide: CharSet,
 }
 
-impl TextScan {
-    pub fn of(text: &str) -> TextScan {
+impl CharScan {
+    pub fn of(text: &str) -> CharScan {
         let bytes = text.as_bytes();
-        let mut h = FNV_OFFSET;
         let mut seen = [false; 256];
         let mut wide = CharSet::default();
         for (i, &b) in bytes.iter().enumerate() {
-            h ^= b as u64;
-            h = h.wrapping_mul(FNV_PRIME);
             seen[b as usize] = true;
             // a UTF-8 lead byte: the character it starts (the text is valid UTF-8, so a
             // two-byte one is `110xxxxx 10yyyyyy`: xxxxxyyyyyy)
@@ -381,7 +373,7 @@ impl TextScan {
                 wide.two_byte[u / 64] |= 1 << (u % 64);
             }
         }
-        TextScan { fnv: h, seen, wide }
+        CharScan { seen, wide }
     }
 }
 

@@ -297,7 +297,7 @@ fn plan(state: &State, v: &Value) -> Result<Plan, String> {
     let data = raw
         .split(&mut rng, settings.val_fraction, settings.val_max, None)
         .map_err(|e| e.0)?;
-    let fingerprint = data.fingerprint;
+    let fingerprint = data.fingerprint.get();
     Ok(Plan {
         run: 0,
         data_name,

@@ -2,12 +2,13 @@
 //! shuffled and split ([`Dataset`]); and which dataset a checkpoint's run trained on.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::bail;
 use crate::checkpoint::Checkpoint;
-use crate::data::{self, Docs, EncodedDocs, SharedText, Source, TextDocs, TextScan, Tokenizer};
+use crate::data::{self, CharScan, Docs, EncodedDocs, SharedText, Source, TextDocs, Tokenizer};
 use crate::error::Result;
 use crate::limits;
 use crate::rng::Rng;
@@ -22,7 +23,7 @@ pub struct Dataset {
     pub train: TextDocs,
     pub val: EncodedDocs,
     /// [`RawDocs::fingerprint`] of the documents read.
-    pub fingerprint: u64,
+    pub fingerprint: Fingerprint,
 }
 
 /// FNV-1a (64-bit) of the documents joined by newlines.
@@ -40,16 +41,16 @@ fn fingerprint_of<'a>(docs: impl Iterator<Item = &'a str>) -> u64 {
 pub struct RawDocs {
     pub source: Source,
     pub docs: Docs,
-    /// the text's vocabulary and hash, on another core
+    /// the text's characters and hash, on another core
     scan: PendingScan,
     /// whether the documents are the text's lines as they stand ([`Docs::parse_lines`])
     lines_are_docs: bool,
 }
 
 impl RawDocs {
-    /// The documents of `source`. The one serial pass over every byte that a run needs (the
-    /// vocabulary and the fingerprint, [`TextScan`]) starts on another core as soon as the
-    /// text is read, beside the parse and the shuffle.
+    /// The documents of `source`. The passes over every byte that a run needs beside the
+    /// parse (the characters, then the hash for the fingerprint) start on another core as
+    /// soon as the text is read.
     pub fn read(source: &Source) -> Result<RawDocs> {
         let (docs, lines_are_docs, scan) = Docs::read_lines(source, PendingScan::start)?;
         Ok(RawDocs {
@@ -129,17 +130,10 @@ impl RawDocs {
         // the text's hash is the documents' only when they are its lines as they stand
         let file_order_fingerprint = (!lines_are_docs).then(|| fingerprint_of(docs.iter()));
         docs.shuffle(rng);
-        let scan = scan.finish();
-        let fingerprint = match file_order_fingerprint {
-            Some(fp) => fp,
-            // the documents each followed by a newline are the text, plus the last newline
-            // if the text has none
-            None if docs.text().ends_with('\n') => scan.fnv,
-            None => data::fnv1a(scan.fnv, b"\n"),
-        };
+        let (chars, fingerprint) = scan.finish(file_order_fingerprint);
         let tok = match tok {
             Some(tok) => tok,
-            None => docs.tokenizer_of(&scan),
+            None => docs.tokenizer_of(&chars),
         };
         // the same rule for both engines and the checkpoint, before any work is done with it
         if let Err(e) = limits::check_vocab(tok.chars()) {
@@ -160,38 +154,100 @@ impl RawDocs {
     }
 }
 
-/// A [`TextScan`] of a text on a thread of its own; joined when finished or dropped, so
-/// that the thread never outlives the dataset (a thread that cannot be started leaves the
-/// scan to [`PendingScan::finish`]).
+/// A text's [`CharScan`] and then its FNV-1a hash, on a thread of its own. The characters
+/// are sent as soon as they are known (the split waits for them); the hash, which a run needs
+/// only for its checkpoints, goes on beside the first steps ([`Fingerprint`]). A thread that
+/// cannot be started leaves both to the caller.
 struct PendingScan {
     text: SharedText,
-    thread: Option<JoinHandle<TextScan>>,
+    chars: Option<Receiver<CharScan>>,
+    hash: Option<JoinHandle<u64>>,
 }
 
 impl PendingScan {
     fn start(text: &SharedText) -> PendingScan {
         let shared = Arc::clone(text);
-        let thread = std::thread::Builder::new()
+        let (send, chars) = mpsc::sync_channel(1);
+        let hash = std::thread::Builder::new()
             .name("scan".into())
-            .spawn(move || TextScan::of(&shared))
+            .spawn(move || {
+                // (the receiver is gone only if the split failed: the hash is then unused)
+                let _ = send.send(CharScan::of(&shared));
+                data::fnv1a(data::FNV_OFFSET, shared.as_bytes())
+            })
             .ok();
         PendingScan {
             text: Arc::clone(text),
-            thread,
+            chars: hash.is_some().then_some(chars),
+            hash,
         }
     }
 
-    fn finish(mut self) -> TextScan {
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(scan)) => scan,
-            _ => TextScan::of(&self.text),
+    /// The characters, and the fingerprint: `known` if given (the documents' own hash),
+    /// else the text's hash, which is theirs when the lines are the documents as they stand.
+    fn finish(mut self, known: Option<u64>) -> (CharScan, Fingerprint) {
+        let chars = match self.chars.take().map(|r| r.recv()) {
+            Some(Ok(chars)) => chars,
+            _ => CharScan::of(&self.text),
+        };
+        let fingerprint = Fingerprint {
+            value: OnceLock::new(),
+            pending: Mutex::new(Some((self.text.clone(), self.hash.take()))),
+        };
+        if let Some(fp) = known {
+            fingerprint.value.get_or_init(|| fp);
         }
+        (chars, fingerprint)
     }
 }
 
 impl Drop for PendingScan {
     fn drop(&mut self) {
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.hash.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A dataset's fingerprint ([`RawDocs::fingerprint`]), perhaps still being hashed on
+/// another core: [`Fingerprint::get`] waits for it.
+pub struct Fingerprint {
+    value: OnceLock<u64>,
+    /// the text and the thread that hashes it, until the value is known
+    pending: Mutex<Option<(SharedText, Option<JoinHandle<u64>>)>>,
+}
+
+impl Fingerprint {
+    pub fn get(&self) -> u64 {
+        *self.value.get_or_init(|| {
+            let pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let (text, thread) = pending.expect("a fingerprint not yet known is pending");
+            let hash = match thread.map(JoinHandle::join) {
+                Some(Ok(h)) => h,
+                _ => data::fnv1a(data::FNV_OFFSET, text.as_bytes()),
+            };
+            // the documents each followed by a newline are the text, plus the last newline
+            // if the text has none
+            if text.ends_with('\n') {
+                hash
+            } else {
+                data::fnv1a(hash, b"\n")
+            }
+        })
+    }
+}
+
+impl Drop for Fingerprint {
+    fn drop(&mut self) {
+        let pending = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, Some(t))) = pending.take() {
             let _ = t.join();
         }
     }

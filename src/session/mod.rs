@@ -27,7 +27,7 @@ pub use commands::{
     PRECISION_KEY, bigram_baseline, checkpoint_precision, each_sample, load_model, run_eval,
     run_sample, training_docs,
 };
-pub use dataset::{Dataset, RawDocs, checkpoint_source, fingerprint};
+pub use dataset::{Dataset, Fingerprint, RawDocs, checkpoint_source, fingerprint};
 pub use report::{Event, Outline, Report};
 pub use settings::{Settings, checkpoint_of};
 pub use train::{

@@ -190,8 +190,6 @@ struct Run<'a> {
     settings: &'a Settings,
     opts: &'a TrainOptions,
     data: Dataset,
-    /// [`RawDocs::fingerprint`] of the data, for the checkpoints.
-    fingerprint: u64,
     /// The periodic validations' documents, if fewer than the split's: the split is drawn
     /// after the seeded shuffle, so they are a random sample, the same one every time.
     val_sample: Option<EncodedDocs>,
@@ -226,7 +224,6 @@ fn prepare<'a>(
     }
     let mut rng = Rng::new(settings.rng, settings.recipe.seed);
     let data = raw.split(&mut rng, settings.val_fraction, settings.val_max, tok)?;
-    let fingerprint = data.fingerprint;
     let vocab = data.tok.vocab_size();
     let mut model = build_model(opts.engine, &settings.preset, vocab, &mut rng)?;
     let ema = load_start(model.as_mut(), start, settings.recipe.ema)?;
@@ -247,7 +244,6 @@ fn prepare<'a>(
         settings,
         opts,
         data,
-        fingerprint,
         val_sample,
         first_step,
         last,
@@ -371,7 +367,7 @@ impl Run<'_> {
             self.settings,
             step,
             &self.data,
-            self.fingerprint,
+            self.data.fingerprint.get(),
         )
     }
 }
