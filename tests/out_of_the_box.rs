@@ -68,7 +68,7 @@ fn small_alone_runs_its_recipe_and_a_flag_overrides_exactly_that_setting() {
     );
     assert_eq!(
         line(&out, "recipe: "),
-        "recipe: small (batch 32, lr 0.003, betas 0.9/0.99, weight decay 0.2, warm-up 300, \
+        "recipe: small (batch 32, lr 0.003, betas 0.9/0.99, weight decay 0.1, warm-up 300, \
          cosine to 0.02·lr, dropout 0.1, EMA 0.9998 of the weights, token mean, reshuffle, \
          32000 steps, val fraction 0.0313, eval every 2000, print every 4000); given: --steps 2"
     );
@@ -84,7 +84,7 @@ fn small_alone_runs_its_recipe_and_a_flag_overrides_exactly_that_setting() {
         ("lr", "0.003"),
         ("beta1", "0.9"),
         ("beta2", "0.99"),
-        ("weight_decay", "0.2"),
+        ("weight_decay", "0.1"),
         // the recipe's 300 steps of warm-up, cut to the 2-step run
         ("warmup", "2"),
         ("schedule", "cosine"),
