@@ -220,10 +220,13 @@ fn workers_start_with_set_threads_and_stop_with_the_model() {
     m.set_threads(2).unwrap();
     assert_eq!((m.threads(), workers(1)), (2, 1));
     m.train_batch(&batch, &s, &StepInputs::MICROGPT);
+    // back to one: the crew stays, parked, and serves the next two-thread pass (a run that
+    // validates on every core between single-thread steps spawns it once)
     m.set_threads(1).unwrap();
-    assert_eq!((m.threads(), workers(0)), (1, 0));
+    assert_eq!((m.threads(), workers(1)), (1, 1));
+    m.train_batch(&batch, &s, &StepInputs::MICROGPT);
     m.set_threads(2).unwrap();
-    assert_eq!(workers(1), 1);
+    assert_eq!((m.threads(), workers(1)), (2, 1));
     // dropping the model stops and joins them
     drop(m);
     assert_eq!(workers(0), 0);

@@ -66,8 +66,12 @@ pub struct Gpt<
     shared: Arc<Shared<V, T, E, H, D, F, L, S>>,
     /// the caller's buffers (the workers own theirs)
     caller_buffers: Buffers<V, T, E, H, F, L, S>,
-    /// the worker threads, if more than one thread computes a batch
+    /// the worker threads, if more than one thread has computed a batch; kept (parked) when
+    /// the count drops to 1, so that a run that validates on every core between steps of one
+    /// does not spawn them again for each validation
     crew: Option<Crew<Shared<V, T, E, H, D, F, L, S>>>,
+    /// the threads that compute a batch: the caller, and the crew's workers if more than 1
+    threads: usize,
     /// [`Gpt::forward_token`]'s logits as `f64` (unused in `f64`, which returns its own)
     logits_f64: Vec<f64>,
 }
@@ -152,6 +156,7 @@ impl<
             shared: Arc::new(shared),
             caller_buffers: Buffers::new(buffer_rows::<T>()),
             crew: None,
+            threads: 1,
             logits_f64: vec![0.0; V],
         })
     }
@@ -179,27 +184,28 @@ impl<
     }
 
     /// Spreads the groups of a batch (and the Adam update's parts) over `n` threads: the
-    /// caller and `n − 1` workers, spawned now and parked between steps. `n = 1` runs
-    /// everything on the caller and spawns nothing. The results do not depend on `n`.
+    /// caller and `n − 1` workers, spawned now (unless the crew of that size is there, parked
+    /// since the count last dropped to 1) and parked between steps. `n = 1` runs everything on
+    /// the caller. The results do not depend on `n`.
     pub fn set_threads(&mut self, n: usize) -> Result<()> {
         if n == 0 {
             bail!("the number of threads must be at least 1");
         }
-        if n == self.threads() {
-            return Ok(());
-        }
-        // joins the old workers
-        self.crew = None;
-        if n > 1 {
+        let workers = self.crew.as_ref().map_or(0, |c| c.workers());
+        if n > 1 && workers != n - 1 {
+            // joins the old workers
+            self.crew = None;
+            self.threads = 1;
             let locals = (1..n).map(|_| Buffers::new(buffer_rows::<T>())).collect();
             self.crew = Some(Crew::spawn(Arc::clone(&self.shared), locals)?);
         }
+        self.threads = n;
         Ok(())
     }
 
     /// The number of threads that compute a batch.
     pub fn threads(&self) -> usize {
-        self.crew.as_ref().map_or(1, |c| c.workers() + 1)
+        self.threads
     }
 
     /// Checks the documents of `batch` and writes the step's plan for the threads
@@ -230,8 +236,8 @@ impl<
     /// Runs the prepared step on every thread.
     fn run_on_threads(&mut self) {
         match &self.crew {
-            Some(crew) => crew.run(&mut self.caller_buffers),
-            None => self.shared.run(&mut self.caller_buffers),
+            Some(crew) if self.threads > 1 => crew.run(&mut self.caller_buffers),
+            _ => self.shared.run(&mut self.caller_buffers),
         }
     }
 
