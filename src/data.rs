@@ -202,18 +202,13 @@ impl Docs {
         self.spans.truncate(n);
     }
 
-    /// The text the documents are ranges of.
-    pub fn text(&self) -> &SharedText {
-        &self.text
-    }
-
     /// [`Tokenizer::from_strs`] of these documents, from one pass over the whole text rather
     /// than one per document ([`Docs::tokenizer_of`]).
     pub fn tokenizer(&self) -> Tokenizer {
         self.tokenizer_of(&CharScan::of(&self.text))
     }
 
-    /// [`Docs::tokenizer`] from `scan`, the characters of [`Docs::text`]: the text outside the
+    /// [`Docs::tokenizer`] from `scan`, the characters of the whole text: the text outside the
     /// documents is line ends and the whitespace trimmed off them, so a character seen in the
     /// text is in a document unless it is whitespace, and only those few are looked for in
     /// the documents.
