@@ -217,20 +217,25 @@ impl<
         adam: Option<AdamStep>,
         inputs: &StepInputs,
     ) {
-        let vocab = self.vocab();
         for tokens in batch {
-            assert!(
-                tokens.len() >= 2,
-                "a document needs at least two tokens ([BOS] ... [BOS])"
-            );
-            let n = T.min(tokens.len() - 1);
-            for &t in &tokens[..=n] {
-                assert!(t < vocab, "token {t} is not in the vocabulary of {vocab}");
-            }
+            self.check(tokens);
         }
         let (dropout, token_mean) = (inputs.dropout, inputs.token_mean);
         self.shared
             .prepare(batch, backward, adam, dropout, token_mean);
+    }
+
+    /// Checks a document: at least two tokens, those the model reads in the vocabulary.
+    fn check(&self, tokens: &[usize]) {
+        let vocab = self.vocab();
+        assert!(
+            tokens.len() >= 2,
+            "a document needs at least two tokens ([BOS] ... [BOS])"
+        );
+        let n = T.min(tokens.len() - 1);
+        for &t in &tokens[..=n] {
+            assert!(t < vocab, "token {t} is not in the vocabulary of {vocab}");
+        }
     }
 
     /// Runs the prepared step on every thread.
@@ -249,18 +254,29 @@ impl<
         adam: Option<AdamStep>,
         inputs: &StepInputs,
     ) -> f64 {
+        if let [tokens] = batch {
+            // one document is one group: no plan, no threads (see `Shared::run_alone`)
+            self.check(tokens);
+            let n = T.min(tokens.len() - 1);
+            let key = inputs.dropout.map(|d| d.key);
+            let mut rows = [Row::default(); T];
+            for (pos, row) in rows[..n].iter_mut().enumerate() {
+                *row = Row {
+                    token: tokens[pos],
+                    pos,
+                    target: tokens[pos + 1],
+                    dloss: 1.0 / n as f64,
+                    seed: key.map_or(0, |k| crate::dropout::row_seed(k, 0, pos)),
+                };
+            }
+            let buf = &mut self.caller_buffers;
+            let dropout = inputs.dropout.as_ref();
+            let loss = self.shared.run_alone(buf, &rows[..n], adam, dropout);
+            return mean_loss(&[loss], batch, inputs.token_mean, T);
+        }
         self.prepare(batch, true, adam, inputs);
         self.run_on_threads();
-        let losses = lock(&self.shared.doc_loss);
-        if inputs.token_mean {
-            let n = |d: &[usize]| T.min(d.len() - 1) as f64;
-            let total: f64 = losses.iter().zip(batch).map(|(l, d)| l * n(d)).sum();
-            let positions: f64 = batch.iter().map(|d| n(d)).sum();
-            total / positions
-        } else {
-            let total: f64 = losses.iter().sum();
-            total * (1.0 / batch.len() as f64)
-        }
+        mean_loss(&lock(&self.shared.doc_loss), batch, inputs.token_mean, T)
     }
 
     /// The gradient of the mean loss over a minibatch — the mean of the documents'
@@ -452,6 +468,20 @@ impl<
         self.set_flat(ParamArray::AdamM, m);
         self.set_flat(ParamArray::AdamV, v);
         Ok(())
+    }
+}
+
+/// A step's loss from its documents' losses: their mean or, with `token_mean`, their mean
+/// weighted by their positions (at most `t` each).
+fn mean_loss(losses: &[f64], batch: &[&[usize]], token_mean: bool, t: usize) -> f64 {
+    if token_mean {
+        let n = |d: &[usize]| t.min(d.len() - 1) as f64;
+        let total: f64 = losses.iter().zip(batch).map(|(l, d)| l * n(d)).sum();
+        let positions: f64 = batch.iter().map(|d| n(d)).sum();
+        total / positions
+    } else {
+        let total: f64 = losses.iter().sum();
+        total * (1.0 / batch.len() as f64)
     }
 }
 
@@ -672,6 +702,51 @@ mod tests {
             .filter(|(a, b)| a.to_bits() != b.to_bits());
         assert_eq!(differ.count(), 0, "every gradient bit the same");
         assert!(plain.iter().any(|g| *g != 0.0));
+    }
+
+    /// A batch of one document, which takes the caller-only path with each part's update
+    /// right behind its backward (`Shared::run_alone`), gives the bits of the same step
+    /// through the threads' plan (two threads, two blocks, dropout, a few steps of Adam):
+    /// losses, gradients, weights and moments.
+    #[test]
+    fn one_document_alone_gives_the_bits_of_the_planned_step() {
+        type Two = Gpt<27, 16, 16, 4, 4, 64, 2>;
+        let docs: [Vec<usize>; 3] = [
+            vec![26, 3, 1, 18, 12, 1, 26],
+            vec![26, 0, 13, 13, 0, 26],
+            (0..20).map(|i| (i * 7) % 27).collect(),
+        ];
+        let mut alone = Two::new(27, &mut Rng::pcg(5)).unwrap();
+        let mut planned = Two::new(27, &mut Rng::pcg(5)).unwrap();
+        planned.set_threads(2).unwrap();
+        let adam = Adam {
+            weight_decay: 0.1,
+            ..Adam::default()
+        };
+        for step in 0..6 {
+            let doc = &docs[step % docs.len()];
+            let inputs = StepInputs {
+                dropout: Dropout::at(0.2 * (step % 2) as f64, 9, step),
+                token_mean: step % 3 == 0,
+            };
+            let s = adam.at(step, 6);
+            let a = alone.train_batch(&[doc], &s, &inputs);
+            planned.prepare(&[doc], true, Some(s), &inputs);
+            planned.run_on_threads();
+            let b = mean_loss(
+                &lock(&planned.shared.doc_loss),
+                &[doc],
+                inputs.token_mean,
+                16,
+            );
+            assert_eq!(a.to_bits(), b.to_bits(), "step {step}: loss");
+            let bits = |x: Vec<f64>| x.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+            assert_eq!(bits(alone.grads_flat()), bits(planned.grads_flat()));
+            assert_eq!(bits(alone.params_flat()), bits(planned.params_flat()));
+            let ((ma, va), (mb, vb)) = (alone.adam_flat(), planned.adam_flat());
+            assert_eq!((bits(ma), bits(va)), (bits(mb), bits(vb)));
+        }
+        assert!(alone.grads_flat().iter().any(|g| *g != 0.0));
     }
 
     /// A thread whose group panics never marks its parts done; the threads waiting for them

@@ -174,24 +174,42 @@ impl<const V: usize, const T: usize, const E: usize, S: Float> EmbedParams<V, T,
         self.refresh();
     }
 
+    /// One Adam update of the three tensors (real rows) from `g`.
     pub fn adam(&mut self, g: &Embed<V, T, E, S>, vocab: usize, adam: &AdamStep) {
+        self.adam_tables(&g.wte, &g.wpe, vocab, adam);
+        self.adam_head(&g.lm_head, vocab, adam);
+    }
+
+    /// One Adam update of `wte` (real rows) and `wpe` from their gradients.
+    pub fn adam_tables(
+        &mut self,
+        dwte: &[[S; E]; V],
+        dwpe: &[[S; E]; T],
+        vocab: usize,
+        adam: &AdamStep,
+    ) {
         let (w, m, v) = (&mut self.w, &mut self.m, &mut self.v);
         adam.update(
             w.wte[..vocab].as_flattened_mut(),
-            g.wte[..vocab].as_flattened(),
+            dwte[..vocab].as_flattened(),
             m.wte[..vocab].as_flattened_mut(),
             v.wte[..vocab].as_flattened_mut(),
         );
         adam.update(
             w.wpe.as_flattened_mut(),
-            g.wpe.as_flattened(),
+            dwpe.as_flattened(),
             m.wpe.as_flattened_mut(),
             v.wpe.as_flattened_mut(),
         );
+    }
+
+    /// One Adam update of `lm_head` (real rows) from its gradient; the transpose follows.
+    pub fn adam_head(&mut self, dlm_head: &[[S; E]; V], vocab: usize, adam: &AdamStep) {
+        let (w, m, v) = (&mut self.w, &mut self.m, &mut self.v);
         adam_transposed(
             &mut w.lm_head,
             &mut self.lm_head_t,
-            &g.lm_head,
+            dlm_head,
             &mut m.lm_head,
             &mut v.lm_head,
             vocab,

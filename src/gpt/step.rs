@@ -13,6 +13,10 @@
 //! from atomic counters, in one phase: a thread that runs out of groups goes on to the parts
 //! that every group's backward has left while the last groups are still running below them.
 //! Since every sum has a fixed order, the result is bit-identical for any number of threads.
+//!
+//! A batch of one document (microgpt's step) is one group with nothing to sum: it runs on the
+//! caller alone ([`Shared::run_alone`]), every part locked for the step and updated as soon as
+//! the backward leaves it, with the same bits.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -339,6 +343,107 @@ impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: us
     }
 }
 
+/// The backward's [`Lease`] for a step of one document on the caller's thread: every part
+/// locked for the whole step, and with `adam` each part updated as soon as the backward
+/// leaves it, while its gradient is still in cache (there is no other group's gradient to
+/// add to it first).
+struct Alone<
+    'a,
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const F: usize,
+    const L: usize,
+    S: Float,
+> {
+    embed: RwLockWriteGuard<'a, Box<EmbedParams<V, T, E, S>>>,
+    blocks: [BlockWrite<'a, E, F, S>; L],
+    grad: MutexGuard<'a, Box<Embed<V, T, E, S>>>,
+    grads: [BlockGradLock<'a, E, F, S>; L],
+    vocab: usize,
+    adam: Option<AdamStep>,
+}
+
+/// A block's parts, write-locked.
+struct BlockWrite<'a, const E: usize, const F: usize, S: Float> {
+    fc2: RwLockWriteGuard<'a, Box<Param<F, E, S>>>,
+    fc1: RwLockWriteGuard<'a, Box<Param<E, F, S>>>,
+    attn: RwLockWriteGuard<'a, Box<Attn<E, S>>>,
+}
+
+/// A block's gradient, locked.
+struct BlockGradLock<'a, const E: usize, const F: usize, S: Float> {
+    fc2: MutexGuard<'a, Box<[[S; F]; E]>>,
+    fc1: MutexGuard<'a, Box<[[S; E]; F]>>,
+    attn: MutexGuard<'a, Box<AttnGrad<E, S>>>,
+}
+
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize, S: Float>
+    Alone<'_, V, T, E, F, L, S>
+{
+    /// What the forward reads.
+    fn view(&self) -> ParamsRef<'_, V, T, E, F, L, S> {
+        ParamsRef {
+            embed: &self.embed,
+            blocks: std::array::from_fn(|l| {
+                let b = &self.blocks[l];
+                BlockRef {
+                    attn: &b.attn,
+                    fc1: &b.fc1,
+                    fc2: &b.fc2,
+                }
+            }),
+        }
+    }
+}
+
+impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize, S: Float>
+    Lease<V, T, E, F, S> for Alone<'_, V, T, E, F, L, S>
+{
+    fn head(&mut self, f: impl FnOnce(&[[S; E]; V], &mut [[S; E]; V])) {
+        f(&self.embed.w.lm_head, &mut self.grad.lm_head);
+        if let Some(adam) = &self.adam {
+            self.embed.adam_head(&self.grad.lm_head, self.vocab, adam);
+        }
+    }
+
+    fn mlp_fc2(&mut self, l: usize, f: impl FnOnce(&[[S; F]; E], &mut [[S; F]; E])) {
+        let (p, g) = (&mut self.blocks[l].fc2, &mut self.grads[l].fc2);
+        f(&p.w, g);
+        if let Some(adam) = &self.adam {
+            p.adam(g, adam);
+        }
+    }
+
+    fn mlp_fc1(&mut self, l: usize, f: impl FnOnce(&[[S; E]; F], &mut [[S; E]; F])) {
+        let (p, g) = (&mut self.blocks[l].fc1, &mut self.grads[l].fc1);
+        f(&p.w, g);
+        if let Some(adam) = &self.adam {
+            p.adam(g, adam);
+        }
+    }
+
+    fn attention(&mut self, l: usize, f: impl FnOnce([&[[S; E]; E]; 4], [&mut [[S; E]; E]; 4])) {
+        let (p, g) = (&mut **self.blocks[l].attn, &mut **self.grads[l].attn);
+        {
+            let [dq, dk, dv, dout] = &mut *g;
+            f([&p[0].w, &p[1].w, &p[2].w, &p[3].w], [dq, dk, dv, dout]);
+        }
+        if let Some(adam) = &self.adam {
+            p.adam(g, adam);
+        }
+    }
+
+    fn tables(&mut self, f: impl FnOnce(&mut [[S; E]; V], &mut [[S; E]; T])) {
+        let g = &mut **self.grad;
+        g.zero_tables();
+        f(&mut g.wte, &mut g.wpe);
+        if let Some(adam) = &self.adam {
+            self.embed.adam_tables(&g.wte, &g.wpe, self.vocab, adam);
+        }
+    }
+}
+
 /// A step as the threads see it: written by the caller before a run ([`Shared::prepare`]),
 /// read during it.
 pub(super) struct Plan<
@@ -501,6 +606,48 @@ impl<
             Part::count::<L>()
         };
         self.next_part.store(first_part, Ordering::Relaxed);
+    }
+
+    /// A step of one document, `rows`, on the caller's thread: forward, loss and backward
+    /// into the step's gradient and, with `adam`, each part's update as the backward leaves
+    /// it. The bits of the threaded step on a batch of one ([`Job::run`]), whose only group's
+    /// gradient is the step's, without its plan, counters and waits. Returns the document's
+    /// loss.
+    pub fn run_alone(
+        &self,
+        buf: &mut Buffers<V, T, E, H, F, L, S>,
+        rows: &[Row],
+        adam: Option<AdamStep>,
+        dropout: Option<&Dropout>,
+    ) -> f64 {
+        let mut lease = Alone {
+            embed: write(&self.embed),
+            blocks: std::array::from_fn(|l| BlockWrite {
+                fc2: write(&self.blocks[l].fc2),
+                fc1: write(&self.blocks[l].fc1),
+                attn: write(&self.blocks[l].attn),
+            }),
+            grad: lock(&self.grad.embed),
+            grads: std::array::from_fn(|l| BlockGradLock {
+                fc2: lock(&self.grad.blocks[l].fc2),
+                fc1: lock(&self.grad.blocks[l].fc1),
+                attn: lock(&self.grad.blocks[l].attn),
+            }),
+            vocab: self.vocab,
+            adam,
+        };
+        pass::forward::<V, T, E, H, D, F, L, S>(buf, &lease.view(), rows, 0, dropout);
+        pass::cross_entropy(buf, rows, self.vocab);
+        let n = rows.len();
+        let total: f64 = buf.acts.ce[..n].iter().map(|c| c.to_f64()).sum();
+        pass::backward::<V, T, E, H, D, F, L, S>(
+            buf,
+            &mut lease,
+            rows,
+            self.vocab,
+            dropout.is_some(),
+        );
+        (1.0 / n as f64) * total
     }
 
     /// Claims groups until none is left; for each, forward, the documents' losses and
