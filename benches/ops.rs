@@ -13,7 +13,7 @@
 //!
 //! Gradients accumulate across iterations in both entries (the static backward `+=`s into its
 //! gradient arrays, the tape keeps its leaves' gradients when it truncates); neither zeroes.
-//! Throughput: one position per call.
+//! Throughput: one position per call (`op_adam_4192`: one parameter).
 
 use std::hint::black_box;
 
@@ -272,5 +272,40 @@ fn to<S: Float, const N: usize>(x: &[f64; N]) -> [S; N] {
     x.map(S::from_f64)
 }
 
-criterion_group!(op, linear, attention, rmsnorm, cross_entropy);
+/// Adam's update of the micro model's 4,192 parameters (one step's, on slices that stay in
+/// L1/L2 between iterations), in f64 and f32: `update`, the optimizer's loop; and
+/// `sqrt_and_divide`, only its square root and division per parameter
+/// (`p −= a / (√b + eps)`), the part no vector unit pipelines: the floor of the update on
+/// this CPU. Throughput: one parameter.
+fn adam(c: &mut Criterion) {
+    const N: usize = 4192;
+    let mut g = c.benchmark_group("op_adam_4192");
+    g.throughput(Throughput::Elements(N as u64));
+    adam_static::<f64>(&mut g, "update", "sqrt_and_divide");
+    adam_static::<f32>(&mut g, "update_f32", "sqrt_and_divide_f32");
+    g.finish();
+
+    fn adam_static<S: Float>(g: &mut BenchmarkGroup<'_, WallTime>, update: &str, floor: &str) {
+        let mut rng = Rng::pcg(4);
+        let grad: Vec<S> = (0..N).map(|_| S::from_f64(rng.gauss(0.0, 0.05))).collect();
+        let mut p: Vec<S> = (0..N).map(|_| S::from_f64(rng.gauss(0.0, 0.08))).collect();
+        let (mut m, mut v) = (vec![S::ZERO; N], vec![S::ZERO; N]);
+        let step = microgpt::optim::Adam::default().at(10, 1000);
+        g.bench_function(update, |b| {
+            b.iter(|| step.update(&mut p, black_box(&grad), &mut m, &mut v))
+        });
+        let eps = S::from_f64(step.eps);
+        let v = grad.iter().map(|&x| x * x).collect::<Vec<S>>();
+        g.bench_function(floor, |b| {
+            b.iter(|| {
+                for ((p, &a), &b) in p.iter_mut().zip(black_box(&grad)).zip(&v) {
+                    *p -= a / (b.sqrt() + eps);
+                }
+            })
+        });
+        black_box(&p);
+    }
+}
+
+criterion_group!(op, linear, attention, rmsnorm, cross_entropy, adam);
 criterion_main!(op);
