@@ -238,6 +238,25 @@ impl<
         }
     }
 
+    /// The rows of the document `tokens` (checked), truncated to `T` positions, each
+    /// weighted `1/n`, with the dropout seeds of `key` if any (the first document's of a
+    /// batch); and their number `n`.
+    fn rows_of(&self, tokens: &[usize], key: Option<u64>) -> ([Row; T], usize) {
+        self.check(tokens);
+        let n = T.min(tokens.len() - 1);
+        let mut rows = [Row::default(); T];
+        for (pos, row) in rows[..n].iter_mut().enumerate() {
+            *row = Row {
+                token: tokens[pos],
+                pos,
+                target: tokens[pos + 1],
+                dloss: 1.0 / n as f64,
+                seed: key.map_or(0, |k| crate::dropout::row_seed(k, 0, pos)),
+            };
+        }
+        (rows, n)
+    }
+
     /// Runs the prepared step on every thread.
     fn run_on_threads(&mut self) {
         match &self.crew {
@@ -256,19 +275,7 @@ impl<
     ) -> f64 {
         if let [tokens] = batch {
             // one document is one group: no plan, no threads (see `Shared::run_alone`)
-            self.check(tokens);
-            let n = T.min(tokens.len() - 1);
-            let key = inputs.dropout.map(|d| d.key);
-            let mut rows = [Row::default(); T];
-            for (pos, row) in rows[..n].iter_mut().enumerate() {
-                *row = Row {
-                    token: tokens[pos],
-                    pos,
-                    target: tokens[pos + 1],
-                    dloss: 1.0 / n as f64,
-                    seed: key.map_or(0, |k| crate::dropout::row_seed(k, 0, pos)),
-                };
-            }
+            let (rows, n) = self.rows_of(tokens, inputs.dropout.map(|d| d.key));
             let buf = &mut self.caller_buffers;
             let dropout = inputs.dropout.as_ref();
             let loss = self.shared.run_alone(buf, &rows[..n], adam, dropout);
@@ -327,22 +334,8 @@ impl<
     /// The loss of one document (mean cross-entropy over its positions), forward only, on
     /// the caller's thread.
     pub fn loss(&mut self, tokens: &[usize]) -> f64 {
-        assert!(tokens.len() >= 2, "a document needs at least two tokens");
         let vocab = self.vocab();
-        let n = T.min(tokens.len() - 1);
-        let mut rows = [Row::default(); T];
-        for (pos, row) in rows[..n].iter_mut().enumerate() {
-            assert!(
-                tokens[pos] < vocab && tokens[pos + 1] < vocab,
-                "token out of vocabulary"
-            );
-            *row = Row {
-                token: tokens[pos],
-                pos,
-                target: tokens[pos + 1],
-                ..Row::default()
-            };
-        }
+        let (rows, n) = self.rows_of(tokens, None);
         let buf = &mut self.caller_buffers;
         let params = self.shared.read_params();
         pass::forward::<V, T, E, H, D, F, L, S>(buf, &params.view(), &rows[..n], 0, None);
