@@ -118,6 +118,10 @@ impl<
     /// The compiled vocabulary size (the bucket).
     pub const V: usize = V;
 
+    /// Whether a step of one document on more than one thread is split between two of them
+    /// by parts of the model ([`step::SPLIT_MIN_PARAMS`]); else it runs on the caller alone.
+    const SPLITS: bool = 2 * V * E + T * E + L * (4 * E * E + 2 * E * F) >= step::SPLIT_MIN_PARAMS;
+
     /// A model for a real vocabulary of `vocab ≤ V` tokens (BOS included), with microgpt's
     /// initial weights N(0, 0.08) drawn from `rng` row by row: `wte` rows `0..vocab`, `wpe`,
     /// `lm_head` rows `0..vocab`, then per layer `attn_wq`, `attn_wk`, `attn_wv`, `attn_wo`,
@@ -198,6 +202,9 @@ impl<
             self.threads = 1;
             let locals = (1..n).map(|_| Buffers::new(buffer_rows::<T>())).collect();
             self.crew = Some(Crew::spawn(Arc::clone(&self.shared), locals)?);
+            for b in &self.shared.split_buffers {
+                lock(b).get_or_insert_with(|| Buffers::new(T));
+            }
         }
         self.threads = n;
         Ok(())
@@ -273,6 +280,17 @@ impl<
         adam: Option<AdamStep>,
         inputs: &StepInputs,
     ) -> f64 {
+        if let [tokens] = batch
+            && self.threads > 1
+            && Self::SPLITS
+        {
+            // one document on two threads: split by parts of the model (`Shared::split_side`)
+            self.check(tokens);
+            let (dropout, token_mean) = (inputs.dropout, inputs.token_mean);
+            self.shared.prepare_split(batch, adam, dropout, token_mean);
+            self.run_on_threads();
+            return mean_loss(&lock(&self.shared.doc_loss), batch, inputs.token_mean, T);
+        }
         if let [tokens] = batch {
             // one document is one group: no plan, no threads (see `Shared::run_alone`)
             let (rows, n) = self.rows_of(tokens, inputs.dropout.map(|d| d.key));
@@ -740,6 +758,67 @@ mod tests {
             assert_eq!((bits(ma), bits(va)), (bits(mb), bits(vb)));
         }
         assert!(alone.grads_flat().iter().any(|g| *g != 0.0));
+    }
+
+    /// A step of one document split between two threads by parts of the model
+    /// (`Shared::split_side`: the attention on one, the MLPs and the head on the other) gives
+    /// the bits of the step on the caller alone, over steps with dropout, weight decay and the
+    /// token mean, in a model of two blocks (forced here: the engine splits only models of
+    /// `SPLIT_MIN_PARAMS` or more) and, through the public API, in one that large.
+    #[test]
+    fn one_document_split_between_two_threads_gives_the_bits_of_the_step_alone() {
+        fn bits(x: Vec<f64>) -> Vec<u64> {
+            x.into_iter().map(f64::to_bits).collect()
+        }
+        let docs: [Vec<usize>; 3] = [
+            vec![26, 3, 1, 18, 12, 1, 26],
+            vec![26, 0, 13, 13, 0, 26],
+            (0..20).map(|i| (i * 7) % 27).collect(),
+        ];
+        let adam = Adam {
+            weight_decay: 0.1,
+            ..Adam::default()
+        };
+        let inputs = |step: usize| StepInputs {
+            dropout: Dropout::at(0.2 * (step % 2) as f64, 9, step),
+            token_mean: step % 3 == 0,
+        };
+        type Two = Gpt<27, 16, 16, 4, 4, 64, 2>;
+        const { assert!(!Two::SPLITS) };
+        let mut alone = Two::new(27, &mut Rng::pcg(5)).unwrap();
+        let mut split = Two::new(27, &mut Rng::pcg(5)).unwrap();
+        split.set_threads(2).unwrap();
+        for step in 0..6 {
+            let doc = &docs[step % docs.len()];
+            let (s, inputs) = (adam.at(step, 6), inputs(step));
+            let a = alone.train_batch(&[doc], &s, &inputs);
+            split.check(doc);
+            split
+                .shared
+                .prepare_split(&[doc], Some(s), inputs.dropout, inputs.token_mean);
+            split.run_on_threads();
+            let b = mean_loss(&lock(&split.shared.doc_loss), &[doc], inputs.token_mean, 16);
+            assert_eq!(a.to_bits(), b.to_bits(), "step {step}: loss");
+            assert_eq!(bits(alone.grads_flat()), bits(split.grads_flat()));
+            assert_eq!(bits(alone.params_flat()), bits(split.params_flat()));
+            let ((ma, va), (mb, vb)) = (alone.adam_flat(), split.adam_flat());
+            assert_eq!((bits(ma), bits(va)), (bits(mb), bits(vb)));
+        }
+        // 102,528 parameters: `train_batch` on two threads splits
+        type Wide = Gpt<27, 16, 64, 4, 16, 256, 2>;
+        const { assert!(Wide::SPLITS) };
+        let mut one = Wide::new(27, &mut Rng::pcg(6)).unwrap();
+        let mut two = Wide::new(27, &mut Rng::pcg(6)).unwrap();
+        two.set_threads(2).unwrap();
+        for step in 0..3 {
+            let doc = &docs[step % docs.len()];
+            let (s, inputs) = (adam.at(step, 3), inputs(step));
+            let a = one.train_batch(&[doc], &s, &inputs);
+            let b = two.train_batch(&[doc], &s, &inputs);
+            assert_eq!(a.to_bits(), b.to_bits(), "step {step}: loss");
+            assert_eq!(bits(one.params_flat()), bits(two.params_flat()));
+        }
+        assert!(two.grads_flat().iter().any(|g| *g != 0.0));
     }
 
     /// A thread whose group panics never marks its parts done; the threads waiting for them

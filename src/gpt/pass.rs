@@ -16,7 +16,7 @@
 use super::acts::{BlockActs, Buffers, Scratch};
 use super::kernels::Float;
 use super::ops::{self, Put::Add, Put::Set};
-use super::params::{Attn, EmbedParams, Param, WK, WO, WQ, WV};
+use super::params::{Attn, Embed, EmbedParams, Param, WK, WO, WQ, WV};
 use crate::dropout::{self, Dropout};
 
 /// One position of one document: its input token and position, the token it predicts, the
@@ -105,29 +105,65 @@ pub(super) fn forward<
     start: usize,
     dropout: Option<&Dropout>,
 ) {
+    embed_forward(buf, &p.embed.w, rows, start);
+    for (l, bp) in p.blocks.iter().enumerate() {
+        let drop = dropout.map(|d| (d, l));
+        let (la, s) = (&mut buf.acts.blocks[l], &mut buf.scratch);
+        attention_branch_forward::<V, T, E, H, D, F, S>(la, s, bp.attn, rows, start, drop);
+        mlp_branch_forward(la, s, (bp.fc1, bp.fc2), rows, start, drop);
+    }
+    head_forward(buf, &p.embed.lm_head_t, start, rows.len());
+}
+
+/// `x = rmsnorm(wte[token] + wpe[pos])` on rows `start..`: the residual stream's start.
+pub(super) fn embed_forward<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    S: Float,
+>(
+    buf: &mut Buffers<V, T, E, H, F, L, S>,
+    w: &Embed<V, T, E, S>,
+    rows: &[Row],
+    start: usize,
+) {
     let (a, s) = (&mut buf.acts, &mut buf.scratch);
-    let w = &p.embed.w;
-    let end = start + rows.len();
-    // x = rmsnorm(wte[token] + wpe[pos])
-    for (r, row) in (start..end).zip(rows) {
+    for (r, row) in (start..).zip(rows) {
         let mut emb = [S::ZERO; E];
         ops::embedding_forward(&mut emb, row.token, row.pos, &w.wte, &w.wpe);
         a.r0[r] = ops::rmsnorm_forward(&mut a.xn0[r], &emb);
         s.x[r] = a.xn0[r];
     }
-    for (l, (bp, la)) in p.blocks.iter().zip(a.blocks.iter_mut()).enumerate() {
-        let drop = dropout.map(|d| (d, l));
-        attention_branch_forward::<V, T, E, H, D, F, S>(la, s, bp.attn, rows, start, drop);
-        mlp_branch_forward(la, s, bp, rows, start, drop);
-    }
-    // logits = lm_head·x (no final norm)
+}
+
+/// `logits = lm_head·x` (no final norm) on rows `start..start + n`, `lm_head_t` the head's
+/// transpose.
+pub(super) fn head_forward<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    S: Float,
+>(
+    buf: &mut Buffers<V, T, E, H, F, L, S>,
+    lm_head_t: &[[S; V]; E],
+    start: usize,
+    n: usize,
+) {
+    let (a, s) = (&mut buf.acts, &buf.scratch);
+    let end = start + n;
     a.x_out[start..end].copy_from_slice(&s.x[start..end]);
     let (x_out, logits) = (&a.x_out[start..end], &mut a.logits[start..end]);
-    ops::linear_forward(logits, x_out, &p.embed.lm_head_t);
+    ops::linear_forward(logits, x_out, lm_head_t);
 }
 
 /// `x = drop(Wo·attn(rmsnorm(x))) + x` on rows `start..`, block `l` of `dropout`'s `(_, l)`.
-fn attention_branch_forward<
+pub(super) fn attention_branch_forward<
     const V: usize,
     const T: usize,
     const E: usize,
@@ -178,7 +214,7 @@ fn attention_branch_forward<
 
 /// `x = drop(fc2·relu(fc1·rmsnorm(x))) + x` on rows `start..`, block `l` of `dropout`'s
 /// `(_, l)`.
-fn mlp_branch_forward<
+pub(super) fn mlp_branch_forward<
     const V: usize,
     const T: usize,
     const E: usize,
@@ -188,7 +224,7 @@ fn mlp_branch_forward<
 >(
     la: &mut BlockActs<T, E, H, F, S>,
     s: &mut Scratch<V, E, F, S>,
-    bp: &BlockRef<'_, E, F, S>,
+    (fc1, fc2): (&Param<E, F, S>, &Param<F, E, S>),
     rows: &[Row],
     start: usize,
     dropout: Option<(&Dropout, usize)>,
@@ -197,11 +233,11 @@ fn mlp_branch_forward<
     for r in start..end {
         la.r2[r] = ops::rmsnorm_forward(&mut la.xn2[r], &s.x[r]);
     }
-    ops::linear_forward(&mut s.pre[start..end], &la.xn2[start..end], &bp.fc1.wt);
+    ops::linear_forward(&mut s.pre[start..end], &la.xn2[start..end], &fc1.wt);
     for r in start..end {
         ops::relu_forward(&mut la.h[r], &s.pre[r]);
     }
-    ops::linear_forward(&mut s.y[start..end], &la.h[start..end], &bp.fc2.wt);
+    ops::linear_forward(&mut s.y[start..end], &la.h[start..end], &fc2.wt);
     if let Some((d, l)) = dropout {
         for (r, row) in (start..end).zip(rows) {
             d.fill(&mut la.m_mlp[r], row.seed, dropout::mlp_site(l));
@@ -256,9 +292,33 @@ pub(super) fn backward<
     vocab: usize,
     dropout: bool,
 ) {
+    head_backward(buf, lease, rows, vocab);
+    let (a, s) = (&buf.acts, &mut buf.scratch);
+    for (l, la) in a.blocks.iter().enumerate().rev() {
+        mlp_branch_backward(la, s, lease, l, rows.len(), dropout);
+        attention_branch_backward::<V, T, E, H, D, F, S>(la, s, lease, l, rows, dropout);
+    }
+    tables_backward(buf, lease, rows);
+}
+
+/// Backward of `loss = Σ dloss·cross-entropy(lm_head·x_out)` into `lm_head`'s gradient and
+/// `dx`, the residual stream's gradient at the last block's output.
+pub(super) fn head_backward<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    S: Float,
+>(
+    buf: &mut Buffers<V, T, E, H, F, L, S>,
+    lease: &mut impl Lease<V, T, E, F, S>,
+    rows: &[Row],
+    vocab: usize,
+) {
     let (a, s) = (&buf.acts, &mut buf.scratch);
     let n = rows.len();
-    // loss = Σ dloss·cross-entropy(lm_head·x_out)
     for (r, row) in rows.iter().enumerate() {
         s.dlogits[r] = [S::ZERO; V];
         let (dlogits, probs) = (&mut s.dlogits[r], &a.probs[r]);
@@ -269,11 +329,24 @@ pub(super) fn backward<
         let (dx, dlogits, x_out) = (&mut s.dx[..n], &s.dlogits[..n], &a.x_out[..n]);
         ops::linear_backward(dx, dlm_head, dlogits, x_out, lm_head, Set, Set);
     });
-    for (l, la) in a.blocks.iter().enumerate().rev() {
-        mlp_branch_backward(la, s, lease, l, n, dropout);
-        attention_branch_backward::<V, T, E, H, D, F, S>(la, s, lease, l, rows, dropout);
-    }
-    // x = rmsnorm(wte[token] + wpe[pos])
+}
+
+/// Backward of `x = rmsnorm(wte[token] + wpe[pos])` from `dx`, the first block's input's
+/// gradient, into the tables' gradients (added: the lessor zeroes them).
+pub(super) fn tables_backward<
+    const V: usize,
+    const T: usize,
+    const E: usize,
+    const H: usize,
+    const F: usize,
+    const L: usize,
+    S: Float,
+>(
+    buf: &mut Buffers<V, T, E, H, F, L, S>,
+    lease: &mut impl Lease<V, T, E, F, S>,
+    rows: &[Row],
+) {
+    let (a, s) = (&buf.acts, &buf.scratch);
     lease.tables(|dwte, dwpe| {
         for (r, row) in rows.iter().enumerate() {
             let mut demb = [S::ZERO; E];
@@ -287,7 +360,7 @@ pub(super) fn backward<
 /// `0..n`. The residual hands `dx` to both branches, so `dx` is the MLP output's gradient as
 /// it stands (through its mask, with dropout) and becomes `dx_mid` once the rmsnorm's share
 /// is added into it.
-fn mlp_branch_backward<
+pub(super) fn mlp_branch_backward<
     const V: usize,
     const T: usize,
     const E: usize,
@@ -321,7 +394,7 @@ fn mlp_branch_backward<
 
 /// Backward of `x_mid = drop(Wo·ctx) + x_in`, `ctx` the attention of `xn1 = rmsnorm(x_in)`,
 /// on `rows`; like [`mlp_branch_backward`].
-fn attention_branch_backward<
+pub(super) fn attention_branch_backward<
     const V: usize,
     const T: usize,
     const E: usize,

@@ -16,7 +16,10 @@
 //!
 //! A batch of one document (microgpt's step) is one group with nothing to sum: it runs on the
 //! caller alone ([`Shared::run_alone`]), every part locked for the step and updated as soon as
-//! the backward leaves it, with the same bits.
+//! the backward leaves it, with the same bits; or, on two threads and in a model of at least
+//! [`SPLIT_MIN_PARAMS`], split between them by parts of the model, the attention on one and
+//! the MLPs and head on the other, each updating its parts while the other goes on
+//! ([`Shared::split_side`]), with the same bits again.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,6 +35,13 @@ use crate::dropout::{self, Dropout};
 use crate::error::Result;
 use crate::optim::AdamStep;
 use crate::parallel::Job;
+
+/// The smallest model (parameters, the vocabulary bucket's rows counted) whose step of one
+/// document is split between two threads ([`Shared::split_side`]) when it has them: the split
+/// hands the residual stream across at every branch and meets twice a step, which costs more
+/// than the overlapped updates save on the micro model (4,192 parameters: 1.10× the one-thread
+/// time in f64, 1.11× in f32) and less on `small` (201,088: 0.79×); see docs/performance.md.
+pub const SPLIT_MIN_PARAMS: usize = 1 << 16;
 
 /// Rows (positions) a group of a minibatch aims at: enough that the linear layers read each
 /// weight once for many rows, few enough that a batch has several groups to share out.
@@ -98,6 +108,16 @@ impl Part {
             Part::Embed => 3 * L,
         }
     }
+}
+
+/// The two sides of a step of one document split between two threads
+/// ([`Shared::split_side`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// the embeddings and every block's attention
+    Attention,
+    /// every block's MLP and the head
+    Mlp,
 }
 
 // A panic inside a locked section is a bug that the caller re-raises (see `parallel`); the
@@ -477,6 +497,8 @@ pub(super) struct Plan<
     adam: Option<AdamStep>,
     /// dropout in the forward and backward, if any (only when the groups run backward)
     dropout: Option<Dropout>,
+    /// one document split between two threads by parts of the model ([`Shared::prepare_split`])
+    split: bool,
 }
 
 /// Everything the threads share: the parameters, the step's gradient, the plan and the
@@ -507,6 +529,12 @@ pub(super) struct Shared<
     done: Box<[AtomicUsize]>,
     /// a thread panicked during the step (see [`AbortOnPanic`])
     abort: AtomicBool,
+    /// a split step's activations, one set per side (allocated with the crew; only the
+    /// residual stream's rows, or their gradient, are copied from one to the other), the next
+    /// side to claim and the number of segments done
+    pub split_buffers: [Mutex<Option<Buffers<V, T, E, H, F, L, S>>>; 2],
+    split_role: AtomicUsize,
+    split_stage: AtomicUsize,
 }
 
 impl<
@@ -541,6 +569,7 @@ impl<
                 backward_groups: 0,
                 adam: None,
                 dropout: None,
+                split: false,
             }),
             doc_loss: Mutex::new(Vec::with_capacity(1)),
             next_group: AtomicUsize::new(0),
@@ -549,6 +578,9 @@ impl<
                 .map(|_| AtomicUsize::new(0))
                 .collect(),
             abort: AtomicBool::new(false),
+            split_buffers: [Mutex::new(None), Mutex::new(None)],
+            split_role: AtomicUsize::new(0),
+            split_stage: AtomicUsize::new(0),
         })
     }
 
@@ -590,6 +622,7 @@ impl<
         };
         plan.adam = adam;
         plan.dropout = dropout;
+        plan.split = false;
         let mut losses = lock(&self.doc_loss);
         losses.clear();
         losses.reserve(b);
@@ -648,6 +681,187 @@ impl<
             dropout.is_some(),
         );
         (1.0 / n as f64) * total
+    }
+
+    /// Writes the plan of a step of one document split between two threads by parts of the
+    /// model ([`Shared::split_side`]); the caller has checked the tokens.
+    pub fn prepare_split(
+        &self,
+        batch: &[&[usize]],
+        adam: Option<AdamStep>,
+        dropout: Option<Dropout>,
+        token_mean: bool,
+    ) {
+        debug_assert_eq!(batch.len(), 1);
+        self.prepare(batch, true, adam, dropout, token_mean);
+        write(&self.plan).split = true;
+        self.split_role.store(0, Ordering::Relaxed);
+        self.split_stage.store(0, Ordering::Relaxed);
+    }
+
+    /// One side of a step of one document on two threads, split by parts of the model: the
+    /// attention side owns the embeddings and every block's attention, the MLP side every
+    /// block's MLP and the head — their forward, backward and Adam — so that only the
+    /// residual stream and its gradient cross between the cores, not the weights. The step is
+    /// a chain of `4L − 1` segments, run by the sides in turn in the shared activations:
+    /// segment `2l` (attention side) block `l`'s attention, after the embeddings for `l = 0`;
+    /// segment `2l + 1` (MLP side) block `l`'s MLP, and for the last block also the head, the
+    /// loss and the backward of both; then down the blocks, the attention's backward on the
+    /// attention side, the next MLP's below it on the MLP side, and the tables' last. After a
+    /// backward segment a side hands on and then runs Adam on the parts it has left, while the
+    /// other side goes on: the MLPs' and the head's updates overlap the attention's backward.
+    /// The ops and every sum are the one-thread step's, so are the bits.
+    fn split_side(&self, side: Side) {
+        let plan = read(&self.plan);
+        let rows = &plan.rows[..];
+        let (dropout, adam) = (plan.dropout.as_ref(), plan.adam.as_ref());
+        let mut lease = Locked {
+            embed: &self.embed,
+            blocks: &self.blocks,
+            grad: &self.grad,
+            zero_tables: true,
+            done: &self.done,
+        };
+        let (mine, other) = match side {
+            Side::Attention => (0, 1),
+            Side::Mlp => (1, 0),
+        };
+        let n = rows.len();
+        for k in (mine..4 * L - 1).step_by(2) {
+            if !self.wait_stage(k) {
+                return;
+            }
+            {
+                let mut buf = lock(&self.split_buffers[mine]);
+                let buf = buf.as_mut().expect("a split step's buffers");
+                if k > 0 {
+                    // the residual stream (forward) or its gradient (backward) as the other
+                    // side left it
+                    let from = lock(&self.split_buffers[other]);
+                    let from = &from.as_ref().expect("a split step's buffers").scratch;
+                    let (dst, src) = if k < 2 * L {
+                        (&mut buf.scratch.x, &from.x)
+                    } else {
+                        (&mut buf.scratch.dx, &from.dx)
+                    };
+                    dst[..n].copy_from_slice(&src[..n]);
+                }
+                self.split_segment(k, buf, &mut lease, rows, dropout);
+            }
+            self.split_stage.store(k + 1, Ordering::Release);
+            if let Some(adam) = adam {
+                self.split_adam(k, adam);
+            }
+        }
+    }
+
+    /// Segment `k` of a split step (see [`Shared::split_side`]).
+    fn split_segment(
+        &self,
+        k: usize,
+        buf: &mut Buffers<V, T, E, H, F, L, S>,
+        lease: &mut Locked<'_, V, T, E, F, L, S>,
+        rows: &[Row],
+        dropout: Option<&Dropout>,
+    ) {
+        let (n, vocab) = (rows.len(), self.vocab);
+        if k < 2 * L {
+            let l = k / 2;
+            let drop = dropout.map(|d| (d, l));
+            if k % 2 == 0 {
+                if l == 0 {
+                    pass::embed_forward(buf, &read(&self.embed).w, rows, 0);
+                }
+                let attn = read(&self.blocks[l].attn);
+                let (la, s) = (&mut buf.acts.blocks[l], &mut buf.scratch);
+                pass::attention_branch_forward::<V, T, E, H, D, F, S>(la, s, &attn, rows, 0, drop);
+                return;
+            }
+            {
+                let (fc1, fc2) = (read(&self.blocks[l].fc1), read(&self.blocks[l].fc2));
+                let (la, s) = (&mut buf.acts.blocks[l], &mut buf.scratch);
+                pass::mlp_branch_forward(la, s, (&fc1, &fc2), rows, 0, drop);
+            }
+            if l < L - 1 {
+                return;
+            }
+            pass::head_forward(buf, &read(&self.embed).lm_head_t, 0, n);
+            pass::cross_entropy(buf, rows, vocab);
+            let total: f64 = buf.acts.ce[..n].iter().map(|c| c.to_f64()).sum();
+            lock(&self.doc_loss)[0] = (1.0 / n as f64) * total;
+            pass::head_backward(buf, lease, rows, vocab);
+            let (a, s) = (&buf.acts, &mut buf.scratch);
+            pass::mlp_branch_backward(&a.blocks[l], s, lease, l, n, dropout.is_some());
+            return;
+        }
+        let j = k - 2 * L;
+        let (a, s) = (&buf.acts, &mut buf.scratch);
+        if j % 2 == 1 {
+            let l = L - 2 - j / 2;
+            pass::mlp_branch_backward(&a.blocks[l], s, lease, l, n, dropout.is_some());
+            return;
+        }
+        let l = L - 1 - j / 2;
+        let la = &a.blocks[l];
+        pass::attention_branch_backward::<V, T, E, H, D, F, S>(
+            la,
+            s,
+            lease,
+            l,
+            rows,
+            dropout.is_some(),
+        );
+        if l == 0 {
+            pass::tables_backward(buf, lease, rows);
+        }
+    }
+
+    /// Adam on the parts that segment `k`'s backward left (see [`Shared::split_side`]).
+    fn split_adam(&self, k: usize, adam: &AdamStep) {
+        // no other group's gradient to add first
+        use std::iter::empty as none;
+        let mlp = |l: usize| {
+            let (block, sum) = (&self.blocks[l], &self.grad.blocks[l]);
+            update_part(&block.fc2, &sum.fc2, none(), Some(adam));
+            update_part(&block.fc1, &sum.fc1, none(), Some(adam));
+        };
+        if k == 2 * L - 1 {
+            let g = lock(&self.grad.embed);
+            write(&self.embed).adam_head(&g.lm_head, self.vocab, adam);
+            drop(g);
+            mlp(L - 1);
+        } else if k >= 2 * L {
+            let j = k - 2 * L;
+            if j % 2 == 1 {
+                mlp(L - 2 - j / 2);
+                return;
+            }
+            let l = L - 1 - j / 2;
+            let (block, sum) = (&self.blocks[l], &self.grad.blocks[l]);
+            update_part(&block.attn, &sum.attn, none(), Some(adam));
+            if l == 0 {
+                let g = lock(&self.grad.embed);
+                write(&self.embed).adam_tables(&g.wte, &g.wpe, self.vocab, adam);
+            }
+        }
+    }
+
+    /// Waits until the split step's stage is `k` (spinning, then yielding the core); `false`
+    /// if a thread panicked meanwhile.
+    fn wait_stage(&self, k: usize) -> bool {
+        let mut spins = 0u32;
+        while self.split_stage.load(Ordering::Acquire) != k {
+            if self.abort.load(Ordering::Relaxed) {
+                return false;
+            }
+            spins = spins.saturating_add(1);
+            if spins < WAIT_SPINS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        true
     }
 
     /// Claims groups until none is left; for each, forward, the documents' losses and
@@ -909,6 +1123,14 @@ impl<
     /// The groups, then the parameter parts, each waiting only for what it needs.
     fn run(&self, local: &mut Self::Local) {
         let _abort = AbortOnPanic(&self.abort);
+        if read(&self.plan).split {
+            match self.split_role.fetch_add(1, Ordering::Relaxed) {
+                0 => self.split_side(Side::Attention),
+                1 => self.split_side(Side::Mlp),
+                _ => {}
+            }
+            return;
+        }
         self.work_groups(local);
         self.work_parts();
     }

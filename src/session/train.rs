@@ -227,10 +227,11 @@ fn prepare<'a>(
     let vocab = data.tok.vocab_size();
     let mut model = build_model(opts.engine, &settings.preset, vocab, &mut rng)?;
     let ema = load_start(model.as_mut(), start, settings.recipe.ema)?;
-    // training shares a step's documents, so more threads than documents only wait; an
-    // evaluation has thousands to share
+    // training shares a step's documents, so more threads than documents only wait (one
+    // document splits between two threads by parts of the model); an evaluation has
+    // thousands to share
     let eval_threads = opts.threads.unwrap_or_else(cores);
-    let train_threads = eval_threads.min(settings.recipe.batch_size);
+    let train_threads = eval_threads.min(settings.recipe.batch_size.max(2));
     model.set_threads(train_threads)?;
     let last = opts.stop_at.min(settings.total_steps);
     if last <= first_step {
