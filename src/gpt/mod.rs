@@ -46,7 +46,7 @@ pub use self::params::{BlockWeights, Embed, Weights};
 use self::params::{EmbedParams, ParamArray, zeroed_box};
 use self::pass::Row;
 use self::step::{Block, Shared, buffer_rows, lock, write};
-pub use self::step::{GROUP_ROWS, MIN_GROUPS, num_groups};
+pub use self::step::{GROUP_ROWS, MIN_GROUPS, SPLIT_MIN_PARAMS, num_groups};
 
 // ------------------------------------------------------------------------------------------
 // The model
