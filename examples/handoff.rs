@@ -14,11 +14,16 @@
 //!
 //! The arrays are atomics with relaxed loads and stores (plain moves on x86-64), so the
 //! example needs no `unsafe`.
+//!
+//! Last, a [`Crew`] of one worker running a job that does nothing: the two meetings of every
+//! run, which a step on two threads pays besides its own hand-overs.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
+
+use microgpt::parallel::{Crew, Job};
 
 struct Shared {
     a: Vec<AtomicU64>,
@@ -90,6 +95,14 @@ fn measure(n: usize, rounds: usize) -> (f64, f64) {
     (per_round(two), per_round(one))
 }
 
+/// A job with nothing to do.
+struct Nothing;
+
+impl Job for Nothing {
+    type Local = ();
+    fn run(&self, _: &mut ()) {}
+}
+
 fn main() {
     println!("| f64 each way | two threads, µs/round | one thread | hand-over cost |");
     println!("|---|---|---|---|");
@@ -101,4 +114,20 @@ fn main() {
         let (two, one) = runs[2];
         println!("| {n} | {two:.2} | {one:.2} | {:.2} µs |", two - one);
     }
+    let crew = Crew::spawn(Arc::new(Nothing), vec![()]).expect("a worker thread");
+    let runs = 200_000;
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..runs {
+                crew.run(&mut ());
+            }
+            start.elapsed().as_secs_f64() * 1e6 / runs as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "\na crew run with nothing to do, 1 worker: {:.2} µs",
+        times[2]
+    );
 }

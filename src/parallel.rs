@@ -45,6 +45,9 @@ struct GateState {
     arrived: usize,
     generation: u64,
     shutdown: bool,
+    /// waiters asleep on the condition variable: the last arrival wakes them only if there
+    /// are any (a wake-up is a system call; the waiters that spin see the generation)
+    sleepers: usize,
 }
 
 impl Gate {
@@ -66,7 +69,9 @@ impl Gate {
                 // Release after every party's arrival (each under the lock): whoever sees the
                 // new generation also sees everything the parties did before arriving
                 self.generation.store(s.generation, Ordering::Release);
-                self.cv.notify_all();
+                if s.sleepers > 0 {
+                    self.cv.notify_all();
+                }
                 return true;
             }
             s.generation
@@ -78,9 +83,11 @@ impl Gate {
             std::hint::spin_loop();
         }
         let mut s = self.lock();
+        s.sleepers += 1;
         while s.generation == generation && !s.shutdown {
             s = self.cv.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
+        s.sleepers -= 1;
         s.generation != generation
     }
 
@@ -114,6 +121,7 @@ impl<J: Job> Crew<J> {
                     arrived: 0,
                     generation: 0,
                     shutdown: false,
+                    sleepers: 0,
                 }),
                 cv: Condvar::new(),
                 generation: AtomicU64::new(0),
