@@ -303,14 +303,17 @@ struct Locked<
     grad: &'a Grad<V, T, E, F, L, S>,
     /// the tables are zeroed before the backward adds into them (else they are zero already)
     zero_tables: bool,
-    done: &'a [AtomicUsize],
+    /// the counters the waiting threads read (`None`: nobody waits, in a split step)
+    done: Option<&'a [AtomicUsize]>,
 }
 
 impl<const V: usize, const T: usize, const E: usize, const F: usize, const L: usize, S: Float>
     Locked<'_, V, T, E, F, L, S>
 {
     fn done(&self, part: Part) {
-        self.done[part.index::<L>()].fetch_add(1, Ordering::Release);
+        if let Some(done) = self.done {
+            done[part.index::<L>()].fetch_add(1, Ordering::Release);
+        }
     }
 }
 
@@ -497,8 +500,6 @@ pub(super) struct Plan<
     adam: Option<AdamStep>,
     /// dropout in the forward and backward, if any (only when the groups run backward)
     dropout: Option<Dropout>,
-    /// one document split between two threads by parts of the model ([`Shared::prepare_split`])
-    split: bool,
 }
 
 /// Everything the threads share: the parameters, the step's gradient, the plan and the
@@ -535,6 +536,10 @@ pub(super) struct Shared<
     pub split_buffers: [Mutex<Option<Buffers<V, T, E, H, F, L, S>>>; 2],
     split_role: AtomicUsize,
     split_stage: AtomicUsize,
+    /// the step is one document split between two threads ([`Shared::prepare_split`]): an
+    /// atomic rather than a field of the plan, so that the threads need not lock the plan
+    /// to find out
+    split: AtomicBool,
 }
 
 impl<
@@ -569,7 +574,6 @@ impl<
                 backward_groups: 0,
                 adam: None,
                 dropout: None,
-                split: false,
             }),
             doc_loss: Mutex::new(Vec::with_capacity(1)),
             next_group: AtomicUsize::new(0),
@@ -581,6 +585,7 @@ impl<
             split_buffers: [Mutex::new(None), Mutex::new(None)],
             split_role: AtomicUsize::new(0),
             split_stage: AtomicUsize::new(0),
+            split: AtomicBool::new(false),
         })
     }
 
@@ -622,7 +627,7 @@ impl<
         };
         plan.adam = adam;
         plan.dropout = dropout;
-        plan.split = false;
+        self.split.store(false, Ordering::Relaxed);
         let mut losses = lock(&self.doc_loss);
         losses.clear();
         losses.reserve(b);
@@ -694,7 +699,7 @@ impl<
     ) {
         debug_assert_eq!(batch.len(), 1);
         self.prepare(batch, true, adam, dropout, token_mean);
-        write(&self.plan).split = true;
+        self.split.store(true, Ordering::Relaxed);
         self.split_role.store(0, Ordering::Relaxed);
         self.split_stage.store(0, Ordering::Relaxed);
     }
@@ -720,7 +725,7 @@ impl<
             blocks: &self.blocks,
             grad: &self.grad,
             zero_tables: true,
-            done: &self.done,
+            done: None,
         };
         let (mine, other) = match side {
             Side::Attention => (0, 1),
@@ -912,7 +917,7 @@ impl<
                     &plan.group_grads[g - 1]
                 },
                 zero_tables: g == 0,
-                done: &self.done,
+                done: Some(&self.done),
             };
             let dropout = plan.dropout.is_some();
             pass::backward::<V, T, E, H, D, F, L, S>(buf, &mut lease, rows, self.vocab, dropout);
@@ -1123,7 +1128,7 @@ impl<
     /// The groups, then the parameter parts, each waiting only for what it needs.
     fn run(&self, local: &mut Self::Local) {
         let _abort = AbortOnPanic(&self.abort);
-        if read(&self.plan).split {
+        if self.split.load(Ordering::Relaxed) {
             match self.split_role.fetch_add(1, Ordering::Relaxed) {
                 0 => self.split_side(Side::Attention),
                 1 => self.split_side(Side::Mlp),
