@@ -37,10 +37,11 @@ use crate::optim::AdamStep;
 use crate::parallel::Job;
 
 /// The smallest model (parameters, the vocabulary bucket's rows counted) whose step of one
-/// document is split between two threads ([`Shared::split_side`]) when it has them: the split
-/// hands the residual stream across at every branch and meets twice a step, which costs more
-/// than the overlapped updates save on the micro model (4,192 parameters: 1.10× the one-thread
-/// time in f64, 1.11× in f32) and less on `small` (201,088: 0.79×); see docs/performance.md.
+/// document is split between two threads by parts of the model (`Shared::split_side`) when it
+/// has them: the split hands the residual stream across at every branch and meets twice a
+/// step, which costs more than the overlapped updates save on the micro model (4,192
+/// parameters: 1.01× the one-thread time in f64, 1.20× in f32) and less on `small` (201,088:
+/// 0.78×); see docs/performance.md.
 pub const SPLIT_MIN_PARAMS: usize = 1 << 16;
 
 /// Rows (positions) a group of a minibatch aims at: enough that the linear layers read each
