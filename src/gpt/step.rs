@@ -852,22 +852,9 @@ impl<
         }
     }
 
-    /// Waits until the split step's stage is `k` (spinning, then yielding the core); `false`
-    /// if a thread panicked meanwhile.
+    /// Waits until the split step's stage is `k`; `false` if a thread panicked meanwhile.
     fn wait_stage(&self, k: usize) -> bool {
-        let mut spins = 0u32;
-        while self.split_stage.load(Ordering::Acquire) != k {
-            if self.abort.load(Ordering::Relaxed) {
-                return false;
-            }
-            spins = spins.saturating_add(1);
-            if spins < WAIT_SPINS {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        true
+        self.wait_until(|| self.split_stage.load(Ordering::Acquire) == k)
     }
 
     /// Claims groups until none is left; for each, forward, the documents' losses and
@@ -992,8 +979,14 @@ impl<
     /// core); `false` if a thread panicked meanwhile, and the part will never be done.
     fn wait_done(&self, part: Part, groups: usize) -> bool {
         let done = &self.done[part.index::<L>()];
+        self.wait_until(|| done.load(Ordering::Acquire) >= groups)
+    }
+
+    /// Waits until `ready()` (spinning, then yielding the core); `false` if a thread
+    /// panicked meanwhile, and it may never be.
+    fn wait_until(&self, ready: impl Fn() -> bool) -> bool {
         let mut spins = 0u32;
-        while done.load(Ordering::Acquire) < groups {
+        while !ready() {
             if self.abort.load(Ordering::Relaxed) {
                 return false;
             }
