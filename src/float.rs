@@ -65,6 +65,9 @@ pub trait Float:
     /// few hundred steps, where each operation on them takes a microcode assist of ~100
     /// cycles; their share of an update, `lr·m̂/(√v̂ + 1e-8)`, is < 1e-30 there.
     fn flush_subnormal(self) -> Self;
+    /// 0 for a subnormal, in either precision: what the static engine's Adam does to its
+    /// moments in `f64` too ([`crate::optim::AdamStep::update_flushing`]).
+    fn flush_to_zero(self) -> Self;
     /// `x` as `f64`s: `x` itself for `f64`, else converted into the first `x.len()` values
     /// of `buf`.
     fn as_f64s<'a>(x: &'a [Self], buf: &'a mut [f64]) -> &'a [f64];
@@ -163,6 +166,15 @@ impl Float for f64 {
     }
 
     #[inline(always)]
+    fn flush_to_zero(self) -> f64 {
+        if self.abs() < f64::MIN_POSITIVE {
+            0.0
+        } else {
+            self
+        }
+    }
+
+    #[inline(always)]
     fn as_f64s<'a>(x: &'a [f64], _buf: &'a mut [f64]) -> &'a [f64] {
         x
     }
@@ -254,6 +266,11 @@ impl Float for f32 {
 
     #[inline(always)]
     fn flush_subnormal(self) -> f32 {
+        self.flush_to_zero()
+    }
+
+    #[inline(always)]
+    fn flush_to_zero(self) -> f32 {
         if self.abs() < f32::MIN_POSITIVE {
             0.0
         } else {

@@ -189,13 +189,13 @@ impl<const V: usize, const T: usize, const E: usize, S: Float> EmbedParams<V, T,
         adam: &AdamStep,
     ) {
         let (w, m, v) = (&mut self.w, &mut self.m, &mut self.v);
-        adam.update(
+        adam.update_flushing(
             w.wte[..vocab].as_flattened_mut(),
             dwte[..vocab].as_flattened(),
             m.wte[..vocab].as_flattened_mut(),
             v.wte[..vocab].as_flattened_mut(),
         );
-        adam.update(
+        adam.update_flushing(
             w.wpe.as_flattened_mut(),
             dwpe.as_flattened(),
             m.wpe.as_flattened_mut(),
@@ -276,7 +276,7 @@ fn adam_transposed<const I: usize, const O: usize, S: Float>(
 ) {
     for o0 in (0..rows).step_by(TILE) {
         let band = o0..rows.min(o0 + TILE);
-        adam.update(
+        adam.update_flushing(
             w[band.clone()].as_flattened_mut(),
             g[band.clone()].as_flattened(),
             m[band.clone()].as_flattened_mut(),
