@@ -275,15 +275,15 @@ impl Checkpoint {
                 n
             );
         }
-        if let Some(a) = &self.adam {
-            if a.m.len() != n || a.v.len() != n {
-                bail!(
-                    "Adam moments have {} (m) and {} (v) values for {} parameters",
-                    a.m.len(),
-                    a.v.len(),
-                    n
-                );
-            }
+        if let Some(a) = &self.adam
+            && (a.m.len() != n || a.v.len() != n)
+        {
+            bail!(
+                "Adam moments have {} (m) and {} (v) values for {} parameters",
+                a.m.len(),
+                a.v.len(),
+                n
+            );
         }
         if let Some(r) = &self.raw
             && r.len() != n
@@ -512,7 +512,7 @@ fn check_shape(s: &Shape) -> Result<()> {
             bail!("{} is 0; it must be at least 1", key);
         }
     }
-    if s.n_embd % s.n_head != 0 {
+    if !s.n_embd.is_multiple_of(s.n_head) {
         bail!(
             "n_embd {} is not divisible by n_head {}",
             s.n_embd,

@@ -42,7 +42,8 @@ pub trait Float:
     /// Partial sums a reduction keeps (two 256-bit registers: 8 f64, 16 f32); 8, 16 or 32
     /// (the widths [`crate::gpt::kernels`] is instantiated for).
     const LANES: usize;
-    /// Columns of a matrix-product tile (four 256-bit registers: 16 f64, 32 f32); 8, 16 or 32.
+    /// Columns of a matrix-product tile: four vector registers, 256-bit (16 f64, 32 f32) or
+    /// with AVX-512 512-bit (32 f64, 64 f32); 8, 16, 32 or 64.
     const TILE_COLS: usize;
     /// Rounded to nearest (exact for `f64`).
     fn from_f64(x: f64) -> Self;
@@ -56,6 +57,14 @@ pub trait Float:
     /// this is built for do), plain otherwise so that a portable build does not call libm's
     /// slow `fma`.
     fn fma(self, b: Self, c: Self) -> Self;
+    /// `acc[j] = x·b[j] + acc[j]` for every lane, each as [`Float::fma`]: the inner loop of
+    /// the matrix products. With AVX-512, in 512-bit registers (`crate::wide`).
+    #[inline(always)]
+    fn fma_row(acc: &mut [Self], x: Self, b: &[Self]) {
+        for (a, &b) in acc.iter_mut().zip(b) {
+            *a = x.fma(b, *a);
+        }
+    }
     /// `e^x` in plain arithmetic, so that loops over it vectorize (libm's `exp` is a call per
     /// element); see the implementations for the accuracy.
     fn exp_fast(self) -> Self;
@@ -81,7 +90,11 @@ impl Float for f64 {
     const NEG_INFINITY: f64 = f64::NEG_INFINITY;
     const UNIT_ROUNDOFF: f64 = f64::EPSILON / 2.0;
     const LANES: usize = 8;
-    const TILE_COLS: usize = 16;
+    const TILE_COLS: usize = if cfg!(all(target_arch = "x86_64", target_feature = "avx512f")) {
+        32
+    } else {
+        16
+    };
 
     #[inline(always)]
     fn from_f64(x: f64) -> f64 {
@@ -109,6 +122,23 @@ impl Float for f64 {
             self.mul_add(b, c)
         } else {
             self * b + c
+        }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[inline(always)]
+    fn fma_row(acc: &mut [f64], x: f64, b: &[f64]) {
+        let (w, mut c) = (acc.len().min(b.len()), 0);
+        while c + 8 <= w {
+            let (a8, b8) = (
+                acc[c..c + 8].try_into().unwrap(),
+                b[c..c + 8].try_into().unwrap(),
+            );
+            acc[c..c + 8].copy_from_slice(&crate::wide::fma_f64(a8, x, b8));
+            c += 8;
+        }
+        for j in c..w {
+            acc[j] = x.fma(b[j], acc[j]);
         }
     }
 
@@ -188,7 +218,11 @@ impl Float for f32 {
     const NEG_INFINITY: f32 = f32::NEG_INFINITY;
     const UNIT_ROUNDOFF: f64 = f32::EPSILON as f64 / 2.0;
     const LANES: usize = 16;
-    const TILE_COLS: usize = 32;
+    const TILE_COLS: usize = if cfg!(all(target_arch = "x86_64", target_feature = "avx512f")) {
+        64
+    } else {
+        32
+    };
 
     #[inline(always)]
     fn from_f64(x: f64) -> f32 {
@@ -216,6 +250,23 @@ impl Float for f32 {
             self.mul_add(b, c)
         } else {
             self * b + c
+        }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[inline(always)]
+    fn fma_row(acc: &mut [f32], x: f32, b: &[f32]) {
+        let (w, mut c) = (acc.len().min(b.len()), 0);
+        while c + 16 <= w {
+            let (a16, b16) = (
+                acc[c..c + 16].try_into().unwrap(),
+                b[c..c + 16].try_into().unwrap(),
+            );
+            acc[c..c + 16].copy_from_slice(&crate::wide::fma_f32(a16, x, b16));
+            c += 16;
+        }
+        for j in c..w {
+            acc[j] = x.fma(b[j], acc[j]);
         }
     }
 

@@ -179,7 +179,7 @@ impl Reference {
 
     /// A model holding the given flat parameters ([`Shape::tensors`] layout).
     pub fn from_params(shape: Shape, params: &[f64]) -> Result<Reference> {
-        if shape.n_head == 0 || shape.n_embd % shape.n_head != 0 {
+        if shape.n_head == 0 || !shape.n_embd.is_multiple_of(shape.n_head) {
             bail!(
                 "n_embd {} is not a multiple of n_head {}",
                 shape.n_embd,

@@ -177,7 +177,7 @@ impl Log {
 
     pub fn step(&mut self, step: usize, loss: f64) {
         self.sum += loss;
-        if (step + 1) % Self::EVERY == 0 {
+        if (step + 1).is_multiple_of(Self::EVERY) {
             let mean = self.sum / Self::EVERY as f64;
             println!(
                 "step {:4} / {} | train loss {mean:.4}",

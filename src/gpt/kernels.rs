@@ -33,6 +33,10 @@ macro_rules! with_width {
                 const $W: usize = 32;
                 $call
             }
+            64 => {
+                const $W: usize = 64;
+                $call
+            }
             w => unreachable!("no kernel of width {w}"),
         }
     };
@@ -82,9 +86,10 @@ fn dot_w<S: Float, const N: usize, const W: usize>(a: &[S; N], b: &[S; N]) -> S 
 /// loaded serves this many output rows.
 const TILE_ROWS: usize = 4;
 
-// Columns of a tile: `S::TILE_COLS`, four 256-bit registers per row (LLVM's choice of vector
-// width for this CPU), so that a tile's 16 accumulator registers stay in registers with room
-// for the operands; wider tiles spill.
+// Columns of a tile: `S::TILE_COLS`, four vector registers per row, so that a tile's 16
+// accumulators stay in registers with room for the operands (wider tiles spill): 256-bit
+// registers (LLVM's choice of vector width for these CPUs), or 512-bit ones with AVX-512,
+// where `Float::fma_row` writes the inner loop with the 512-bit instructions.
 
 /// `out_t (+)= Σ_k a_t,k·b_k` for every row t — overwriting `out` or, with `ACC`, adding into
 /// it — in tiles of `TILE_ROWS` rows × [`Float::TILE_COLS`] columns, column block by column block, so
@@ -107,7 +112,7 @@ fn matmul_w<S: Float, const K: usize, const N: usize, const ACC: bool, const TC:
     for c in 0..N / TC {
         matmul_block::<S, K, N, ACC, TC>(out, a, b, c * TC, TC);
     }
-    if N % TC != 0 {
+    if !N.is_multiple_of(TC) {
         matmul_block::<S, K, N, ACC, TC>(out, a, b, N - N % TC, N % TC);
     }
 }
@@ -164,9 +169,7 @@ fn matmul_cols<
         let bk = &bk[c0..c0 + w];
         for r in 0..R {
             let x = a[r][k];
-            for j in 0..w {
-                acc[r][j] = fma(x, bk[j], acc[r][j]);
-            }
+            S::fma_row(&mut acc[r][..w], x, bk);
         }
     }
     for r in 0..R {
@@ -208,7 +211,7 @@ fn matmul_tn_tile<S: Float, const R: usize, const IN: usize, const OUT: usize, c
         for c in 0..IN / TC {
             matmul_tn_cols::<S, R, IN, OUT, ACC, TC>(dw, dy, x, o0, c * TC, TC);
         }
-        if IN % TC != 0 {
+        if !IN.is_multiple_of(TC) {
             matmul_tn_cols::<S, R, IN, OUT, ACC, TC>(dw, dy, x, o0, IN - IN % TC, IN % TC);
         }
     })
@@ -243,9 +246,7 @@ fn matmul_tn_cols<
         let xt = &xt[c0..c0 + w];
         let a: &[S; R] = dyt[o0..o0 + R].try_into().unwrap();
         for r in 0..R {
-            for j in 0..w {
-                acc[r][j] = fma(a[r], xt[j], acc[r][j]);
-            }
+            S::fma_row(&mut acc[r][..w], a[r], xt);
         }
     }
     for r in 0..R {

@@ -774,7 +774,7 @@ impl<
         if k < 2 * L {
             let l = k / 2;
             let drop = dropout.map(|d| (d, l));
-            if k % 2 == 0 {
+            if k.is_multiple_of(2) {
                 if l == 0 {
                     pass::embed_forward(buf, &read(&self.embed).w, rows, 0);
                 }

@@ -457,15 +457,18 @@ impl Tally {
             loss,
             tokens: self.tokens_done,
         });
-        if s == run.first_step + 1 || s == run.last || s % opts.print_every == 0 {
+        if s == run.first_step + 1 || s == run.last || s.is_multiple_of(opts.print_every) {
             report.event(Event::Loss {
                 step: s,
                 total,
                 loss,
             });
         }
-        let eval_now = !run.data.val.is_empty() && (s % opts.eval_every == 0 || s == run.last);
-        let save_now = opts.save_every.is_some_and(|k| s % k == 0 && s != run.last);
+        let eval_now =
+            !run.data.val.is_empty() && (s.is_multiple_of(opts.eval_every) || s == run.last);
+        let save_now = opts
+            .save_every
+            .is_some_and(|k| s.is_multiple_of(k) && s != run.last);
         if eval_now || save_now {
             self.train_time += self.lap.elapsed().as_secs_f64();
         }
