@@ -13,7 +13,8 @@
 //!
 //! Gradients accumulate across iterations in both entries (the static backward `+=`s into its
 //! gradient arrays, the tape keeps its leaves' gradients when it truncates); neither zeroes.
-//! Throughput: one position per call (`op_adam_4192`: one parameter).
+//! Throughput: one position per call (`op_adam_4192`: one parameter; `op_linear_64x256_224rows`,
+//! the `small` model's largest product over a minibatch's rows: one position).
 
 use std::hint::black_box;
 
@@ -115,6 +116,42 @@ fn linear_static<S: Float>(
             black_box((&y, &dx, &dw));
         })
     });
+}
+
+/// The `small` model's `mlp_fc1` (`64 → 256`) forward and backward over the rows of one of
+/// its minibatches (32 documents of 7 positions): where `small` spends most of its step, and
+/// where the matrix products' 512-bit inner loop (`Float::fma_row`) is measured. Throughput:
+/// one position.
+fn linear_batch(c: &mut Criterion) {
+    const IN: usize = 64;
+    const OUT: usize = 256;
+    const ROWS: usize = 32 * 7;
+    let mut g = c.benchmark_group("op_linear_64x256_224rows");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    batch_static::<f64>(&mut g, "static");
+    batch_static::<f32>(&mut g, "static_f32");
+    g.finish();
+
+    fn batch_static<S: Float>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str) {
+        let mut rng = Rng::pcg(5);
+        let mut rows =
+            |n: usize| -> Vec<[S; IN]> { (0..n).map(|_| to(&randn::<IN>(&mut rng))).collect() };
+        let x = rows(ROWS);
+        let w: Box<[[S; IN]; OUT]> = Box::new(std::array::from_fn(|_| to(&randn(&mut rng))));
+        let dy: Vec<[S; OUT]> = (0..ROWS).map(|_| to(&randn::<OUT>(&mut rng))).collect();
+        let mut wt = Box::new([[S::ZERO; OUT]; IN]);
+        kernels::transpose(&mut wt, &w);
+        let (mut y, mut dx) = (vec![[S::ZERO; OUT]; ROWS], vec![[S::ZERO; IN]; ROWS]);
+        let mut dw = Box::new([[S::ZERO; IN]; OUT]);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                ops::linear_forward(&mut y, black_box(&x), &wt);
+                let (dy, x) = (black_box(&dy), black_box(&x));
+                ops::linear_backward(&mut dx, &mut dw, dy, x, &w, ops::Put::Set, ops::Put::Set);
+                black_box((&y, &dx, &dw));
+            })
+        });
+    }
 }
 
 /// Causal attention of the last position of a block (`t = 15`, 16 keys and values), `H` heads.
@@ -281,11 +318,15 @@ fn adam(c: &mut Criterion) {
     const N: usize = 4192;
     let mut g = c.benchmark_group("op_adam_4192");
     g.throughput(Throughput::Elements(N as u64));
-    adam_static::<f64>(&mut g, "update", "sqrt_and_divide");
-    adam_static::<f32>(&mut g, "update_f32", "sqrt_and_divide_f32");
+    adam_static::<f64>(&mut g, ["update", "update_flushing", "sqrt_and_divide"]);
+    adam_static::<f32>(
+        &mut g,
+        ["update_f32", "update_flushing_f32", "sqrt_and_divide_f32"],
+    );
     g.finish();
 
-    fn adam_static<S: Float>(g: &mut BenchmarkGroup<'_, WallTime>, update: &str, floor: &str) {
+    fn adam_static<S: Float>(g: &mut BenchmarkGroup<'_, WallTime>, names: [&str; 3]) {
+        let [update, flushing, floor] = names;
         let mut rng = Rng::pcg(4);
         let grad: Vec<S> = (0..N).map(|_| S::from_f64(rng.gauss(0.0, 0.05))).collect();
         let mut p: Vec<S> = (0..N).map(|_| S::from_f64(rng.gauss(0.0, 0.08))).collect();
@@ -293,6 +334,9 @@ fn adam(c: &mut Criterion) {
         let step = microgpt::optim::Adam::default().at(10, 1000);
         g.bench_function(update, |b| {
             b.iter(|| step.update(&mut p, black_box(&grad), &mut m, &mut v))
+        });
+        g.bench_function(flushing, |b| {
+            b.iter(|| step.update_flushing(&mut p, black_box(&grad), &mut m, &mut v))
         });
         let eps = S::from_f64(step.eps);
         let v = grad.iter().map(|&x| x * x).collect::<Vec<S>>();
@@ -307,5 +351,13 @@ fn adam(c: &mut Criterion) {
     }
 }
 
-criterion_group!(op, linear, attention, rmsnorm, cross_entropy, adam);
+criterion_group!(
+    op,
+    linear,
+    linear_batch,
+    attention,
+    rmsnorm,
+    cross_entropy,
+    adam
+);
 criterion_main!(op);
