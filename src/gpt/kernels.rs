@@ -133,10 +133,35 @@ fn matmul_block<S: Float, const K: usize, const N: usize, const ACC: bool, const
         let x: &[[S; K]; TILE_ROWS] = x.try_into().unwrap();
         matmul_cols::<S, TILE_ROWS, K, N, ACC, TC>(o, x, b, c0, w);
     }
-    for (o, x) in oc.into_remainder().iter_mut().zip(ac.remainder()) {
-        let (o, x) = (std::array::from_mut(o), std::array::from_ref(x));
-        matmul_cols::<S, 1, K, N, ACC, TC>(o, x, b, c0, w);
+    // the last rows (fewer than a tile) as one tile of their own count, not row by row: each
+    // row's accumulators are a chain of dependent FMAs, and more rows give the FMA units
+    // more chains to overlap
+    let (o, x) = (oc.into_remainder(), ac.remainder());
+    match o.len() {
+        3 => matmul_rest::<S, 3, K, N, ACC, TC>(o, x, b, c0, w),
+        2 => matmul_rest::<S, 2, K, N, ACC, TC>(o, x, b, c0, w),
+        1 => matmul_rest::<S, 1, K, N, ACC, TC>(o, x, b, c0, w),
+        _ => {}
     }
+}
+
+/// [`matmul_cols`] on the `R` rows of `out` and `a`.
+#[inline(always)]
+fn matmul_rest<
+    S: Float,
+    const R: usize,
+    const K: usize,
+    const N: usize,
+    const ACC: bool,
+    const TC: usize,
+>(
+    out: &mut [[S; N]],
+    a: &[[S; K]],
+    b: &[[S; N]; K],
+    c0: usize,
+    w: usize,
+) {
+    matmul_cols::<S, R, K, N, ACC, TC>(out.try_into().unwrap(), a.try_into().unwrap(), b, c0, w);
 }
 
 /// [`matmul`] on `R` rows and columns `c0..c0 + w` (`w ≤ S::TILE_COLS`, a constant where it is
