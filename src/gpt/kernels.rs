@@ -133,17 +133,23 @@ fn matmul_block<S: Float, const K: usize, const N: usize, const ACC: bool, const
         let x: &[[S; K]; TILE_ROWS] = x.try_into().unwrap();
         matmul_cols::<S, TILE_ROWS, K, N, ACC, TC>(o, x, b, c0, w);
     }
-    // the last rows (fewer than a tile) as one tile of their own count, not row by row: each
+    // the last rows (fewer than a tile) with 512-bit rows as one tile of their own count: a
     // row's accumulators are a chain of dependent FMAs, and more rows give the FMA units
-    // more chains to overlap
+    // more chains to overlap; with 256-bit rows (four chains a row) row by row was faster
     let (o, x) = (oc.into_remainder(), ac.remainder());
     match o.len() {
-        3 => matmul_rest::<S, 3, K, N, ACC, TC>(o, x, b, c0, w),
-        2 => matmul_rest::<S, 2, K, N, ACC, TC>(o, x, b, c0, w),
-        1 => matmul_rest::<S, 1, K, N, ACC, TC>(o, x, b, c0, w),
-        _ => {}
+        3 if REST_AS_TILE => matmul_rest::<S, 3, K, N, ACC, TC>(o, x, b, c0, w),
+        2 if REST_AS_TILE => matmul_rest::<S, 2, K, N, ACC, TC>(o, x, b, c0, w),
+        _ => {
+            for (o, x) in o.chunks_exact_mut(1).zip(x.chunks_exact(1)) {
+                matmul_rest::<S, 1, K, N, ACC, TC>(o, x, b, c0, w);
+            }
+        }
     }
 }
+
+/// Whether [`matmul`] takes the rows after the last whole tile as one tile (see there).
+const REST_AS_TILE: bool = cfg!(all(target_arch = "x86_64", target_feature = "avx512f"));
 
 /// [`matmul_cols`] on the `R` rows of `out` and `a`.
 #[inline(always)]
