@@ -82,11 +82,14 @@ fn dot_w<S: Float, const N: usize, const W: usize>(a: &[S; N], b: &[S; N]) -> S 
 // ------------------------------------------------------------------------------------------
 // matrix products over a batch of rows
 
-/// Rows of a tile of the matrix products below: each vector of the right-hand matrix that is
-/// loaded serves this many output rows.
-const TILE_ROWS: usize = 4;
+/// Rows of a tile of [`matmul`]: each vector of the right-hand matrix that is loaded serves
+/// this many output rows. Four with 256-bit rows (16 accumulators of the 16 registers), six
+/// with 512-bit rows (24 of the 32 AVX-512 has).
+const TILE_ROWS: usize = if REST_AS_TILE { 6 } else { 4 };
+/// Rows of `dw` in a tile of [`matmul_tn`].
+const TN_ROWS: usize = 4;
 
-// Columns of a tile: `S::TILE_COLS`, four vector registers per row, so that a tile's 16
+// Columns of a tile: `S::TILE_COLS`, four vector registers per row, so that a tile's
 // accumulators stay in registers with room for the operands (wider tiles spill): 256-bit
 // registers (LLVM's choice of vector width for these CPUs), or 512-bit ones with AVX-512,
 // where `Float::fma_row` writes the inner loop with the 512-bit instructions.
@@ -138,6 +141,8 @@ fn matmul_block<S: Float, const K: usize, const N: usize, const ACC: bool, const
     // more chains to overlap; with 256-bit rows (four chains a row) row by row was faster
     let (o, x) = (oc.into_remainder(), ac.remainder());
     match o.len() {
+        5 if REST_AS_TILE => matmul_rest::<S, 5, K, N, ACC, TC>(o, x, b, c0, w),
+        4 if REST_AS_TILE => matmul_rest::<S, 4, K, N, ACC, TC>(o, x, b, c0, w),
         3 if REST_AS_TILE => matmul_rest::<S, 3, K, N, ACC, TC>(o, x, b, c0, w),
         2 if REST_AS_TILE => matmul_rest::<S, 2, K, N, ACC, TC>(o, x, b, c0, w),
         _ => {
@@ -211,19 +216,19 @@ fn matmul_cols<
 }
 
 /// `dw_o (+)= Σ_t dy_t,o·x_t` (`dW (+)= dYᵀ X`) — overwriting `dw` or, with `ACC`, adding
-/// into it — `TILE_ROWS` rows of `dw` at a time, each row summing over t in order.
+/// into it — `TN_ROWS` rows of `dw` at a time, each row summing over t in order.
 #[inline(always)]
 pub fn matmul_tn<S: Float, const IN: usize, const OUT: usize, const ACC: bool>(
     dw: &mut [[S; IN]; OUT], // (OUT, IN)
     dy: &[[S; OUT]],         // (n, OUT)
     x: &[[S; IN]],           // (n, IN)
 ) {
-    let mut chunks = dw.chunks_exact_mut(TILE_ROWS);
+    let mut chunks = dw.chunks_exact_mut(TN_ROWS);
     let mut o0 = 0;
     for d in &mut chunks {
-        let d: &mut [[S; IN]; TILE_ROWS] = d.try_into().unwrap();
-        matmul_tn_tile::<S, TILE_ROWS, IN, OUT, ACC>(d, dy, x, o0);
-        o0 += TILE_ROWS;
+        let d: &mut [[S; IN]; TN_ROWS] = d.try_into().unwrap();
+        matmul_tn_tile::<S, TN_ROWS, IN, OUT, ACC>(d, dy, x, o0);
+        o0 += TN_ROWS;
     }
     for d in chunks.into_remainder() {
         matmul_tn_tile::<S, 1, IN, OUT, ACC>(std::array::from_mut(d), dy, x, o0);
