@@ -235,6 +235,13 @@ fn linear_backward_matches_finite_differences() {
     case::<64, 16>(6, 2);
     case::<5, 3>(7, 4);
     case::<13, 27>(8, 5);
+    // every remainder after whole tiles of six or four rows, on both sides of the product:
+    // dW rows (OUT) 5, 11, 8, 13, 7; batch rows (n) 7, 6, 2, 5, 1
+    case::<4, 5>(14, 7);
+    case::<7, 11>(15, 6);
+    case::<9, 8>(16, 2);
+    case::<3, 13>(17, 5);
+    case::<10, 7>(18, 1);
 }
 
 /// `Put::Set` writes the gradient over whatever the buffers hold and gives the bits `Add`

@@ -86,8 +86,8 @@ fn dot_w<S: Float, const N: usize, const W: usize>(a: &[S; N], b: &[S; N]) -> S 
 /// this many output rows. Four with 256-bit rows (16 accumulators of the 16 registers), six
 /// with 512-bit rows (24 of the 32 AVX-512 has).
 const TILE_ROWS: usize = if REST_AS_TILE { 6 } else { 4 };
-/// Rows of `dw` in a tile of [`matmul_tn`].
-const TN_ROWS: usize = 4;
+/// Rows of `dw` in a tile of [`matmul_tn`], as many as [`TILE_ROWS`].
+const TN_ROWS: usize = TILE_ROWS;
 
 // Columns of a tile: `S::TILE_COLS`, four vector registers per row, so that a tile's
 // accumulators stay in registers with room for the operands (wider tiles spill): 256-bit
@@ -95,8 +95,9 @@ const TN_ROWS: usize = 4;
 // where `Float::fma_row` writes the inner loop with the 512-bit instructions.
 
 /// `out_t (+)= Σ_k a_t,k·b_k` for every row t — overwriting `out` or, with `ACC`, adding into
-/// it — in tiles of `TILE_ROWS` rows × [`Float::TILE_COLS`] columns, column block by column block, so
-/// that a block of `b` (`K × TILE_COLS`) stays in L1 while every row tile passes over it.
+/// it — in tiles of `TILE_ROWS` rows × [`Float::TILE_COLS`] columns, column block by column
+/// block, so that a block of `b` (`K × TILE_COLS`) stays in L1 while every row tile passes
+/// over it.
 #[inline(always)]
 pub fn matmul<S: Float, const K: usize, const N: usize, const ACC: bool>(
     out: &mut [[S; N]], // (n, N)
@@ -216,7 +217,8 @@ fn matmul_cols<
 }
 
 /// `dw_o (+)= Σ_t dy_t,o·x_t` (`dW (+)= dYᵀ X`) — overwriting `dw` or, with `ACC`, adding
-/// into it — `TN_ROWS` rows of `dw` at a time, each row summing over t in order.
+/// into it — `TN_ROWS` rows of `dw` at a time (the last ones as [`matmul`]'s), each row
+/// summing over t in order.
 #[inline(always)]
 pub fn matmul_tn<S: Float, const IN: usize, const OUT: usize, const ACC: bool>(
     dw: &mut [[S; IN]; OUT], // (OUT, IN)
@@ -230,10 +232,31 @@ pub fn matmul_tn<S: Float, const IN: usize, const OUT: usize, const ACC: bool>(
         matmul_tn_tile::<S, TN_ROWS, IN, OUT, ACC>(d, dy, x, o0);
         o0 += TN_ROWS;
     }
-    for d in chunks.into_remainder() {
-        matmul_tn_tile::<S, 1, IN, OUT, ACC>(std::array::from_mut(d), dy, x, o0);
-        o0 += 1;
+    // the last rows as one tile with 512-bit rows, row by row otherwise (as in `matmul`)
+    let d = chunks.into_remainder();
+    match d.len() {
+        5 if REST_AS_TILE => matmul_tn_rest::<S, 5, IN, OUT, ACC>(d, dy, x, o0),
+        4 if REST_AS_TILE => matmul_tn_rest::<S, 4, IN, OUT, ACC>(d, dy, x, o0),
+        3 if REST_AS_TILE => matmul_tn_rest::<S, 3, IN, OUT, ACC>(d, dy, x, o0),
+        2 if REST_AS_TILE => matmul_tn_rest::<S, 2, IN, OUT, ACC>(d, dy, x, o0),
+        _ => {
+            for d in d {
+                matmul_tn_tile::<S, 1, IN, OUT, ACC>(std::array::from_mut(d), dy, x, o0);
+                o0 += 1;
+            }
+        }
     }
+}
+
+/// [`matmul_tn_tile`] on the `R` rows of `dw`.
+#[inline(always)]
+fn matmul_tn_rest<S: Float, const R: usize, const IN: usize, const OUT: usize, const ACC: bool>(
+    dw: &mut [[S; IN]],
+    dy: &[[S; OUT]],
+    x: &[[S; IN]],
+    o0: usize,
+) {
+    matmul_tn_tile::<S, R, IN, OUT, ACC>(dw.try_into().unwrap(), dy, x, o0);
 }
 
 #[inline(always)]
