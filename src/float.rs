@@ -65,6 +65,18 @@ pub trait Float:
             *a = x.fma(b, *a);
         }
     }
+    /// `t = tᵀ` for one tile in registers: element `(r, c)` goes to `(c, r)`, which swaps each
+    /// bit of the row index with the same bit of the column index. One round per bit `s` (4,
+    /// 2, 1) pairs rows `r` and `r + s` (bit `s` of `r` clear) and exchanges the lanes whose
+    /// bit `s` differs. With AVX-512, each exchange is one two-register permute
+    /// (`crate::wide`): written portably, LLVM turns the tile's loads and shuffles into
+    /// gathers from the strided rows.
+    #[inline(always)]
+    fn transpose_tile(t: &mut [[Self; TRANSPOSE_TILE]; TRANSPOSE_TILE]) {
+        swap_bit::<Self, 4>(t);
+        swap_bit::<Self, 2>(t);
+        swap_bit::<Self, 1>(t);
+    }
     /// `e^x` in plain arithmetic, so that loops over it vectorize (libm's `exp` is a call per
     /// element); see the implementations for the accuracy.
     fn exp_fast(self) -> Self;
@@ -80,6 +92,22 @@ pub trait Float:
     /// `x` as `f64`s: `x` itself for `f64`, else converted into the first `x.len()` values
     /// of `buf`.
     fn as_f64s<'a>(x: &'a [Self], buf: &'a mut [f64]) -> &'a [f64];
+}
+
+/// The side of [`Float::transpose_tile`]'s tiles: eight rows of eight.
+pub const TRANSPOSE_TILE: usize = 8;
+
+/// One round of [`Float::transpose_tile`]: bit `B` of the row index with bit `B` of the
+/// column's.
+#[inline(always)]
+fn swap_bit<S: Copy, const B: usize>(t: &mut [[S; TRANSPOSE_TILE]; TRANSPOSE_TILE]) {
+    for r in 0..TRANSPOSE_TILE {
+        if r & B == 0 {
+            let (a, b) = (t[r], t[r + B]);
+            t[r] = std::array::from_fn(|j| if j & B == 0 { a[j] } else { b[j - B] });
+            t[r + B] = std::array::from_fn(|j| if j & B == 0 { a[j + B] } else { b[j] });
+        }
+    }
 }
 
 impl Float for f64 {
@@ -123,6 +151,12 @@ impl Float for f64 {
         } else {
             self * b + c
         }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[inline(always)]
+    fn transpose_tile(t: &mut [[f64; TRANSPOSE_TILE]; TRANSPOSE_TILE]) {
+        crate::wide::transpose8_f64(t);
     }
 
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
@@ -251,6 +285,16 @@ impl Float for f32 {
         } else {
             self * b + c
         }
+    }
+
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "avx512vl"
+    ))]
+    #[inline(always)]
+    fn transpose_tile(t: &mut [[f32; TRANSPOSE_TILE]; TRANSPOSE_TILE]) {
+        crate::wide::transpose8_f32(t);
     }
 
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]

@@ -124,7 +124,8 @@ fn rmsnorm_backward_matches_finite_differences() {
 }
 
 /// `kernels::transpose` moves every element to its mirrored place, for sizes that fill its
-/// 8×8 tiles exactly, leave edges on either side, or are smaller than one tile.
+/// 8×8 tiles exactly, leave edges on either side, or are smaller than one tile; in both
+/// precisions (with AVX-512 each has its own tile permutes, `wide::transpose8_*`).
 #[test]
 fn transpose_mirrors_every_element() {
     fn case<const IN: usize, const OUT: usize>(seed: u64) {
@@ -132,12 +133,20 @@ fn transpose_mirrors_every_element() {
         let w = mat::<OUT, IN>(&randn(&mut rng, IN * OUT));
         let mut wt = [[f64::NAN; OUT]; IN];
         kernels::transpose(&mut wt, &w);
+        let w32 = w.map(|row| row.map(|x| x as f32));
+        let mut wt32 = [[f32::NAN; OUT]; IN];
+        kernels::transpose(&mut wt32, &w32);
         for (o, row) in w.iter().enumerate() {
             for (i, &x) in row.iter().enumerate() {
                 assert_eq!(
                     wt[i][o].to_bits(),
                     x.to_bits(),
                     "({IN}, {OUT}) at o {o}, i {i}"
+                );
+                assert_eq!(
+                    wt32[i][o].to_bits(),
+                    w32[o][i].to_bits(),
+                    "f32 ({IN}, {OUT}) at o {o}, i {i}"
                 );
             }
         }

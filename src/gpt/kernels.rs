@@ -327,12 +327,12 @@ pub fn transpose<S: Float, const IN: usize, const OUT: usize>(
 }
 
 /// The side of the tiles of [`transpose_rows`].
-pub const TILE: usize = 8;
+pub const TILE: usize = crate::float::TRANSPOSE_TILE;
 
 /// Columns `o0..o0 + TILE` of `wt` (fewer at the end) from rows `o0..` of `w`. In
-/// `TILE × TILE` tiles, each read as contiguous rows into registers and written as contiguous
-/// rows, so that the compiler turns the tile into shuffles rather than one scalar store per
-/// element; the edges that do not fill a tile element by element.
+/// `TILE × TILE` tiles, each read as contiguous rows into registers, transposed there
+/// ([`Float::transpose_tile`]) and written as contiguous rows; the edges that do not fill a
+/// tile element by element.
 #[inline]
 pub fn transpose_rows<S: Float, const IN: usize, const OUT: usize>(
     wt: &mut [[S; OUT]; IN], // (IN, OUT)
@@ -354,11 +354,9 @@ pub fn transpose_rows<S: Float, const IN: usize, const OUT: usize>(
         for (t, row) in tile.iter_mut().zip(&w[o0..o0 + B]) {
             t.copy_from_slice(&row[i0..i0 + B]);
         }
-        for (c, col) in wt[i0..i0 + B].iter_mut().enumerate() {
-            let dst = &mut col[o0..o0 + B];
-            for (d, t) in dst.iter_mut().zip(&tile) {
-                *d = t[c];
-            }
+        S::transpose_tile(&mut tile);
+        for (t, col) in tile.iter().zip(&mut wt[i0..i0 + B]) {
+            col[o0..o0 + B].copy_from_slice(t);
         }
     }
     for i in i_full..IN {
