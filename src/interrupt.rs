@@ -3,14 +3,17 @@
 //! run can finish its step, save and exit; a second signal of either kind exits at once, with
 //! the shell's code for the signal that ended it (130 for SIGINT, 143 for SIGTERM).
 //!
-//! The handlers are `signal-hook`'s: they only store to atomics (async-signal-safe), and the
-//! immediate exit is its `_exit`, which runs no destructor and flushes nothing — what a user who
-//! presses Ctrl-C twice asks for.
-
+//! The handlers are `signal-hook`'s iterator: they only write the signal's number to a pipe
+//! (async-signal-safe), and one thread of ours reads the pipe and acts on each signal in
+//! turn — the first sets the flag, the second exits with `_exit`, which runs no destructor and
+//! flushes nothing (what a user who presses Ctrl-C twice asks for). One reader, so two signals
+//! that arrive together, even on two threads of the process at once, still count as two (the
+//! kernel may run each process-wide signal's handler on a different thread).
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::bail;
 use crate::error::Result;
@@ -41,10 +44,11 @@ impl Signal {
         }
     }
 
-    fn number(self) -> i32 {
-        match self {
-            Signal::Int => SIGINT,
-            Signal::Term => SIGTERM,
+    fn from_number(n: i32) -> Signal {
+        if n == SIGTERM {
+            Signal::Term
+        } else {
+            Signal::Int
         }
     }
 }
@@ -55,18 +59,25 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static WHICH: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
 
-/// Installs the handlers (once per process; later calls return the first call's result).
+/// Installs the handlers and starts the thread that reads them (once per process; later
+/// calls return the first call's result).
 pub fn install() -> Result<()> {
     let r = INSTALLED.get_or_init(|| {
-        for s in [Signal::Int, Signal::Term] {
-            let n = s.number();
-            // Registration order is the order the actions run in: the exit is checked before
-            // the flag is set, so only a signal that finds the flag already set exits.
-            signal_hook::flag::register_conditional_shutdown(n, i32::from(s.exit_code()), &STOP)
-                .and_then(|_| signal_hook::flag::register_usize(n, &WHICH, n as usize))
-                .and_then(|_| signal_hook::flag::register(n, &STOP))
-                .map_err(|e| format!("cannot install the {} handler: {e}", s.name()))?;
-        }
+        let mut signals = Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| format!("cannot install the SIGINT and SIGTERM handlers: {e}"))?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for n in signals.forever() {
+                    let s = Signal::from_number(n);
+                    if STOP.load(Ordering::SeqCst) {
+                        signal_hook::low_level::exit(i32::from(s.exit_code()));
+                    }
+                    WHICH.store(n as usize, Ordering::SeqCst);
+                    STOP.store(true, Ordering::SeqCst);
+                }
+            })
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
         Ok(())
     });
     match r {
@@ -80,12 +91,7 @@ pub fn requested() -> Option<Signal> {
     if !STOP.load(Ordering::SeqCst) {
         return None;
     }
-    let n = WHICH.load(Ordering::SeqCst) as i32;
-    Some(if n == SIGTERM {
-        Signal::Term
-    } else {
-        Signal::Int
-    })
+    Some(Signal::from_number(WHICH.load(Ordering::SeqCst) as i32))
 }
 
 #[cfg(test)]
@@ -99,6 +105,11 @@ mod tests {
         install().unwrap();
         assert_eq!(requested(), None);
         signal_hook::low_level::raise(SIGTERM).unwrap();
+        // the signal thread acts on it a moment later
+        let start = std::time::Instant::now();
+        while requested().is_none() && start.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert_eq!(requested(), Some(Signal::Term));
         assert_eq!(requested().map(Signal::exit_code), Some(143));
         install().unwrap();
