@@ -73,9 +73,7 @@ pub trait Float:
     /// gathers from the strided rows.
     #[inline(always)]
     fn transpose_tile(t: &mut [[Self; TRANSPOSE_TILE]; TRANSPOSE_TILE]) {
-        swap_bit::<Self, 4>(t);
-        swap_bit::<Self, 2>(t);
-        swap_bit::<Self, 1>(t);
+        transpose_tile_portable(t);
     }
     /// `e^x` in plain arithmetic, so that loops over it vectorize (libm's `exp` is a call per
     /// element); see the implementations for the accuracy.
@@ -96,6 +94,14 @@ pub trait Float:
 
 /// The side of [`Float::transpose_tile`]'s tiles: eight rows of eight.
 pub const TRANSPOSE_TILE: usize = 8;
+
+/// [`Float::transpose_tile`] without AVX-512.
+#[inline(always)]
+fn transpose_tile_portable<S: Copy>(t: &mut [[S; TRANSPOSE_TILE]; TRANSPOSE_TILE]) {
+    swap_bit::<S, 4>(t);
+    swap_bit::<S, 2>(t);
+    swap_bit::<S, 1>(t);
+}
 
 /// One round of [`Float::transpose_tile`]: bit `B` of the row index with bit `B` of the
 /// column's.
@@ -420,5 +426,25 @@ impl std::str::FromStr for Precision {
     type Err = String;
     fn from_str(s: &str) -> Result<Precision, String> {
         Precision::from_name(s).ok_or_else(|| format!("{s:?} is not f64 or f32"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The portable rounds (what a build without AVX-512 runs, so that a machine with it
+    /// tests them too) move every element of a tile to its mirrored place.
+    #[test]
+    fn the_portable_tile_transpose_mirrors_every_element() {
+        const N: usize = TRANSPOSE_TILE;
+        let tile: [[usize; N]; N] = std::array::from_fn(|r| std::array::from_fn(|c| r * N + c));
+        let mut t = tile;
+        transpose_tile_portable(&mut t);
+        for r in 0..N {
+            for c in 0..N {
+                assert_eq!(t[c][r], tile[r][c], "({r}, {c})");
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! flushes nothing (what a user who presses Ctrl-C twice asks for). One reader, so two signals
 //! that arrive together, even on two threads of the process at once, still count as two (the
 //! kernel may run each process-wide signal's handler on a different thread).
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 

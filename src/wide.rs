@@ -7,8 +7,8 @@
 //! is the same per lane (one `fma` each, in the same order), so the bits are too.
 //!
 //! And the 8×8 tiles of the weights' per-step transpose ([`crate::float::Float::transpose_tile`])
-//! as register permutes: written portably, LLVM compiles the tile into gathers (on a Zen 4,
-//! 17-19% of an `f32` training step's profile; with the permutes, 2%). Moves only, no arithmetic.
+//! as register permutes, where LLVM compiles the portable tile into gathers from the strided
+//! rows (docs/performance.md). Moves only, no arithmetic.
 
 use std::arch::x86_64::{
     __m256, __m256i, __m512, __m512d, __m512i, _mm256_permutex2var_ps, _mm512_fmadd_pd,
