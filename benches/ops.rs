@@ -298,7 +298,7 @@ fn cross_entropy_static<S: Float>(
     g.bench_function(name, |b| {
         b.iter(|| {
             let loss = ops::cross_entropy_forward(&mut probs, black_box(&z), target, V);
-            ops::cross_entropy_backward(&mut dz, &probs, target, V, S::ONE);
+            ops::cross_entropy_backward(&mut dz, &probs, target, V, S::ONE, ops::Put::Set);
             black_box((loss, &dz));
         })
     });

@@ -175,7 +175,8 @@ impl<
         // loss = (1/n)·Σ_t −ln p_t[target_t]  ⇒  dlogits_t = (p_t − onehot(target_t)) / n
         let mut dlogits = [[0.0; V]; T];
         for t in 0..n {
-            cross_entropy_backward(&mut dlogits[t], &probs[t], targets[t], V, 1.0 / n as f64);
+            let dloss = 1.0 / n as f64;
+            cross_entropy_backward(&mut dlogits[t], &probs[t], targets[t], V, dloss, Put::Set);
         }
         // logits_t = lm_head·h_t  ⇒  dh_t = lm_headᵀ·dlogits_t, dlm_head += Σ_t dlogits_t·h_tᵀ
         let mut dh = [[0.0; F]; T];

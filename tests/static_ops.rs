@@ -439,10 +439,14 @@ fn cross_entropy_backward_matches_finite_differences_on_the_real_vocabulary() {
     assert!(p[vocab..].iter().all(|&v| v == 0.0));
     let dloss = 0.25;
     let mut dz = [0.0; V];
-    ops::cross_entropy_backward(&mut dz, &p, target, vocab, dloss);
+    ops::cross_entropy_backward(&mut dz, &p, target, vocab, dloss, ops::Put::Add);
     let numeric: Vec<f64> = numeric_grad(&z, loss).iter().map(|g| g * dloss).collect();
     check("cross-entropy dz", &dz, &numeric);
     assert!(dz[vocab..].iter().all(|&v| v == 0.0));
+    // `Set` writes over whatever is there, beyond the vocabulary too: the bits of `Add` into 0
+    let mut set = [7.0; V];
+    ops::cross_entropy_backward(&mut set, &p, target, vocab, dloss, ops::Put::Set);
+    assert_eq!(set.map(f64::to_bits), dz.map(f64::to_bits));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -681,7 +685,7 @@ fn cross_entropy_matches_the_tape_on_the_real_vocabulary() {
         let loss = ops::cross_entropy_forward(&mut p, &arr::<V>(&z), target, vocab);
         check_tape("cross-entropy loss", &[loss], &loss_tape);
         let mut dz = [0.0; V];
-        ops::cross_entropy_backward(&mut dz, &p, target, vocab, 1.0);
+        ops::cross_entropy_backward(&mut dz, &p, target, vocab, 1.0, ops::Put::Add);
         check_tape("cross-entropy dz", &dz[..vocab], &g[0]);
         assert!(dz[vocab..].iter().all(|&x| x == 0.0));
     }

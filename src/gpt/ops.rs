@@ -349,29 +349,47 @@ pub fn dropout_backward<const N: usize, S: Float>(
 
 /// `p = softmax(z[..vocab])` (the entries from `vocab` on are masked to −∞ and come out 0:
 /// they are not tokens), returns `−ln p[target]`. The softmax runs over all `V` entries so
-/// that its loops have a fixed length.
+/// that its loops have a fixed length (on the logits themselves when all are tokens).
 pub fn cross_entropy_forward<const V: usize, S: Float>(
     probs: &mut [S; V], // (V) cached for backward
     logits: &[S; V],    // (V)
     target: usize,      // < vocab
     vocab: usize,       // ≤ V
 ) -> S {
-    let mut z = *logits;
-    z[vocab..].fill(S::NEG_INFINITY);
-    softmax_fixed(probs, &z);
+    if vocab == V {
+        softmax_fixed(probs, logits);
+    } else {
+        let mut z = *logits;
+        z[vocab..].fill(S::NEG_INFINITY);
+        softmax_fixed(probs, &z);
+    }
     -probs[target].ln()
 }
 
 // loss = −ln softmax(z)[target]  ⇒  dz += dloss·(p − onehot(target)), on the real vocabulary
+// (with `Set`, dz = that, and 0 beyond the vocabulary)
 pub fn cross_entropy_backward<const V: usize, S: Float>(
     dlogits: &mut [S; V], // (V)
     probs: &[S; V],       // (V) from forward
     target: usize,
     vocab: usize,
     dloss: S,
+    into: Put,
 ) {
-    for (g, p) in dlogits[..vocab].iter_mut().zip(&probs[..vocab]) {
-        *g += dloss * *p;
+    let (real, rest) = dlogits.split_at_mut(vocab);
+    match into {
+        Put::Add => {
+            for (g, p) in real.iter_mut().zip(&probs[..vocab]) {
+                *g += dloss * *p;
+            }
+        }
+        Put::Set => {
+            // `0 +`: `Add`'s bits into zeros, a −0 product included
+            for (g, p) in real.iter_mut().zip(&probs[..vocab]) {
+                *g = S::ZERO + dloss * *p;
+            }
+            rest.fill(S::ZERO);
+        }
     }
     dlogits[target] -= dloss;
 }

@@ -320,10 +320,9 @@ pub(super) fn head_backward<
     let (a, s) = (&buf.acts, &mut buf.scratch);
     let n = rows.len();
     for (r, row) in rows.iter().enumerate() {
-        s.dlogits[r] = [S::ZERO; V];
         let (dlogits, probs) = (&mut s.dlogits[r], &a.probs[r]);
         let dloss = S::from_f64(row.dloss);
-        ops::cross_entropy_backward(dlogits, probs, row.target, vocab, dloss);
+        ops::cross_entropy_backward(dlogits, probs, row.target, vocab, dloss, Set);
     }
     lease.head(|lm_head, dlm_head| {
         let (dx, dlogits, x_out) = (&mut s.dx[..n], &s.dlogits[..n], &a.x_out[..n]);
