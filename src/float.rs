@@ -65,6 +65,21 @@ pub trait Float:
             *a = x.fma(b, *a);
         }
     }
+    /// The sum of [`Float::LANES`] partial sums folded pairwise, halving (lane `i` with lane
+    /// `i + n/2`, then again, down to one: `crate::gpt::kernels`' order), in one register,
+    /// where the target has one that wide (`crate::wide`, AVX-512): LLVM's version of the
+    /// portable fold reloads the lanes from memory, a stall when they were just stored.
+    /// `None` elsewhere, and for any other number of lanes.
+    #[inline(always)]
+    fn sum_lanes(_a: &[Self]) -> Option<Self> {
+        None
+    }
+    /// [`Float::sum_lanes`] with `max` for `+`, each fold `if a > b { a } else { b }` with `a`
+    /// the lower lane.
+    #[inline(always)]
+    fn max_lanes(_a: &[Self]) -> Option<Self> {
+        None
+    }
     /// `t = tᵀ` for one tile in registers: element `(r, c)` goes to `(c, r)`, which swaps each
     /// bit of the row index with the same bit of the column index. One round per bit `s` (4,
     /// 2, 1) pairs rows `r` and `r + s` (bit `s` of `r` clear) and exchanges the lanes whose
@@ -163,6 +178,18 @@ impl Float for f64 {
     #[inline(always)]
     fn transpose_tile(t: &mut [[f64; TRANSPOSE_TILE]; TRANSPOSE_TILE]) {
         crate::wide::transpose8_f64(t);
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[inline(always)]
+    fn sum_lanes(a: &[f64]) -> Option<f64> {
+        Some(crate::wide::sum8_f64(a.try_into().ok()?))
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[inline(always)]
+    fn max_lanes(a: &[f64]) -> Option<f64> {
+        Some(crate::wide::max8_f64(a.try_into().ok()?))
     }
 
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
@@ -301,6 +328,18 @@ impl Float for f32 {
     #[inline(always)]
     fn transpose_tile(t: &mut [[f32; TRANSPOSE_TILE]; TRANSPOSE_TILE]) {
         crate::wide::transpose8_f32(t);
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[inline(always)]
+    fn sum_lanes(a: &[f32]) -> Option<f32> {
+        Some(crate::wide::sum16_f32(a.try_into().ok()?))
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[inline(always)]
+    fn max_lanes(a: &[f32]) -> Option<f32> {
+        Some(crate::wide::max16_f32(a.try_into().ok()?))
     }
 
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]

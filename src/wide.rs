@@ -9,10 +9,20 @@
 //! And the 8×8 tiles of the weights' per-step transpose ([`crate::float::Float::transpose_tile`])
 //! as register permutes, where LLVM compiles the portable tile into gathers from the strided
 //! rows (docs/performance.md). Moves only, no arithmetic.
+//!
+//! And the last folds of the kernels' reductions ([`crate::float::Float::sum_lanes`]) in one
+//! register, halves added to halves, where LLVM reloads the lanes of the portable fold from
+//! memory just after they were stored (a store-forwarding stall in every rmsnorm and softmax).
+//! The same additions (or `max`es) in the same order, so the same bits.
 
 use std::arch::x86_64::{
-    __m256, __m256i, __m512, __m512d, __m512i, _mm256_permutex2var_ps, _mm512_fmadd_pd,
-    _mm512_fmadd_ps, _mm512_permutex2var_pd, _mm512_set1_pd, _mm512_set1_ps,
+    __m128, __m128d, __m256, __m256d, __m256i, __m512, __m512d, __m512i, _mm_add_pd, _mm_add_ps,
+    _mm_add_sd, _mm_add_ss, _mm_cvtsd_f64, _mm_cvtss_f32, _mm_max_pd, _mm_max_ps, _mm_max_sd,
+    _mm_max_ss, _mm_movehdup_ps, _mm_movehl_ps, _mm_unpackhi_pd, _mm256_add_pd, _mm256_add_ps,
+    _mm256_castpd_ps, _mm256_castpd256_pd128, _mm256_castps256_ps128, _mm256_extractf128_pd,
+    _mm256_extractf128_ps, _mm256_max_pd, _mm256_max_ps, _mm256_permutex2var_ps,
+    _mm512_castpd512_pd256, _mm512_castps_pd, _mm512_castps512_ps256, _mm512_extractf64x4_pd,
+    _mm512_fmadd_pd, _mm512_fmadd_ps, _mm512_permutex2var_pd, _mm512_set1_pd, _mm512_set1_ps,
 };
 
 /// `acc[j] += x·b[j]`, fused, for eight `f64` lanes.
@@ -128,6 +138,90 @@ fn exchange_f32<const S: usize>(r: &mut [__m256; 8]) {
     }
 }
 
+/// The eight lanes of `a` folded with `+` as [`crate::float::Float::sum_lanes`] says: lane
+/// `i` with `i + 4`, then `i + 2`, then `i + 1`, each a register's halves.
+#[inline(always)]
+pub fn sum8_f64(a: [f64; 8]) -> f64 {
+    // SAFETY: as `fma_f64`.
+    unsafe { fold8_f64_avx512::<false>(a) }
+}
+
+/// [`sum8_f64`] with `max` (`vmaxpd`: `a > b ? a : b`, `a` the lower lane) for `+`.
+#[inline(always)]
+pub fn max8_f64(a: [f64; 8]) -> f64 {
+    // SAFETY: as `fma_f64`.
+    unsafe { fold8_f64_avx512::<true>(a) }
+}
+
+/// The sixteen lanes of `a` folded with `+`: lane `i` with `i + 8`, `i + 4`, `i + 2`, `i + 1`.
+#[inline(always)]
+pub fn sum16_f32(a: [f32; 16]) -> f32 {
+    // SAFETY: as `fma_f64`.
+    unsafe { fold16_f32_avx512::<false>(a) }
+}
+
+/// [`sum16_f32`] with `max` (`vmaxps`) for `+`.
+#[inline(always)]
+pub fn max16_f32(a: [f32; 16]) -> f32 {
+    // SAFETY: as `fma_f64`.
+    unsafe { fold16_f32_avx512::<true>(a) }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn fold8_f64_avx512<const MAX: bool>(a: [f64; 8]) -> f64 {
+    let v: __m512d = bytemuck::cast(a);
+    let (lo, hi): (__m256d, __m256d) = (_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd::<1>(v));
+    let v = if MAX {
+        _mm256_max_pd(lo, hi)
+    } else {
+        _mm256_add_pd(lo, hi)
+    };
+    let (lo, hi): (__m128d, __m128d) = (_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
+    let v = if MAX {
+        _mm_max_pd(lo, hi)
+    } else {
+        _mm_add_pd(lo, hi)
+    };
+    let hi = _mm_unpackhi_pd(v, v);
+    _mm_cvtsd_f64(if MAX {
+        _mm_max_sd(v, hi)
+    } else {
+        _mm_add_sd(v, hi)
+    })
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn fold16_f32_avx512<const MAX: bool>(a: [f32; 16]) -> f32 {
+    let v: __m512 = bytemuck::cast(a);
+    let hi: __m256 = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    let lo: __m256 = _mm512_castps512_ps256(v);
+    let v = if MAX {
+        _mm256_max_ps(lo, hi)
+    } else {
+        _mm256_add_ps(lo, hi)
+    };
+    let (lo, hi): (__m128, __m128) = (_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let v = if MAX {
+        _mm_max_ps(lo, hi)
+    } else {
+        _mm_add_ps(lo, hi)
+    };
+    let hi = _mm_movehl_ps(v, v); // lanes 2, 3 into 0, 1
+    let v = if MAX {
+        _mm_max_ps(v, hi)
+    } else {
+        _mm_add_ps(v, hi)
+    };
+    let hi = _mm_movehdup_ps(v); // lane 1 into 0
+    _mm_cvtss_f32(if MAX {
+        _mm_max_ss(v, hi)
+    } else {
+        _mm_add_ss(v, hi)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::float::Float;
@@ -156,6 +250,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The lanes folded pairwise, halving, written out: the order the register folds keep.
+    fn fold<S: Float>(mut a: Vec<S>, op: impl Fn(S, S) -> S) -> S {
+        while a.len() > 1 {
+            let n = a.len() / 2;
+            a = (0..n).map(|i| op(a[i], a[i + n])).collect();
+        }
+        a[0]
+    }
+
+    /// Lanes of mixed magnitudes (so that another order of the sums changes their bits) and
+    /// repeated values, ±0 and −∞ among them (so that `max`'s choice between equal lanes
+    /// shows in the sign of a zero); the bits of the written-out fold.
+    fn folds_match<S: Float>(sum: fn(&[S]) -> Option<S>, max: fn(&[S]) -> Option<S>) {
+        let mut rng = Rng::pcg(11);
+        let larger = |a: S, b: S| if a > b { a } else { b };
+        for trial in 0..2000 {
+            let a: Vec<S> = (0..S::LANES)
+                // every fourth trial lanes of ±0, −∞ and −1 only, where the folds meet ties
+                .map(|_| match (rng.random() * 8.0) as u32 {
+                    k if trial % 4 == 3 => {
+                        [S::ZERO, -S::ZERO, S::NEG_INFINITY, -S::ONE][k as usize % 4]
+                    }
+                    0 if trial % 2 == 0 => S::ZERO,
+                    1 if trial % 2 == 0 => -S::ZERO,
+                    2 => S::NEG_INFINITY,
+                    _ => S::from_f64(
+                        rng.gauss(0.0, 1.0) * 10f64.powi((rng.random() * 12.0) as i32 - 6),
+                    ),
+                })
+                .collect();
+            let bits = |x: S| x.to_f64().to_bits();
+            let want = fold(a.clone(), |x, y| x + y);
+            assert_eq!(sum(&a).map(bits), Some(bits(want)), "sum of {a:?}");
+            let want = fold(a.clone(), larger);
+            assert_eq!(max(&a).map(bits), Some(bits(want)), "max of {a:?}");
+        }
+    }
+
+    #[test]
+    fn the_register_folds_are_the_portable_folds() {
+        folds_match::<f64>(f64::sum_lanes, f64::max_lanes);
+        folds_match::<f32>(f32::sum_lanes, f32::max_lanes);
     }
 
     #[test]

@@ -56,6 +56,13 @@ fn halve<S: Float, const W: usize>(mut a: [S; W], op: impl Fn(S, S) -> S) -> S {
     a[0]
 }
 
+/// [`halve`] with `+`, in one register where the scalar has one of `W` lanes
+/// ([`Float::sum_lanes`]).
+#[inline(always)]
+fn halve_sum<S: Float, const W: usize>(a: [S; W]) -> S {
+    S::sum_lanes(&a).unwrap_or_else(|| halve(a, |x, y| x + y))
+}
+
 /// `Σ a_i·b_i` with [`Float::LANES`] partial sums (a single running sum is a serial chain
 /// that LLVM must not reorder, so it would neither vectorize nor pipeline).
 #[inline(always)]
@@ -76,7 +83,7 @@ fn dot_w<S: Float, const N: usize, const W: usize>(a: &[S; N], b: &[S; N]) -> S 
             acc[j] = fma(x[j], y[j], acc[j]);
         }
     }
-    halve(acc, |x, y| x + y) + tail
+    halve_sum(acc) + tail
 }
 
 // ------------------------------------------------------------------------------------------
@@ -399,7 +406,8 @@ fn max_w<S: Float, const W: usize>(x: &[S]) -> S {
             m[j] = larger(m[j], c[j]);
         }
     }
-    larger(halve(m, larger), tail)
+    let folded = S::max_lanes(&m).unwrap_or_else(|| halve(m, larger));
+    larger(folded, tail)
 }
 
 /// `Σ_i x_i` with [`Float::LANES`] partial sums.
@@ -418,5 +426,5 @@ fn sum_w<S: Float, const W: usize>(x: &[S]) -> S {
             s[j] += c[j];
         }
     }
-    halve(s, |a, b| a + b) + tail
+    halve_sum(s) + tail
 }
