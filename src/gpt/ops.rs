@@ -202,9 +202,10 @@ pub fn attention_forward<
     for (w, a) in att.iter_mut().zip(&logits) {
         softmax_fixed(w, a);
     }
+    // head by head, each output a sum over s in order (as in the backward below)
     *out = [S::ZERO; E];
-    for (s, vs) in v[..n].iter().enumerate() {
-        for h in 0..H {
+    for h in 0..H {
+        for (s, vs) in v[..n].iter().enumerate() {
             let w = att[h][s];
             for d in 0..D {
                 out[h * D + d] = fma(w, vs[h * D + d], out[h * D + d]);
@@ -235,10 +236,11 @@ pub fn attention_backward<
 ) {
     let scale = S::ONE / S::from_usize(D).sqrt();
     let n = t + 1;
-    // dw[h][s] = dout_h · v_s,h, and dv_s,h += w[h][s]·dout_h
+    // dw[h][s] = dout_h · v_s,h, and dv_s,h += w[h][s]·dout_h; head by head, reading each
+    // weight where it lies (a loop over s outermost makes LLVM gather each key's H weights)
     let mut dw = [[S::ZERO; T]; H];
-    for (s, (vs, dvs)) in v[..n].iter().zip(&mut dv[..n]).enumerate() {
-        for h in 0..H {
+    for h in 0..H {
+        for (s, (vs, dvs)) in v[..n].iter().zip(&mut dv[..n]).enumerate() {
             let w = att[h][s];
             let mut a = S::ZERO;
             for d in 0..D {
@@ -256,9 +258,10 @@ pub fn attention_backward<
             *x *= scale;
         }
     }
+    // dq_h a sum over s in order, head by head as above
     let mut dqa = *dq;
-    for (s, (ks, dks)) in k[..n].iter().zip(&mut dk[..n]).enumerate() {
-        for h in 0..H {
+    for h in 0..H {
+        for (s, (ks, dks)) in k[..n].iter().zip(&mut dk[..n]).enumerate() {
             let a = da[h][s];
             for d in 0..D {
                 dqa[h * D + d] = fma(a, ks[h * D + d], dqa[h * D + d]);
