@@ -189,9 +189,11 @@ pub fn attention_forward<
     let n = t + 1;
     // the keys after t masked to −∞, so that the softmax runs over all T entries with loops
     // of a fixed length; exp(−∞) = 0 exactly, so the weights are the softmax over s ≤ t
+    // (head by head: a head's row is written well before its softmax reads it back, so
+    // that the read does not wait on the row's last scalar stores)
     let mut logits = [[S::NEG_INFINITY; T]; H];
-    for (s, ks) in k[..n].iter().enumerate() {
-        for h in 0..H {
+    for h in 0..H {
+        for (s, ks) in k[..n].iter().enumerate() {
             let mut a = S::ZERO;
             for d in 0..D {
                 a = fma(q[h * D + d], ks[h * D + d], a);
