@@ -252,19 +252,16 @@ pub fn attention_backward<
             dw[h][s] = a;
         }
     }
-    // through the softmax and the 1/√D, into dlogits (scaled)
+    // through the softmax, into the logits' gradient (its 1/√D as each one is used below)
     let mut da = [[S::ZERO; T]; H];
     for ((dah, dwh), wh) in da.iter_mut().zip(&dw).zip(att) {
         softmax_backward(&mut dah[..n], &dwh[..n], &wh[..n]);
-        for x in &mut dah[..n] {
-            *x *= scale;
-        }
     }
     // dq_h a sum over s in order, head by head as above
     let mut dqa = *dq;
     for h in 0..H {
         for (s, (ks, dks)) in k[..n].iter().zip(&mut dk[..n]).enumerate() {
-            let a = da[h][s];
+            let a = da[h][s] * scale;
             for d in 0..D {
                 dqa[h * D + d] = fma(a, ks[h * D + d], dqa[h * D + d]);
                 dks[h * D + d] = fma(a, q[h * D + d], dks[h * D + d]);
