@@ -192,7 +192,7 @@ impl<
         // h = relu(pre)  ⇒  dpre = dh·[h > 0]
         let mut dpre = [[0.0; F]; T];
         for t in 0..n {
-            relu_backward(&mut dpre[t], &dh[t], &h[t]);
+            relu_backward(&mut dpre[t], &dh[t], &h[t], Put::Set);
         }
         // pre_t = mlp_fc1·x_t  ⇒  dx_t = mlp_fc1ᵀ·dpre_t, dmlp_fc1 += Σ_t dpre_t·x_tᵀ
         let mut dx = [[0.0; CE]; T];

@@ -393,8 +393,12 @@ fn relu_backward_matches_finite_differences() {
     ops::relu_forward(&mut y, &arr::<12>(&x));
     assert!(y.contains(&0.0) && y.iter().any(|&v| v > 0.0));
     let mut dx = [0.0; 12];
-    ops::relu_backward(&mut dx, &arr::<12>(&c), &y);
+    ops::relu_backward(&mut dx, &arr::<12>(&c), &y, ops::Put::Add);
     check("relu dx", &dx, &numeric_grad(&x, loss));
+    // `Set` writes over whatever is there: the bits of `Add` into 0
+    let mut set = [7.0; 12];
+    ops::relu_backward(&mut set, &arr::<12>(&c), &y, ops::Put::Set);
+    assert_eq!(set.map(f64::to_bits), dx.map(f64::to_bits));
 }
 
 #[test]
@@ -656,7 +660,7 @@ fn relu_and_residual_match_the_tape() {
     ops::relu_forward(&mut y, &arr::<16>(&a));
     check_tape("relu y", &y, &y_tape);
     let mut dx = [0.0; 16];
-    ops::relu_backward(&mut dx, &arr::<16>(&c), &y);
+    ops::relu_backward(&mut dx, &arr::<16>(&c), &y, ops::Put::Add);
     check_tape("relu dx", &dx, &g[0]);
 
     let (y_tape, g) = on_tape(&[&a, &b], &c, |t, l| {

@@ -284,14 +284,21 @@ pub fn relu_forward<const N: usize, S: Float>(
     }
 }
 
-// y = max(x, 0)  ⇒  dx += dy·[y > 0]   (micrograd's `(out.data > 0) * out.grad`)
+// y = max(x, 0)  ⇒  dx += dy·[y > 0]   (micrograd's `(out.data > 0) * out.grad`;
+// with `Set`, dx = that)
 pub fn relu_backward<const N: usize, S: Float>(
     dx: &mut [S; N], // (N)
     dout: &[S; N],   // (N)
     out: &[S; N],    // (N) y from forward
+    into: Put,
 ) {
     for ((g, &d), &y) in dx.iter_mut().zip(dout).zip(out) {
-        *g += if y > S::ZERO { d } else { S::ZERO };
+        let pass = if y > S::ZERO { d } else { S::ZERO };
+        // `0 +` in `Set`: `Add`'s bits into zeros, a −0 included
+        *g = match into {
+            Put::Add => *g + pass,
+            Put::Set => S::ZERO + pass,
+        };
     }
 }
 

@@ -379,8 +379,7 @@ pub(super) fn mlp_branch_backward<
         ops::linear_backward(&mut s.dh[..n], dfc2, dy, &la.h[..n], fc2, Set, Set);
     });
     for r in 0..n {
-        s.dpre[r] = [S::ZERO; F];
-        ops::relu_backward(&mut s.dpre[r], &s.dh[r], &la.h[r]);
+        ops::relu_backward(&mut s.dpre[r], &s.dh[r], &la.h[r], Set);
     }
     lease.mlp_fc1(l, |fc1, dfc1| {
         let (dxn, dpre, xn2) = (&mut s.dxn[..n], &s.dpre[..n], &la.xn2[..n]);
