@@ -67,7 +67,7 @@ pub trait Float:
     }
     /// The sum of [`Float::LANES`] partial sums folded pairwise, halving (lane `i` with lane
     /// `i + n/2`, then again, down to one: `crate::gpt::kernels`' order), in one register,
-    /// where the target has one that wide (`crate::wide`, AVX-512): LLVM's version of the
+    /// where the target has them (`crate::wide`, AVX): LLVM's version of the
     /// portable fold reloads the lanes from memory, a stall when they were just stored.
     /// `None` elsewhere, and for any other number of lanes.
     #[inline(always)]
@@ -180,13 +180,13 @@ impl Float for f64 {
         crate::wide::transpose8_f64(t);
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
     #[inline(always)]
     fn sum_lanes(a: &[f64]) -> Option<f64> {
         Some(crate::wide::sum8_f64(a.try_into().ok()?))
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
     #[inline(always)]
     fn max_lanes(a: &[f64]) -> Option<f64> {
         Some(crate::wide::max8_f64(a.try_into().ok()?))
@@ -330,13 +330,13 @@ impl Float for f32 {
         crate::wide::transpose8_f32(t);
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
     #[inline(always)]
     fn sum_lanes(a: &[f32]) -> Option<f32> {
         Some(crate::wide::sum16_f32(a.try_into().ok()?))
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
     #[inline(always)]
     fn max_lanes(a: &[f32]) -> Option<f32> {
         Some(crate::wide::max16_f32(a.try_into().ok()?))

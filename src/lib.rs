@@ -50,5 +50,5 @@ pub mod serve;
 pub mod session;
 pub mod shape;
 pub mod train;
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
 pub mod wide;
