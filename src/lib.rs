@@ -13,7 +13,7 @@
 //! |---|---|
 //! | [`error`], [`rng`], [`io`] | one-line errors; the random streams (PCG, CPython's MT19937); atomic file writes |
 //! | [`shape`] | [`shape::Shape`], the presets' shapes, `INIT_STD`, `RMSNORM_EPS`: no engine |
-//! | [`data`], [`dropout`], [`optim`], `wide` | documents and tokenizer; dropout masks; Adam; with AVX-512, the matrix products' 512-bit inner loop, the transpose's tiles and the reductions' folds |
+//! | [`data`], [`dropout`], [`optim`], `wide` | documents and tokenizer; dropout masks; Adam; with AVX-512, the matrix products' 512-bit inner loop and the transpose's tiles; with AVX, the reductions' folds |
 //! | [`model`] | the engine-neutral traits: what training, evaluation and sampling need |
 //! | [`autograd`], [`reference`](mod@reference) | the dynamic engine: the tape and the GPT on it |
 //! | [`parallel`] | the crew of worker threads the static engine's steps run on |
