@@ -66,9 +66,9 @@ pub trait Float:
         }
     }
     /// The sum of [`Float::LANES`] partial sums folded pairwise, halving (lane `i` with lane
-    /// `i + n/2`, then again, down to one: `crate::gpt::kernels`' order), in one register,
-    /// where the target has them (`crate::wide`, AVX): LLVM's version of the
-    /// portable fold reloads the lanes from memory, a stall when they were just stored.
+    /// `i + n/2`, then again, down to one: `crate::gpt::kernels`' order) in registers, where
+    /// the target has AVX (`crate::wide`): LLVM's version of the portable fold reloads the
+    /// lanes from memory, a stall when they were just stored.
     /// `None` elsewhere, and for any other number of lanes.
     #[inline(always)]
     fn sum_lanes(_a: &[Self]) -> Option<Self> {
