@@ -100,7 +100,7 @@ struct Nothing;
 
 impl Job for Nothing {
     type Local = ();
-    fn run(&self, _: &mut ()) {}
+    fn run(&self, _: &mut (), _: usize) {}
 }
 
 fn main() {

@@ -19,10 +19,11 @@ use std::thread::JoinHandle;
 use crate::error::{Error, Result};
 
 /// Work that a crew runs: every thread runs it with its own `Local` state (e.g. its
-/// activation buffers).
+/// activation buffers) and its party's number: 0 for the caller, `1..=workers` for the
+/// workers, the same thread the same number at every run.
 pub trait Job: Send + Sync + 'static {
     type Local: Send + 'static;
-    fn run(&self, local: &mut Self::Local);
+    fn run(&self, local: &mut Self::Local, party: usize);
 }
 
 /// A reusable barrier for a fixed number of parties that can also be shut down, which
@@ -136,7 +137,7 @@ impl<J: Job> Crew<J> {
             let shared = Arc::clone(&crew.shared);
             let spawned = std::thread::Builder::new()
                 .name(format!("microgpt-worker-{}", i + 1))
-                .spawn(move || work(&shared, local));
+                .spawn(move || work(&shared, local, i + 1));
             match spawned {
                 Ok(h) => crew.handles.push(h),
                 // dropping `crew` shuts down and joins the workers spawned so far
@@ -156,7 +157,7 @@ impl<J: Job> Crew<J> {
     pub fn run(&self, local: &mut J::Local) {
         let s = &*self.shared;
         s.gate.wait();
-        let panic = catch_unwind(AssertUnwindSafe(|| s.job.run(local))).err();
+        let panic = catch_unwind(AssertUnwindSafe(|| s.job.run(local, 0))).err();
         s.gate.wait();
         if let Some(p) = panic {
             resume_unwind(p);
@@ -168,9 +169,9 @@ impl<J: Job> Crew<J> {
 }
 
 /// A worker's life: wait for a run, do its share, repeat until shut down.
-fn work<J: Job>(s: &Shared<J>, mut local: J::Local) {
+fn work<J: Job>(s: &Shared<J>, mut local: J::Local, party: usize) {
     while s.gate.wait() {
-        if catch_unwind(AssertUnwindSafe(|| s.job.run(&mut local))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| s.job.run(&mut local, party))).is_err() {
             s.failed.store(true, Ordering::SeqCst);
         }
         if !s.gate.wait() {
@@ -186,6 +187,54 @@ impl<J: Job> Drop for Crew<J> {
             // a worker's panics are caught inside it, so join fails only if the thread was
             // killed some other way; there is nothing left to clean up then
             let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread::ThreadId;
+
+    /// Records which thread ran as which party, run by run.
+    struct Roll(Mutex<Vec<(usize, usize, ThreadId)>>);
+
+    impl Job for Roll {
+        type Local = usize; // the runs this thread has seen
+        fn run(&self, runs: &mut usize, party: usize) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((*runs, party, std::thread::current().id()));
+            *runs += 1;
+        }
+    }
+
+    #[test]
+    fn every_run_has_each_party_once_the_caller_as_0_and_the_same_thread_as_the_same_party() {
+        let job = Arc::new(Roll(Mutex::new(Vec::new())));
+        let crew = Crew::spawn(Arc::clone(&job), vec![0, 0, 0]).unwrap();
+        let mut runs = 0;
+        for _ in 0..20 {
+            crew.run(&mut runs);
+        }
+        drop(crew);
+        let roll = job.0.lock().unwrap();
+        assert_eq!(roll.len(), 4 * 20);
+        let caller = std::thread::current().id();
+        let mut thread_of = [None; 4];
+        for run in 0..20 {
+            let mut parties: Vec<usize> = roll.iter().filter(|r| r.0 == run).map(|r| r.1).collect();
+            parties.sort();
+            assert_eq!(parties, [0, 1, 2, 3], "run {run}");
+        }
+        for &(_, party, thread) in roll.iter() {
+            assert_eq!(party == 0, thread == caller, "party {party}");
+            assert_eq!(
+                *thread_of[party].get_or_insert(thread),
+                thread,
+                "party {party}"
+            );
         }
     }
 }

@@ -268,7 +268,7 @@ impl<
     fn run_on_threads(&mut self) {
         match &self.crew {
             Some(crew) if self.threads > 1 => crew.run(&mut self.caller_buffers),
-            _ => self.shared.run(&mut self.caller_buffers),
+            _ => self.shared.run(&mut self.caller_buffers, 0),
         }
     }
 

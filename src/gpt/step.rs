@@ -532,10 +532,9 @@ pub(super) struct Shared<
     /// a thread panicked during the step (see [`AbortOnPanic`])
     abort: AtomicBool,
     /// a split step's activations, one set per side (allocated with the crew; only the
-    /// residual stream's rows, or their gradient, are copied from one to the other), the next
-    /// side to claim and the number of segments done
+    /// residual stream's rows, or their gradient, are copied from one to the other), and the
+    /// number of segments done
     pub split_buffers: [Mutex<Option<Buffers<V, T, E, H, F, L, S>>>; 2],
-    split_role: AtomicUsize,
     split_stage: AtomicUsize,
     /// the step is one document split between two threads ([`Shared::prepare_split`]): an
     /// atomic rather than a field of the plan, so that the threads need not lock the plan
@@ -584,7 +583,6 @@ impl<
                 .collect(),
             abort: AtomicBool::new(false),
             split_buffers: [Mutex::new(None), Mutex::new(None)],
-            split_role: AtomicUsize::new(0),
             split_stage: AtomicUsize::new(0),
             split: AtomicBool::new(false),
         })
@@ -701,7 +699,6 @@ impl<
         debug_assert_eq!(batch.len(), 1);
         self.prepare(batch, true, adam, dropout, token_mean);
         self.split.store(true, Ordering::Relaxed);
-        self.split_role.store(0, Ordering::Relaxed);
         self.split_stage.store(0, Ordering::Relaxed);
     }
 
@@ -1120,10 +1117,12 @@ impl<
     type Local = Buffers<V, T, E, H, F, L, S>;
 
     /// The groups, then the parameter parts, each waiting only for what it needs.
-    fn run(&self, local: &mut Self::Local) {
+    fn run(&self, local: &mut Self::Local, party: usize) {
         let _abort = AbortOnPanic(&self.abort);
         if self.split.load(Ordering::Relaxed) {
-            match self.split_role.fetch_add(1, Ordering::Relaxed) {
+            // the same side on the same thread at every step, so that each side's weights,
+            // moments and gradients stay in its core's cache
+            match party {
                 0 => self.split_side(Side::Attention),
                 1 => self.split_side(Side::Mlp),
                 _ => {}
