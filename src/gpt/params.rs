@@ -262,9 +262,11 @@ impl<const I: usize, const O: usize, S: Float> Param<I, O, S> {
 }
 
 /// One Adam update of the first `rows` rows of `w` from `g`, and their columns of `wt = wᵀ`
-/// refreshed band by band right behind it, while the rows just updated are still in L1: the
-/// same values as the update of those rows and then a [`transpose`] (each parameter's update
-/// reads only its own values, so the order of the bands changes nothing).
+/// refreshed band by band one band behind it, while the rows just updated are still in L1
+/// (a band's transpose then reads rows whose divisions finished a band ago, instead of
+/// waiting for the last of them): the same values as the update of those rows and then a
+/// [`transpose`] (each parameter's update reads only its own values, so the order of the
+/// bands changes nothing).
 fn adam_transposed<const I: usize, const O: usize, S: Float>(
     w: &mut [[S; I]; O],  // (O, I)
     wt: &mut [[S; O]; I], // (I, O)
@@ -274,6 +276,7 @@ fn adam_transposed<const I: usize, const O: usize, S: Float>(
     rows: usize,          // ≤ O
     adam: &AdamStep,
 ) {
+    let mut behind = None;
     for o0 in (0..rows).step_by(TILE) {
         let band = o0..rows.min(o0 + TILE);
         adam.update_flushing(
@@ -282,7 +285,12 @@ fn adam_transposed<const I: usize, const O: usize, S: Float>(
             m[band.clone()].as_flattened_mut(),
             v[band].as_flattened_mut(),
         );
-        transpose_rows(wt, w, o0);
+        if let Some(b) = behind.replace(o0) {
+            transpose_rows(wt, w, b);
+        }
+    }
+    if let Some(b) = behind {
+        transpose_rows(wt, w, b);
     }
 }
 
