@@ -785,8 +785,21 @@ fn a_failed_periodic_save_is_a_warning_and_the_final_save_happens() {
     while !out.exists() && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    fs::remove_file(&out).unwrap();
-    fs::create_dir(&out).unwrap();
+    // the run saves every 50 steps, about every half millisecond, so a save can land between
+    // the removal and the `mkdir`: remove and retry until the directory is in place
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match fs::remove_file(&out) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{e}"),
+            _ => {}
+        }
+        match fs::create_dir(&out) {
+            Ok(()) => break,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AlreadyExists && Instant::now() < deadline => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
     std::thread::sleep(Duration::from_millis(300));
     fs::remove_dir(&out).unwrap();
     let sent = Command::new("kill")
